@@ -1,0 +1,111 @@
+"""Step 6 of the workflow, "save and reload": the one safe way this project loads weights.
+
+Every checkpoint or weights file is read here with `weights_only=True` (no pickled code runs), and
+each failure is one clear error naming the file.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+RUN_CONFIG_KEY = "run_config"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or weights file that cannot be used, with the reason."""
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a Lightning `.ckpt` as plain data; refuse anything that is not."""
+    path = Path(path)
+    if str(path).startswith(("http:", "https:")) or "://" in str(path):
+        raise CheckpointError(f"{path}: remote checkpoints are not loaded; download it first")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's own message suggests weights_only=False, i.e. running the file's code: we don't.
+        first_line = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: refused, it holds more than weights and plain data ({first_line})"
+        ) from None
+    except Exception as err:  # torch raises many types for a bad file (IndexError, EOFError, ...)
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not one): {err}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict' in it)")
+    return checkpoint
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of a `.ckpt` or a `.safetensors` file."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return load_checkpoint(path)["state_dict"]
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        return load_file(path)
+    except SafetensorError as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file: {err}") from None
+
+
+def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Load weights strictly; a mismatch names every missing, unexpected and mis-shaped key."""
+    expected = model.state_dict()
+    problems = []
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    if missing:
+        problems.append(f"missing: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected: {', '.join(unexpected)}")
+    misshaped = [
+        f"{key} {tuple(state_dict[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in sorted(set(expected) & set(state_dict))
+        if state_dict[key].shape != expected[key].shape
+    ]
+    if misshaped:
+        problems.append(f"mis-shaped: {'; '.join(misshaped)}")
+    if problems:
+        raise CheckpointError(
+            f"{source} does not fit {type(model).__name__}: " + " | ".join(problems)
+        )
+    model.load_state_dict(state_dict)
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]]:
+    """Rebuild the trained model from a checkpoint and return it with its run's config."""
+    from hydra.utils import instantiate
+
+    checkpoint = load_checkpoint(path)
+    run_config = checkpoint.get(RUN_CONFIG_KEY)
+    if not run_config:
+        raise CheckpointError(
+            f"{path}: has no '{RUN_CONFIG_KEY}' (it was not written by litplate's train.py), "
+            "so the model and data config are unknown"
+        )
+    model = instantiate(run_config["model"], _recursive_=False)
+    load_weights(model, checkpoint["state_dict"], path)
+    return model, run_config
+
+
+class StoreRunConfig(L.Callback):
+    """Keeps the run's resolved config inside every checkpoint, so eval/predict rebuild the run."""
+
+    def __init__(self, run_config: dict[str, Any]) -> None:
+        self.run_config = run_config
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[RUN_CONFIG_KEY] = self.run_config

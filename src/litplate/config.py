@@ -1,0 +1,33 @@
+"""Config helpers that must stay light: the entry scripts import this before torch is needed."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def register_resolvers() -> None:
+    """`${pid:}` makes run directories unique even for two runs started in the same second."""
+    # Cached, so every interpolation in one process sees the same value.
+    OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True, replace=True)
+
+
+def to_plain(config: Any) -> Any:
+    """A DictConfig/ListConfig as plain dicts and lists (resolved); anything else unchanged."""
+    if OmegaConf.is_config(config):
+        return OmegaConf.to_container(config, resolve=True)
+    return config
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every non-null `_target_` entry of a group such as `callbacks` or `logger`."""
+    from hydra.utils import instantiate
+
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node and "_target_" in node]
+
+
+register_resolvers()

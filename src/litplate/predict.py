@@ -1,0 +1,40 @@
+"""Step 3 of the workflow, "make predictions", with a saved checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from litplate.evaluate import rebuild
+from litplate.plotting import plot_predictions
+from litplate.train import build_trainer
+
+log = logging.getLogger(__name__)
+
+
+def predict_to_csv(cfg: DictConfig) -> Path:
+    """Predict the data module's predict split; write predictions.csv and predictions.png."""
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model, datamodule, _ = rebuild(cfg)
+    trainer = build_trainer(cfg)
+    predictions = torch.cat(trainer.predict(model, datamodule=datamodule))
+    X, y = datamodule.split(datamodule.hparams.predict_split)
+
+    path = output_dir / "predictions.csv"
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["input", "prediction", "target"])
+        for row in zip(X.squeeze(-1).tolist(), predictions.squeeze(-1).tolist(), y.squeeze(-1).tolist()):
+            writer.writerow(row)
+    os.replace(tmp, path)
+    train_X, train_y = datamodule.split("train")
+    plot_predictions(train_X, train_y, X, y, predictions, output_dir / "predictions.png")
+    log.info("%d predictions -> %s", len(predictions), path)
+    return path

@@ -1,0 +1,44 @@
+"""Shared fixtures: configs composed in-process, and one trained run reused by many tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import litplate.config  # noqa: F401  (registers the config resolvers)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "configs"
+
+
+def make_cfg(config_name: str, output_dir: Path, overrides: list[str] = ()) -> DictConfig:
+    """Compose a config as the script would, writing into `output_dir`."""
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name, overrides=[*overrides, f"paths.output_dir={output_dir}"])
+
+
+@pytest.fixture
+def cfg_factory(tmp_path: Path) -> Callable[..., DictConfig]:
+    def factory(config_name: str = "train", overrides: list[str] = (), name: str = "run"):
+        return make_cfg(config_name, tmp_path / name, list(overrides))
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def linear_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`train.py experiment=linear` once, in-process; tests read what it left behind."""
+    from litplate.train import train
+
+    run_dir = tmp_path_factory.mktemp("linear_run")
+    train(make_cfg("train", run_dir, ["experiment=linear", "callbacks.progress_bar=null"]))
+    return run_dir
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())

@@ -1,0 +1,72 @@
+"""The entry scripts as a user runs them: fresh processes, Hydra's run directories."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def run_script(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_train_eval_predict_scripts(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    result = run_script("train.py", "experiment=linear", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Run directory: {run_dir}" in result.stdout + result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert abs(metrics["weight"] - 0.7) < 0.01 and abs(metrics["bias"] - 0.3) < 0.01
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    result = run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/r2"] > 0.99
+
+    result = run_script("predict.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'pred'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len((tmp_path / "pred" / "predictions.csv").read_text().splitlines()) == 11
+
+
+@pytest.mark.parametrize("script", ["eval.py", "predict.py"])
+def test_missing_checkpoint_exits_non_zero_with_the_path(tmp_path: Path, script: str):
+    result = run_script(script, f"ckpt_path={tmp_path}/missing.ckpt", f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert f"checkpoint not found: {tmp_path}/missing.ckpt" in result.stderr
+    assert not list(tmp_path.glob("*.json")) and not list(tmp_path.glob("*.csv"))
+
+
+def test_invalid_data_argument_exits_non_zero_naming_it(tmp_path: Path):
+    result = run_script("train.py", "data.step=0", f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "step must be > 0, got step=0" in result.stderr
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_two_runs_started_together_get_their_own_directories(tmp_path: Path):
+    # The default run dir, under the launch directory's logs/; fast_dev_run keeps it short.
+    args = [sys.executable, str(ROOT / "scripts" / "train.py"), "debug=fdr"]
+    procs = [
+        subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-3000:]
+    runs = sorted((tmp_path / "logs" / "debug" / "train" / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert (run / "metrics.json").is_file()

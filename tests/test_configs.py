@@ -1,0 +1,82 @@
+"""Every config composes, and bad command lines fail with Hydra's own message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hydra.utils import instantiate
+
+from tests.conftest import CONFIG_DIR, ROOT
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+DEBUGS = sorted(p.stem for p in (CONFIG_DIR / "debug").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_instantiates(cfg_factory, experiment):
+    cfg = cfg_factory(overrides=[f"experiment={experiment}"])
+    assert cfg.task_name == "train"
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, _recursive_=False)
+    assert len(datamodule.split("train")[0]) > 0
+    assert model.configure_optimizers() is not None
+
+
+@pytest.mark.parametrize("debug", DEBUGS)
+def test_every_debug_preset_composes(cfg_factory, debug):
+    cfg = cfg_factory(overrides=[f"debug={debug}"])
+    assert cfg.paths.log_dir == "logs/debug"
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "gpu", "auto"])
+def test_trainer_presets(cfg_factory, trainer):
+    cfg = cfg_factory(overrides=[f"trainer={trainer}"])
+    assert cfg.trainer.accelerator == trainer
+
+
+@pytest.mark.parametrize("config_name", ["eval", "predict"])
+def test_eval_and_predict_configs_compose(cfg_factory, config_name):
+    cfg = cfg_factory(config_name, overrides=["ckpt_path=x.ckpt"])
+    assert cfg.task_name == config_name and cfg.ckpt_path == "x.ckpt"
+
+
+def test_seed_zero_is_kept(cfg_factory):
+    assert cfg_factory(overrides=["seed=0"]).seed == 0
+
+
+def test_early_stopping_is_off_by_default_and_available(cfg_factory):
+    assert cfg_factory().callbacks.early_stopping is None
+    cfg = cfg_factory(overrides=["callbacks=early_stopping"])
+    assert cfg.callbacks.early_stopping.monitor == "val/loss"
+    assert cfg.callbacks.model_checkpoint.save_last is True
+
+
+def _train_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "scripts/train.py", *args, "--cfg", "job"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_unknown_experiment_is_hydras_error():
+    result = _train_cli("experiment=does_not_exist")
+    assert result.returncode != 0
+    assert "Could not find 'experiment/does_not_exist'" in result.stderr
+
+
+def test_unknown_key_is_hydras_error():
+    result = _train_cli("no_such_key=1")
+    assert result.returncode != 0
+    assert "Could not override 'no_such_key'" in result.stderr
+
+
+def test_cfg_job_prints_the_experiment():
+    result = _train_cli("experiment=linear")
+    assert result.returncode == 0, result.stderr
+    assert "momentum: 0.9" in result.stdout
+    assert "CosineAnnealingLR" in result.stdout

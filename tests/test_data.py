@@ -1,0 +1,70 @@
+"""LinearDataModule: the course's data, its splits, and errors that name the argument."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from litplate.data import LinearDataModule
+
+
+def test_defaults_are_the_courses_data():
+    dm = LinearDataModule()
+    assert dm.X.shape == (50, 1)
+    torch.testing.assert_close(dm.X[:, 0], torch.arange(0, 1, 0.02))
+    torch.testing.assert_close(dm.y, 0.7 * dm.X + 0.3)
+
+
+def test_sequential_split_validates_on_the_test_points():
+    dm = LinearDataModule()
+    (train_X, _), (val_X, _), (test_X, _) = (dm.split(s) for s in ("train", "val", "test"))
+    assert (len(train_X), len(val_X), len(test_X)) == (40, 10, 10)
+    assert torch.equal(train_X, dm.X[:40]) and torch.equal(test_X, dm.X[40:])
+    assert torch.equal(val_X, test_X)
+
+
+def test_separate_val_split():
+    dm = LinearDataModule(train_fraction=0.6, val_fraction=0.2, test_fraction=0.2)
+    sizes = [len(dm.split(s)[0]) for s in ("train", "val", "test")]
+    assert sizes == [30, 10, 10]
+    assert torch.equal(dm.split("val")[0], dm.X[30:40])
+
+
+def test_loaders_default_to_full_batch_and_honour_batch_size():
+    assert next(iter(LinearDataModule().train_dataloader()))[0].shape == (40, 1)
+    loader = LinearDataModule(batch_size=8).train_dataloader()
+    assert [len(x) for x, _ in loader] == [8] * 5
+
+
+def test_noise_has_its_own_seed_and_leaves_the_global_rng_alone():
+    torch.manual_seed(0)
+    expected_next = torch.rand(1)
+    torch.manual_seed(0)
+    a = LinearDataModule(noise_std=0.1, noise_seed=3)
+    assert torch.equal(torch.rand(1), expected_next)
+    b = LinearDataModule(noise_std=0.1, noise_seed=3)
+    c = LinearDataModule(noise_std=0.1, noise_seed=4)
+    assert torch.equal(a.y, b.y) and not torch.equal(a.y, c.y)
+    assert not torch.equal(a.y, 0.7 * a.X + 0.3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "culprit"),
+    [
+        ({"step": 0}, "step"),
+        ({"step": -0.1}, "step"),
+        ({"start": 1.0, "end": 1.0}, "end"),
+        ({"train_fraction": 1.5}, "train_fraction"),
+        ({"val_fraction": -0.1}, "val_fraction"),
+        ({"test_fraction": 0}, "test_fraction"),
+        ({"train_fraction": 0.9, "test_fraction": 0.2}, "train_fraction + val_fraction + test_fraction"),
+        ({"step": 0.3}, "test_fraction"),
+        ({"val_fraction": 0.01, "train_fraction": 0.7}, "val_fraction"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"noise_std": -1}, "noise_std"),
+        ({"predict_split": "everything"}, "predict_split"),
+    ],
+)
+def test_invalid_arguments_name_the_culprit(kwargs, culprit):
+    with pytest.raises(ValueError, match=f"^{culprit.replace('+', '[+]')}"):
+        LinearDataModule(**kwargs)

@@ -1,0 +1,125 @@
+"""A training run's output contract, the course's numbers, save & reload, eval and predict."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from litplate.checkpoint import CheckpointError, load_checkpoint
+from litplate.data import LinearDataModule
+from litplate.evaluate import evaluate
+from litplate.models import LinearRegression
+from litplate.predict import predict_to_csv
+from litplate.train import predict, train
+from tests.conftest import read_metrics
+
+
+def test_linear_run_converges_and_writes_its_artefacts(linear_run: Path):
+    metrics = read_metrics(linear_run)
+    assert abs(metrics["weight"] - 0.7) < 0.01
+    assert abs(metrics["bias"] - 0.3) < 0.01
+    for key in ("test/loss", "test/mae", "test/mse", "test/r2"):
+        assert isinstance(metrics[key], float)
+    assert metrics["test/r2"] > 0.99
+    best = Path(metrics["best_checkpoint"])
+    assert best.is_file() and best.parent == linear_run / "checkpoints"
+    assert (linear_run / "checkpoints" / "last.ckpt").is_file()
+    assert (linear_run / "model.safetensors").is_file()
+    assert (linear_run / "predictions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tensorboard_holds_weight_bias_losses_and_the_figure(linear_run: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(linear_run / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    for tag in ("weight", "bias", "train/loss", "val/loss", "val/mae", "val/r2", "test/loss"):
+        assert tag in scalars
+    weights = [e.value for e in events.Scalars("weight")]
+    assert len(weights) == 300  # one per epoch
+    assert abs(weights[-1] - 0.7) < 0.01
+    assert "predictions" in events.Tags()["images"]
+
+
+def test_every_checkpoint_loads_with_weights_only(linear_run: Path):
+    checkpoints = sorted((linear_run / "checkpoints").glob("*.ckpt"))
+    assert len(checkpoints) == 2
+    for path in checkpoints:
+        checkpoint = torch.load(path, weights_only=True)
+        assert set(checkpoint["state_dict"]) == {"weights", "bias"}
+        assert checkpoint["run_config"]["model"]["optimizer"]["momentum"] == 0.9
+
+
+def test_reloaded_model_predicts_bit_identically(linear_run: Path):
+    X = LinearDataModule().split("test")[0]
+    trained = LinearRegression()
+    trained.load_state_dict(load_file(linear_run / "model.safetensors"))
+    y_preds = predict(trained, X)
+    assert abs(trained.weights.item() - read_metrics(linear_run)["weight"]) == 0
+
+    from_safetensors = LinearRegression()
+    from_safetensors.load_state_dict(load_file(linear_run / "model.safetensors"))
+    best = read_metrics(linear_run)["best_checkpoint"]
+    from_checkpoint = LinearRegression()
+    from_checkpoint.load_state_dict(load_checkpoint(best)["state_dict"])
+    for loaded_model in (from_safetensors, from_checkpoint):
+        loaded_model_preds = predict(loaded_model, X)
+        assert torch.equal(y_preds, loaded_model_preds)
+
+
+def test_tutorial_reproduces_the_course(cfg_factory):
+    cfg = cfg_factory(overrides=["experiment=linear_tutorial", "callbacks.progress_bar=null"])
+    metrics = train(cfg)
+    assert round(metrics["weight"], 4) == 0.5784
+    assert round(metrics["bias"], 4) == 0.3513
+    assert round(metrics["test/mae"], 4) == 0.0569
+    assert read_metrics(Path(cfg.paths.output_dir)) == pytest.approx(metrics)
+
+
+def test_eval_on_a_trained_checkpoint(linear_run: Path, cfg_factory):
+    cfg = cfg_factory("eval", [f"ckpt_path={linear_run}/checkpoints/last.ckpt"], name="eval")
+    metrics = evaluate(cfg)
+    written = read_metrics(Path(cfg.paths.output_dir))
+    assert written == metrics
+    last = load_checkpoint(linear_run / "checkpoints" / "last.ckpt")["state_dict"]
+    assert metrics["weight"] == last["weights"].item()
+    assert metrics["test/r2"] > 0.99 and metrics["test/loss"] < 0.01
+
+
+def test_eval_data_can_be_changed(linear_run: Path, cfg_factory):
+    overrides = [f"ckpt_path={linear_run}/checkpoints/last.ckpt", "+data.bias=0.5"]
+    metrics = evaluate(cfg_factory("eval", overrides, name="eval_shifted"))
+    assert metrics["test/mae"] == pytest.approx(0.2, abs=0.01)
+
+
+def test_predict_writes_csv_and_plot(linear_run: Path, cfg_factory):
+    cfg = cfg_factory("predict", [f"ckpt_path={linear_run}/checkpoints/last.ckpt"], name="pred")
+    path = predict_to_csv(cfg)
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 10
+    assert float(rows[0]["input"]) == pytest.approx(0.8)
+    for row in rows:
+        assert float(row["prediction"]) == pytest.approx(0.7 * float(row["input"]) + 0.3, abs=0.01)
+    assert (path.parent / "predictions.png").is_file()
+
+
+@pytest.mark.parametrize("config_name", ["eval", "predict"])
+def test_missing_checkpoint_is_a_clear_error(cfg_factory, config_name, tmp_path):
+    cfg = cfg_factory(config_name, [f"ckpt_path={tmp_path}/nope.ckpt"])
+    run = evaluate if config_name == "eval" else predict_to_csv
+    with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.ckpt"):
+        run(cfg)
+    assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
+
+
+def test_garbage_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "garbage.ckpt"
+    path.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint") as info:
+        load_checkpoint(path)
+    assert "weights_only=False" not in str(info.value)
