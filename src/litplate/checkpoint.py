@@ -6,12 +6,14 @@ each failure is one clear error naming the file.
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 RUN_CONFIG_KEY = "run_config"
@@ -23,9 +25,9 @@ class CheckpointError(ValueError):
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a Lightning `.ckpt` as plain data; refuse anything that is not."""
-    path = Path(path)
-    if str(path).startswith(("http:", "https:")) or "://" in str(path):
+    if "://" in str(path):  # Path() would turn "s3://b/x" into "s3:/b/x"
         raise CheckpointError(f"{path}: remote checkpoints are not loaded; download it first")
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -109,3 +111,36 @@ class StoreRunConfig(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint[RUN_CONFIG_KEY] = self.run_config
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint file I/O, made atomic and safe.
+
+    Saving: Lightning stages the file through fsspec in $TMPDIR and then moves it, which is a copy
+    when $TMPDIR is another filesystem, so a kill mid-copy left a truncated checkpoint. Here the
+    file is written next to its destination, fsynced and renamed over it: a reader sees the old
+    file or the new one, never a part. Loading (e.g. resuming a fit) goes through
+    `load_checkpoint`, so it is weights_only too.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return load_checkpoint(path)

@@ -11,12 +11,14 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from litplate.checkpoint import StoreRunConfig, load_checkpoint, load_weights
 from litplate.config import instantiate_group, to_plain
 from litplate.export import save_weights, to_float, write_json
 from litplate.plotting import plot_predictions
+from litplate.validation import validate
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ warnings.filterwarnings(
 # `import lightning` adds its own console handler on top of the root one Hydra configures, which
 # printed every Lightning message twice; Hydra's handlers already show and file them.
 logging.getLogger("lightning").handlers.clear()
+
+
+class RunInterrupted(RuntimeError):
+    """The run was stopped (SIGTERM) before it finished; it can be resumed from last.ckpt."""
 
 
 class _DropAdverts(logging.Filter):
@@ -57,6 +63,9 @@ def predict(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the model, test the best checkpoint, write the run's artefacts; return metrics.json."""
+    validate(cfg)
+    if cfg.get("ckpt_path"):
+        load_checkpoint(cfg.ckpt_path)  # a missing or unsafe checkpoint fails here, not silently
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     log.info("Run directory: %s", output_dir.resolve())
@@ -69,7 +78,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, callbacks=[StoreRunConfig(to_plain(cfg))])
 
     # 3. Fit: Lightning runs the training loop (and the test loop every epoch as validation).
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except SIGTERMException:
+        # Lightning stops after the current batch and would exit with code 0. Mid-epoch
+        # checkpoints are not written (they could not be resumed exactly): last.ckpt holds the
+        # end of the last finished epoch.
+        last = getattr(trainer.checkpoint_callback, "last_model_path", "")
+        raise RunInterrupted(
+            f"SIGTERM received during epoch {trainer.current_epoch}; "
+            + (
+                f"resume from the end of the last finished epoch with ckpt_path={last}"
+                if last
+                else "no epoch had finished, so there is no checkpoint to resume from"
+            )
+        ) from None
     fit_metrics = {key: to_float(value) for key, value in trainer.callback_metrics.items()}
 
     # 4. Evaluate the chosen checkpoint, loaded through the safe path.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -37,6 +39,10 @@ class LinearDataModule(L.LightningDataModule):
         predict_split: str = "test",
     ) -> None:
         super().__init__()
+        numbers = {"start": start, "end": end, "step": step, "weight": weight, "bias": bias}
+        for name, value in numbers.items():
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {name}={value}")
         if step <= 0:
             raise ValueError(f"step must be > 0, got step={step}")
         if end <= start:

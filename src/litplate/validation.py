@@ -1,0 +1,69 @@
+"""Checks of the config at start-up, so a typo fails before any training with the key named.
+
+Hydra already refuses unknown groups and keys; these rules add types and ranges for the values a
+user most often types by hand. Add a rule for each key of your own that has a valid range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+_ABSENT = object()
+
+
+class ConfigError(ValueError):
+    """One or more config values are of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: type  # int or float (an int is accepted for a float; a bool is neither) or str
+    check: Callable[[Any], bool]
+    expected: str
+    nullable: bool = False
+
+
+def _number(kind: type, value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if kind is int else isinstance(value, kind | int)
+
+
+RULES: dict[str, Rule] = {
+    "seed": Rule(int, lambda v: True, "an integer (or null)", nullable=True),
+    "test_ckpt": Rule(str, lambda v: v in ("best", "last"), "'best' or 'last'"),
+    "trainer.max_epochs": Rule(int, lambda v: v >= 1 or v == -1, "an integer >= 1 (-1: no limit)"),
+    "trainer.min_epochs": Rule(int, lambda v: v >= 0, "an integer >= 0", nullable=True),
+    "model.optimizer.lr": Rule(float, lambda v: v > 0, "a number > 0"),
+    "model.optimizer.weight_decay": Rule(float, lambda v: v >= 0, "a number >= 0"),
+    "model.optimizer.momentum": Rule(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "data.batch_size": Rule(int, lambda v: v >= 1, "an integer >= 1 (or null: full batch)", True),
+    "data.train_fraction": Rule(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "data.val_fraction": Rule(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "data.test_fraction": Rule(float, lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "data.noise_std": Rule(float, lambda v: v >= 0, "a number >= 0"),
+}
+
+
+def validate(cfg: DictConfig, rules: dict[str, Rule] = RULES) -> None:
+    """Raise one ConfigError listing every value that breaks a rule (absent keys are skipped)."""
+    problems = []
+    for key, rule in rules.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT or (value is None and rule.nullable):
+            continue
+        ok_type = isinstance(value, str) if rule.kind is str else _number(rule.kind, value)
+        if not ok_type or not rule.check(value):
+            problems.append(f"{key}={value!r}: expected {rule.expected}")
+    fractions = [OmegaConf.select(cfg, f"data.{s}_fraction") for s in ("train", "val", "test")]
+    if not problems and all(_number(float, f) for f in fractions) and sum(fractions) > 1 + 1e-9:
+        problems.append(
+            "data.train_fraction + data.val_fraction + data.test_fraction = "
+            f"{sum(fractions):g}: expected a sum <= 1"
+        )
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

@@ -1,0 +1,242 @@
+"""Failure modes: crashes and SIGTERM resume exactly, saves are atomic, NaN stops, loads are safe."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import InstantiationException
+
+from litplate.callbacks import NonFiniteLossError
+from litplate.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from litplate.train import train
+from litplate.validation import ConfigError
+from tests.conftest import ROOT, read_metrics
+
+TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
+LONG_RUN = ["experiment=linear", "trainer.max_epochs=1500", "callbacks.progress_bar=null"]
+
+
+def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*TRAIN, *LONG_RUN, f"hydra.run.dir={run_dir}", *extra],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_epochs(run_dir: Path, proc: subprocess.Popen, epochs: int) -> None:
+    """Until last.ckpt holds at least `epochs` finished epochs (the run is still going)."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if last.exists() and load_checkpoint(last)["epoch"] >= epochs:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"run never reached {epochs} epochs (exit code {proc.poll()})")
+
+
+def _same_result(a: Path, b: Path) -> None:
+    ma, mb = read_metrics(a), read_metrics(b)
+    for key in ("best_checkpoint", "tested_checkpoint"):
+        assert Path(ma.pop(key)).name == Path(mb.pop(key)).name
+    assert ma == mb  # weight, bias and every metric, bit for bit
+    wa = load_checkpoint(a / "checkpoints" / "last.ckpt")["state_dict"]
+    wb = load_checkpoint(b / "checkpoints" / "last.ckpt")["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("straight")
+    proc = _start(run_dir)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_bit_identically(tmp_path: Path, straight_run: Path, sig: int):
+    proc = _start(tmp_path)
+    _wait_for_epochs(tmp_path, proc, 200)
+    proc.send_signal(sig)
+    code = proc.wait(timeout=120)
+    stderr = proc.stderr.read()
+    assert code != 0
+    assert not (tmp_path / "metrics.json").exists()
+    if sig == signal.SIGTERM:
+        assert f"ckpt_path={tmp_path}/checkpoints/last.ckpt" in stderr
+    epoch = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["epoch"]
+    assert 200 <= epoch < 1499
+
+    resumed = _start(tmp_path, f"ckpt_path={tmp_path}/checkpoints/last.ckpt")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-3000:]
+    _same_result(straight_run, tmp_path)
+
+
+KILLER = """
+import sys, torch
+from litplate.checkpoint import SafeCheckpointIO
+io, path = SafeCheckpointIO(), sys.argv[1]
+for i in range(10_000):
+    io.save_checkpoint({"state_dict": {"w": torch.full((4_000_000,), float(i))}, "i": i}, path)
+    print(i, flush=True)
+"""
+
+
+def test_a_kill_during_save_never_leaves_a_corrupt_checkpoint(tmp_path: Path):
+    path = tmp_path / "last.ckpt"
+    env = {**os.environ, "TMPDIR": "/dev/shm" if Path("/dev/shm").is_dir() else str(tmp_path)}
+    for trial in range(10):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLER, str(path)], stdout=subprocess.PIPE, text=True, env=env
+        )
+        # Wait until at least one save finished, then kill at a moment that varies per trial.
+        proc.stdout.readline()
+        time.sleep(0.01 + 0.023 * trial)
+        proc.kill()
+        proc.wait()
+        checkpoint = load_checkpoint(path)  # raises CheckpointError on a truncated file
+        i = checkpoint["i"]
+        assert torch.equal(checkpoint["state_dict"]["w"], torch.full((4_000_000,), float(i)))
+    assert not [p for p in tmp_path.iterdir() if p.name == "last.ckpt" and p.stat().st_size == 0]
+
+
+def test_non_finite_loss_stops_with_epoch_and_step(cfg_factory):
+    cfg = cfg_factory(
+        overrides=[
+            "experiment=linear",
+            "model.loss._target_=torch.nn.MSELoss",
+            "model.optimizer.lr=1e6",
+            "callbacks.progress_bar=null",
+        ]
+    )
+    with pytest.raises(NonFiniteLossError, match=r"at epoch \d+, step \d+ .*learning rate") as info:
+        train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert not (run_dir / "metrics.json").exists()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert str(last) in str(info.value)
+    weights = load_checkpoint(last)["state_dict"]
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_nan_in_the_data_is_refused_naming_the_argument(cfg_factory):
+    # Hydra wraps the data module's ValueError, keeping its message and adding the config key.
+    with pytest.raises(InstantiationException, match="bias must be a finite number, got bias=nan"):
+        train(cfg_factory(overrides=["data.bias=nan"]))
+
+
+class _Payload:
+    """Pickles into a call that creates a file: proof of code execution if it ever runs."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.fixture
+def malicious_checkpoint(linear_run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    checkpoint = load_checkpoint(linear_run / "checkpoints" / "last.ckpt")
+    marker = tmp_path / "payload_ran"
+    checkpoint["evil"] = _Payload(marker)
+    path = tmp_path / "malicious.ckpt"
+    torch.save(checkpoint, path)
+    assert not marker.exists()
+    return path, marker
+
+
+def test_malicious_checkpoint_is_refused_and_never_runs(malicious_checkpoint, cfg_factory):
+    path, marker = malicious_checkpoint
+    with pytest.raises(CheckpointError, match="refused") as info:
+        load_checkpoint(path)
+    assert "weights_only=False" not in str(info.value)
+    with pytest.raises(CheckpointError, match="refused"):
+        model_from_checkpoint(path)
+    with pytest.raises(CheckpointError, match="refused"):
+        train(cfg_factory(overrides=["experiment=linear", f"ckpt_path={path}"]))
+    result = subprocess.run(
+        [sys.executable, "scripts/eval.py", f"ckpt_path={path}", f"hydra.run.dir={path.parent}/e"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "refused" in result.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("url", ["https://example.com/model.ckpt", "s3://bucket/model.ckpt"])
+def test_remote_checkpoints_are_refused(url):
+    with pytest.raises(CheckpointError, match="remote checkpoints are not loaded"):
+        load_checkpoint(url)
+
+
+def test_truncated_checkpoint_is_a_clear_error(linear_run: Path, tmp_path: Path):
+    data = (linear_run / "checkpoints" / "last.ckpt").read_bytes()
+    path = tmp_path / "truncated.ckpt"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint") as info:
+        load_checkpoint(path)
+    assert "weights_only=False" not in str(info.value)
+
+
+def test_resuming_from_a_missing_checkpoint_fails_before_training(cfg_factory, tmp_path):
+    cfg = cfg_factory(overrides=[f"ckpt_path={tmp_path}/checkpoints/last.ckpt"])
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        train(cfg)
+    assert not Path(cfg.paths.output_dir).exists()
+
+
+def test_checkpoint_of_another_model_names_the_keys(linear_run: Path, tmp_path: Path):
+    checkpoint = load_checkpoint(linear_run / "checkpoints" / "last.ckpt")
+    checkpoint["state_dict"] = {"weights": torch.zeros(3), "layer.weight": torch.zeros(1)}
+    path = tmp_path / "other.ckpt"
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError) as info:
+        model_from_checkpoint(path)
+    message = str(info.value)
+    assert "missing: bias" in message
+    assert "unexpected: layer.weight" in message
+    assert "mis-shaped: weights (3,) vs model (1,)" in message
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs='abc': expected an integer >= 1"),
+        ("model.optimizer.lr=-0.1", "model.optimizer.lr=-0.1: expected a number > 0"),
+        ("data.test_fraction=0.3", "data.train_fraction + data.val_fraction + data.test_fraction"),
+        ("seed=abc", "seed='abc': expected an integer"),
+        ("test_ckpt=first", "test_ckpt='first': expected 'best' or 'last'"),
+    ],
+)
+def test_invalid_config_values_fail_before_training(cfg_factory, override, message):
+    cfg = cfg_factory(overrides=[override])
+    with pytest.raises(ConfigError, match=message.replace("+", r"\+").replace("(", r"\(")):
+        train(cfg)
+    assert not Path(cfg.paths.output_dir).exists()
+
+
+def test_invalid_config_on_the_command_line_exits_non_zero(tmp_path: Path):
+    result = subprocess.run(
+        [*TRAIN, "trainer.max_epochs=abc", f"hydra.run.dir={tmp_path}/run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "trainer.max_epochs='abc': expected an integer >= 1" in result.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()
