@@ -1,0 +1,143 @@
+"""In-memory data: splits by fraction, and batches gathered by index tensors.
+
+A DataLoader over a TensorDataset calls __getitem__ once per sample and collates the results:
+Python work per sample. Here the sampler yields one tensor of indices per batch and the dataset
+gathers the whole batch with one indexing operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+SPLITS = ("train", "val", "test")
+PREDICT_SPLITS = (*SPLITS, "all")
+
+
+class IndexedTensors(Dataset):
+    """Tensors indexed by a whole batch of indices at once."""
+
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(tensor[indices] for tensor in self.tensors)
+
+
+class BatchIndexSampler(Sampler[torch.Tensor]):
+    """Index tensors, one per batch; shuffled by a generator seeded with `seed + epoch`.
+
+    The order of an epoch depends only on (seed, epoch), never on the global RNG or on how many
+    epochs this process has run, so a run resumed at epoch e sees the batches it would have seen.
+    """
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool = False, seed: int = 0) -> None:
+        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every training epoch."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            order = torch.arange(self.size)
+        yield from order.split(self.batch_size)
+
+    def __len__(self) -> int:
+        return -(-self.size // self.batch_size)
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Base for data held in memory as (X, y): subclasses make the tensors and call `set_data`.
+
+    The split is sequential: the first `train_fraction` of the rows train, the next `val_fraction`
+    validate and the last `test_fraction` test. With `val_fraction=0` the test rows are also the
+    validation rows, as the course evaluates on the test set every epoch.
+    """
+
+    def __init__(
+        self,
+        train_fraction: float = 0.8,
+        val_fraction: float = 0.0,
+        test_fraction: float = 0.2,
+        batch_size: int | None = None,
+        shuffle: bool = False,
+        shuffle_seed: int | None = 0,
+        predict_split: str = "test",
+    ) -> None:
+        super().__init__()
+        self.fractions = {
+            "train_fraction": train_fraction,
+            "val_fraction": val_fraction,
+            "test_fraction": test_fraction,
+        }
+        for name, value in self.fractions.items():
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be between 0 and 1, got {name}={value}")
+        for name in ("train_fraction", "test_fraction"):
+            if self.fractions[name] == 0:
+                raise ValueError(f"{name} must be > 0, got {name}=0")
+        if sum(self.fractions.values()) > 1 + 1e-9:
+            raise ValueError(
+                "train_fraction + val_fraction + test_fraction must be <= 1, got "
+                f"{train_fraction} + {val_fraction} + {test_fraction} = {sum(self.fractions.values())}"
+            )
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or null (full batch), got {batch_size}")
+        if predict_split not in PREDICT_SPLITS:
+            raise ValueError(f"predict_split must be one of {PREDICT_SPLITS}, got {predict_split!r}")
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.shuffle_seed = shuffle_seed or 0
+        self.predict_split = predict_split
+
+    def set_data(self, X: torch.Tensor, y: torch.Tensor, what: str = "points") -> None:
+        """Keep (X, y) and cut the splits; too small a split is a ValueError naming its fraction."""
+        self.X, self.y = X, y
+        n = len(X)
+        # The epsilon keeps e.g. 0.29 * 100 = 28.999999999999996 from losing a row.
+        n_train, n_val, n_test = (int(f * n + 1e-9) for f in self.fractions.values())
+        for (name, fraction), count in zip(self.fractions.items(), (n_train, n_val, n_test)):
+            # R² and the loss need at least two rows in every split that is used.
+            if fraction > 0 and count < 2:
+                raise ValueError(
+                    f"{name}={fraction} of {n} {what} gives {count}; a split needs at least 2"
+                )
+        self.splits = {
+            "train": slice(0, n_train),
+            "val": slice(n_train, n_train + n_val) if n_val else slice(n - n_test, n),
+            "test": slice(n - n_test, n),
+            "all": slice(0, n),
+        }
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (X, y) tensors of a split: train, val, test or all."""
+        part = self.splits[name]
+        return self.X[part], self.y[part]
+
+    def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
+        X, y = self.split(name)
+        sampler = BatchIndexSampler(len(X), self.batch_size or len(X), shuffle, self.shuffle_seed)
+        # batch_size=None: each index tensor from the sampler is one whole batch.
+        return DataLoader(IndexedTensors(X, y), sampler=sampler, batch_size=None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=self.shuffle)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_split)
