@@ -1,0 +1,53 @@
+"""Rename the package `litplate` to the chosen name everywhere in the generated project."""
+
+import re
+from pathlib import Path
+
+OLD = "litplate"
+NAME = "{{ cookiecutter.project_name }}".strip()
+SLUG = "{{ cookiecutter.project_slug }}"
+PACKAGE = "{{ cookiecutter.package_name }}"
+AUTHOR = "{{ cookiecutter.author }}"
+DESCRIPTION = "{{ cookiecutter.description }}"
+PYTHON = "{{ cookiecutter.python_version }}"
+
+
+def rename_paths(root: Path) -> None:
+    # Deepest first, so renaming a directory never invalidates a path still to visit.
+    for path in sorted(root.rglob(f"*{OLD}*"), key=lambda p: len(p.parts), reverse=True):
+        path.rename(path.with_name(path.name.replace(OLD, PACKAGE)))
+
+
+def rewrite(path: Path, text: str) -> str:
+    if path.name == "pyproject.toml":
+        text = re.sub(r'(?m)^name = ".*"$', f'name = "{SLUG}"', text, count=1)
+        text = re.sub(r'(?m)^description = ".*"$', f"description = {DESCRIPTION!r}", text, count=1)
+        # (no f-string with doubled braces here: cookiecutter renders hooks with Jinja)
+        authors = "authors = [" + "{ name = " + repr(AUTHOR) + " }]"
+        text = re.sub(r"(?m)^authors = \[.*\]$", authors, text, count=1)
+        text = re.sub(r'requires-python = ">=[0-9.]+"', f'requires-python = ">={PYTHON}"', text)
+    if path.name == "README.md":
+        text = re.sub(r"\A# .*", f"# {NAME}\n\n{DESCRIPTION}", text, count=1)
+    if path.suffix in (".yml", ".yaml") and ".github" in path.parts:
+        text = re.sub(r'python-version: "[0-9.]+"', f'python-version: "{PYTHON}"', text)
+    return text.replace(OLD, PACKAGE).replace(OLD.upper(), PACKAGE.upper())
+
+
+def main() -> None:
+    root = Path.cwd()
+    rename_paths(root)
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # binary files (images) keep their bytes
+        new = rewrite(path, text)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+    print(f"Created {SLUG}/ with package {PACKAGE}. Next: cd {SLUG} && make train")
+
+
+if __name__ == "__main__":
+    main()
