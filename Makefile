@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup train test test-fast tensorboard clean
+.PHONY: setup train test test-fast lint format tensorboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ test: setup  ## every test, the slow ones included (what CI runs)
 
 test-fast: setup  ## the default selection (about a minute)
 	$(BIN)/python -m pytest
+
+lint: setup  ## ruff: lint and formatting check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup  ## ruff: fix what it can and format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 tensorboard: setup  ## every run's curves, weight/bias, figures
 	$(BIN)/tensorboard --logdir logs

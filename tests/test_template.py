@@ -106,7 +106,7 @@ def test_generated_project_trains_and_passes_its_tests(baked: Path, tmp_path: Pa
     ).stdout.strip()
     Path(purelib, "parent_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(baked)],
+        [python, "-m", "pip", "install", "-q", "--no-deps", "-e", str(baked)],
         check=True, capture_output=True,
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
