@@ -264,3 +264,25 @@ def test_a_built_wheel_ships_the_plugin_in_the_hydra_plugins_namespace(tmp_path:
     names = zipfile.ZipFile(wheel).namelist()
     assert "hydra_plugins/litplate_optuna_sweeper/optuna_sweeper.py" in names
     assert "hydra_plugins/__init__.py" not in names  # a namespace shared with other plugins
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_a_failed_trial(tmp_path: Path):
+    import optuna
+
+    sweep_dir = tmp_path / "sweep"
+    result = train_multirun(
+        "hydra/sweeper=litplate_optuna", "data.step=choice(0, 0.02)", "trainer.max_epochs=3",
+        "hydra.sweeper.n_trials=4", "hydra.sweeper.seed=0", f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="litplate", storage=f"sqlite:///{sweep_dir}/optuna.db")
+    states = {trial.params["data.step"]: set() for trial in study.trials}
+    for trial in study.trials:
+        states[trial.params["data.step"]].add(trial.state)
+    assert states == {0: {optuna.trial.TrialState.FAIL}, 0.02: {optuna.trial.TrialState.COMPLETE}}
+    best = yaml.safe_load((sweep_dir / "best_params.yaml").read_text())
+    assert best["best_params"] == {"data.step": 0.02} and best["failed"] >= 1
+    for row in read_summary(sweep_dir):
+        failed = row["overrides"].endswith("data.step=0")  # the trial's params come last
+        assert row["status"] == ("failed" if failed else "completed")
