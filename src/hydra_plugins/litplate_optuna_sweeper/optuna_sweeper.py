@@ -128,7 +128,7 @@ class LitplateOptunaSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
-        study = self._load_study(optuna)
+        study = self._load_study()
         log.info(
             "Study %r (%s): %d earlier trials, %d more; search space: %s",
             self.study_name,
@@ -153,7 +153,9 @@ class LitplateOptunaSweeper(Sweeper):
                     study.tell(trial, value)
         return self._report_best(study, sweep_dir)
 
-    def _load_study(self, optuna: Any) -> Any:
+    def _load_study(self) -> Any:
+        import optuna
+
         if self.storage:
             _make_sqlite_dir(self.storage)
         study = optuna.create_study(
