@@ -21,6 +21,29 @@ def to_plain(config: Any) -> Any:
     return config
 
 
+def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """A run's hyper-parameters as one flat dict, for TensorBoard's HParams view.
+
+    The seed, `trainer/max_epochs` and every key of `model` and `data`; a `_target_` becomes the
+    class name under its node's own key, e.g. `model/optimizer: Adam`, `model/optimizer/lr: 0.01`.
+    """
+    params = {"seed": cfg.get("seed"), "trainer/max_epochs": cfg.trainer.get("max_epochs")}
+    for section in ("model", "data"):
+        _flatten(to_plain(cfg.get(section)), section, params)
+    return params
+
+
+def _flatten(node: Any, name: str, out: dict[str, Any]) -> None:
+    if not isinstance(node, dict):
+        out[name] = node
+        return
+    for key, value in node.items():
+        if key == "_target_":
+            out[name] = str(value).rsplit(".", 1)[-1]
+        elif not key.startswith("_"):
+            _flatten(value, f"{name}/{key}", out)
+
+
 def instantiate_group(group: DictConfig | None) -> list[Any]:
     """Instantiate every non-null `_target_` entry of a group such as `callbacks` or `logger`."""
     from hydra.utils import instantiate

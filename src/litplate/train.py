@@ -15,7 +15,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from litplate.checkpoint import StoreRunConfig, load_checkpoint, load_weights
-from litplate.config import instantiate_group, to_plain
+from litplate.config import flat_hparams, instantiate_group, to_plain
 from litplate.export import save_weights, to_float, write_json
 from litplate.plotting import plot_predictions
 from litplate.validation import validate
@@ -118,6 +118,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         else None,
         "tested_checkpoint": str(tested) if tested else None,
     }
+    _log_hparams(trainer, cfg, metrics)
     write_json(metrics, output_dir / "metrics.json")
     log.info(
         "weight=%.4f bias=%.4f test/loss=%.4f -> %s",
@@ -149,6 +150,20 @@ def _checkpoint_to_test(trainer: L.Trainer, which: str) -> Path | None:
         return None
     path = callback.best_model_path if which == "best" else callback.last_model_path
     return Path(path) if path else None
+
+
+def _log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
+    """The hyper-parameters with the final metrics (`hp/<metric>`) for TensorBoard's HParams."""
+    final = {
+        f"hp/{name}": value
+        for name, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "seed"
+    }
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(flat_hparams(cfg), final)
+            # fit and test have closed the event file: flush what was written since.
+            logger.finalize("success")
 
 
 def _plot(

@@ -1,0 +1,183 @@
+"""Step 5 of the workflow, "improve through experimentation": what a sweep (`-m`) leaves behind.
+
+- `run_task` lets the other jobs of a sweep go on when one fails: the failure is logged and
+  recorded as `failure.json` in that job's directory. A single run still raises (exit code 1).
+- `SweepSummary`, a Hydra callback (configs/hydra/default.yaml), writes `summary.csv` into the
+  sweep directory when the sweep ends, one row per job, and prints it sorted by the optimized
+  metric.
+
+It reads what the jobs wrote (`.hydra/hydra.yaml`, `metrics.json`, `failure.json`) instead of
+collecting results in memory, so it works with any launcher, including ones that run jobs in other
+processes or on other machines. Kept free of torch so that every run can load it cheaply.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+FAILURE_FILE = "failure.json"
+METRICS_FILE = "metrics.json"
+SUMMARY_FILE = "summary.csv"
+
+
+def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """`task(cfg)`; in a multirun, a failure is recorded instead of ending the sweep.
+
+    Hydra's basic sweeper stops at the first failed job and never calls the callbacks' end of the
+    sweep, so a failed job of a multirun logs its traceback, writes `failure.json` into its
+    directory and returns NaN (which the Optuna sweeper records as a failed trial).
+    """
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return task(cfg)
+    try:
+        return task(cfg)
+    except Exception as error:
+        log.exception("Job failed; the sweep goes on")
+        failure = {"error": describe_error(error), "traceback": traceback.format_exc()}
+        path = Path(HydraConfig.get().runtime.output_dir) / FAILURE_FILE
+        path.write_text(json.dumps(failure, indent=2) + "\n")
+        return math.nan
+
+
+def describe_error(error: BaseException) -> str:
+    """`Type: message` of the root cause (Hydra wraps errors raised while instantiating)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+class SweepSummary(Callback):
+    """After a multirun: `summary.csv` in the sweep dir, and the same rows as a table.
+
+    `sort_by` is a metrics.json key (default: the config's `optimized_metric`), best first by
+    `mode` (min or max); failed jobs come last.
+    """
+
+    def __init__(self, sort_by: str | None = None, mode: str = "min") -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.sort_by = sort_by
+        self.mode = mode
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = summarize(sweep_dir, self.sort_by, self.mode)
+        if not rows:
+            log.warning("No job directories under %s: no %s written", sweep_dir, SUMMARY_FILE)
+            return
+        path = write_summary(rows, sweep_dir / SUMMARY_FILE, self.sort_by)
+        print_summary(rows, self.sort_by, title=f"Sweep summary: {path}")
+        failed = [row for row in rows if row["status"] == "failed"]
+        if failed:
+            log.warning(
+                "%d of %d jobs failed: %s",
+                len(failed),
+                len(rows),
+                "; ".join(f"#{row['job']} {row['error']}" for row in failed),
+            )
+
+
+def summarize(sweep_dir: Path, sort_by: str | None = None, mode: str = "min") -> list[dict]:
+    """One row per job directory under `sweep_dir`, best first by `sort_by`, failed jobs last."""
+    job_dirs = [hydra_yaml.parent.parent for hydra_yaml in sweep_dir.rglob(".hydra/hydra.yaml")]
+    rows = [_job_row(job_dir, sweep_dir) for job_dir in job_dirs]
+    sign = 1 if mode == "min" else -1
+
+    def key(row: dict) -> tuple:
+        value = row.get(sort_by) if sort_by else None
+        missing = not isinstance(value, (int, float)) or math.isnan(value)
+        return (row["status"] != "completed", missing, 0 if missing else sign * value, row["job"])
+
+    return sorted(rows, key=key)
+
+
+def _job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
+    hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    row: dict[str, Any] = {
+        "job": hydra_cfg["job"]["num"],
+        "overrides": " ".join(hydra_cfg["overrides"]["task"]),
+        "status": "completed",
+        "error": "",
+        "dir": str(job_dir.relative_to(sweep_dir)),
+    }
+    metrics_file, failure_file = job_dir / METRICS_FILE, job_dir / FAILURE_FILE
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        row.update(
+            (name, value)
+            for name, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        )
+    else:
+        row["status"] = "failed"
+        row["error"] = (
+            json.loads(failure_file.read_text())["error"]
+            if failure_file.is_file()
+            else f"no {METRICS_FILE}: the job did not finish"
+        )
+    return row
+
+
+def _columns(rows: list[dict], sort_by: str | None) -> list[str]:
+    first = ["job", "status", "overrides"]
+    last = ["error", "dir"]
+    metrics = sorted({name for row in rows for name in row} - {*first, *last})
+    leading = [name for name in (sort_by, "weight", "bias") if name in metrics]
+    return first + leading + [name for name in metrics if name not in leading] + last
+
+
+def write_summary(rows: list[dict], path: Path, sort_by: str | None = None) -> Path:
+    """The rows as CSV, in their order (best first), one column per metric."""
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=_columns(rows, sort_by), restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    log.info("Sweep summary of %d jobs: %s", len(rows), path)
+    return path
+
+
+def print_summary(rows: list[dict], sort_by: str | None, title: str) -> None:
+    """A rich table of the key columns; overrides shared by every job go into the caption."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    overrides = [row["overrides"].split() for row in rows]
+    shared = [item for item in overrides[0] if all(item in other for other in overrides[1:])]
+    if len(rows) == 1:
+        shared = []
+    metrics = [n for n in (sort_by, "weight", "bias") if n and any(n in row for row in rows)]
+    caption = f"every job: {' '.join(shared)}" if shared else None
+    table = Table(title=title, caption=caption)
+    for name in ["job", "status", "overrides", *metrics]:
+        right = name == "job" or name in metrics
+        table.add_column(name, justify="right" if right else "left", overflow="fold")
+    for row, items in zip(rows, overrides, strict=True):
+        varying = escape(" ".join(item for item in items if item not in shared))
+        if row["error"]:
+            varying = f"{varying}\n[red]{escape(row['error'])}[/red]"
+        table.add_row(
+            str(row["job"]), row["status"], varying, *(_format(row.get(name)) for name in metrics)
+        )
+    Console().print(table)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)

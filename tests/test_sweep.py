@@ -1,0 +1,288 @@
+"""Step 5, experimentation: sweeps and their summary, TensorBoard HParams, the Optuna search."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+import zipfile
+from itertools import product
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from hydra_plugins.litplate_optuna_sweeper.optuna_sweeper import _value, search_space
+from litplate.sweep import summarize, write_summary
+from tests.conftest import CONFIG_DIR, ROOT, read_metrics
+
+
+def train_multirun(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def read_summary(sweep_dir: Path) -> list[dict[str, str]]:
+    with (sweep_dir / "summary.csv").open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def table_jobs(stdout: str) -> list[int]:
+    """The job numbers of the printed summary's rows, top to bottom."""
+    table = stdout[stdout.index("Sweep summary:") :].splitlines()
+    cells = (line.split("│")[1].strip() for line in table if line.startswith("│"))
+    return [int(cell) for cell in cells if cell]
+
+
+# --- the summary -------------------------------------------------------------------------------
+
+
+def _fake_job(sweep_dir: Path, num: int, overrides: list[str], metrics=None, error=None) -> None:
+    job_dir = sweep_dir / str(num)
+    (job_dir / ".hydra").mkdir(parents=True)
+    hydra_cfg = {"hydra": {"job": {"num": num}, "overrides": {"task": overrides}}}
+    (job_dir / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra_cfg))
+    if metrics is not None:
+        (job_dir / "metrics.json").write_text(json.dumps(metrics))
+    if error is not None:
+        (job_dir / "failure.json").write_text(json.dumps({"error": error}))
+
+
+def test_summary_rows_are_sorted_best_first_with_failures_last(tmp_path: Path):
+    metrics = {"weight": 0.7, "bias": 0.3, "best_checkpoint": "x.ckpt", "epochs": 5}
+    _fake_job(tmp_path, 0, ["lr=0.1"], {**metrics, "val/loss": 0.5})
+    _fake_job(tmp_path, 1, ["lr=0"], error="ValueError: lr must be > 0")
+    _fake_job(tmp_path, 2, ["lr=0.01"], {**metrics, "val/loss": 0.1})
+    _fake_job(tmp_path, 3, ["lr=0.2"])  # killed: neither metrics.json nor failure.json
+
+    rows = summarize(tmp_path, "val/loss", "min")
+    assert [row["job"] for row in rows] == [2, 0, 1, 3]
+    assert [row["status"] for row in rows] == ["completed", "completed", "failed", "failed"]
+    assert rows[2]["error"] == "ValueError: lr must be > 0"
+    assert "did not finish" in rows[3]["error"]
+    assert "best_checkpoint" not in rows[0]  # numbers only
+    assert [row["job"] for row in summarize(tmp_path, "val/loss", "max")] == [0, 2, 1, 3]
+
+    written = write_summary(rows, tmp_path / "summary.csv", "val/loss")
+    header = written.read_text().splitlines()[0].split(",")
+    assert header[:6] == ["job", "status", "overrides", "val/loss", "weight", "bias"]
+    assert header[-2:] == ["error", "dir"]
+    assert [row["dir"] for row in read_summary(tmp_path)] == ["2", "0", "1", "3"]
+
+
+def test_a_failing_job_is_summarised_as_failed_and_the_others_run(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    result = train_multirun(
+        "experiment=linear", "trainer.max_epochs=3", "data.step=0,0.02",
+        f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {row["job"]: row for row in read_summary(sweep_dir)}
+    assert rows.keys() == {"0", "1"}
+
+    failed, completed = rows["0"], rows["1"]
+    assert failed["status"] == "failed"
+    assert failed["overrides"] == "experiment=linear trainer.max_epochs=3 data.step=0"
+    assert failed["error"] == "ValueError: step must be > 0, got step=0"
+    assert failed["val/loss"] == ""
+    assert "Traceback" in json.loads((sweep_dir / "0" / "failure.json").read_text())["traceback"]
+    assert not (sweep_dir / "0" / "metrics.json").exists()
+
+    metrics = read_metrics(sweep_dir / "1")
+    assert completed["status"] == "completed" and completed["error"] == ""
+    for name in ("val/loss", "test/loss", "weight", "bias", "epochs"):
+        assert float(completed[name]) == metrics[name]
+    assert table_jobs(result.stdout) == [1, 0]
+
+
+@pytest.mark.slow
+def test_the_twelve_job_sweep_leaves_a_sorted_summary(tmp_path: Path):
+    # The README's sweep (3 learning rates x 2 epoch counts, fewer epochs here) with two seeds.
+    sweep_dir = tmp_path / "sweep"
+    result = train_multirun(
+        "experiment=linear", "model.optimizer.lr=0.001,0.01,0.1", "trainer.max_epochs=5,10",
+        "seed=0,1", f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_summary(sweep_dir)
+    assert len(rows) == 12
+    assert sorted(int(row["job"]) for row in rows) == list(range(12))
+    assert {row["overrides"] for row in rows} == {
+        f"experiment=linear model.optimizer.lr={lr} trainer.max_epochs={epochs} seed={seed}"
+        for lr, epochs, seed in product(["0.001", "0.01", "0.1"], ["5", "10"], ["0", "1"])
+    }
+    assert all(row["status"] == "completed" for row in rows)
+    losses = [float(row["val/loss"]) for row in rows]
+    assert losses == sorted(losses)
+    for row in rows:
+        metrics = read_metrics(sweep_dir / row["dir"])
+        assert (float(row["weight"]), float(row["bias"])) == (metrics["weight"], metrics["bias"])
+        assert float(row["val/loss"]) == metrics["val/loss"]
+    assert table_jobs(result.stdout) == [int(row["job"]) for row in rows]
+
+
+# --- TensorBoard HParams -----------------------------------------------------------------------
+
+
+def test_tensorboard_holds_the_hparams_and_final_metrics(linear_run: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(linear_run / "tensorboard"))
+    events.Reload()
+    content = {
+        tag: plugin_data_pb2.HParamsPluginData.FromString(data)
+        for tag, data in events.PluginTagToContent("hparams").items()
+    }
+    hparams = content["_hparams_/session_start_info"].session_start_info.hparams
+    assert hparams["model/optimizer"].string_value == "SGD"
+    assert hparams["model/optimizer/lr"].number_value == 0.01
+    assert hparams["model/optimizer/momentum"].number_value == 0.9
+    assert hparams["model/scheduler"].string_value == "CosineAnnealingLR"
+    assert hparams["trainer/max_epochs"].number_value == 300
+    assert hparams["data/batch_size"].string_value == "None"  # full batch
+    assert hparams["seed"].number_value == 42
+
+    experiment = content["_hparams_/experiment"].experiment
+    metric_tags = {info.name.tag for info in experiment.metric_infos}
+    assert {"hp/val/loss", "hp/test/loss", "hp/weight", "hp/bias"} <= metric_tags
+    metrics = read_metrics(linear_run)
+    for name in ("val/loss", "test/loss", "weight", "bias"):
+        (event,) = events.Scalars(f"hp/{name}")
+        assert event.value == pytest.approx(metrics[name], rel=1e-6)
+
+
+# --- the Optuna sweeper ------------------------------------------------------------------------
+
+
+def test_the_search_space_parses_hydra_sweep_syntax():
+    params = {
+        "model.optimizer.lr": "tag(log, interval(1e-4, 1e-1))",
+        "model/optimizer": "choice(sgd, adam)",
+        "trainer.max_epochs": "range(50, 350, step=50)",
+        "seed": 7,
+    }
+    space, fixed = search_space(OverridesParser.create(), params, ["experiment=linear"])
+    assert space == {
+        "model.optimizer.lr": FloatDistribution(1e-4, 1e-1, log=True),
+        "model/optimizer": CategoricalDistribution(["sgd", "adam"]),
+        "trainer.max_epochs": IntDistribution(50, 300, step=50),  # range excludes its stop
+    }
+    assert fixed == ["seed=7", "experiment=linear"]
+
+    # The command line replaces an entry: fixed, or searched over other values.
+    space, fixed = search_space(
+        OverridesParser.create(), params, ["trainer.max_epochs=5", "seed=choice(1, 2)"]
+    )
+    assert "trainer.max_epochs" not in space and space["seed"] == CategoricalDistribution([1, 2])
+    assert fixed == ["trainer.max_epochs=5"]
+
+
+def test_failed_jobs_and_non_finite_values_are_failed_trials():
+    def job(status: JobStatus, value) -> JobReturn:
+        job_return = JobReturn(status=status)
+        job_return._return_value = value
+        return job_return
+
+    assert _value(job(JobStatus.COMPLETED, 0.25)) == 0.25
+    assert _value(job(JobStatus.FAILED, ValueError("boom"))) is None
+    for value in (math.nan, math.inf, None, "x"):
+        assert _value(job(JobStatus.COMPLETED, value)) is None
+
+
+def test_hparams_search_selects_the_plugin_and_a_stable_sweep_dir():
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    names = {plugin.__name__ for plugin in Plugins.instance().discover(Sweeper)}
+    assert "LitplateOptunaSweeper" in names
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", ["hparams_search=linear_optuna"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("LitplateOptunaSweeper")
+    assert sweeper.study_name == "linear_optuna" and sweeper.direction == "minimize"
+    assert cfg.hydra.sweep.dir == "logs/train/optuna/linear_optuna"
+    assert sweeper.storage == "sqlite:///logs/train/optuna/linear_optuna/optuna.db"
+    assert cfg.hydra.callbacks.sweep_summary.sort_by == cfg.optimized_metric == "val/loss"
+
+
+@pytest.mark.slow
+def test_an_optuna_study_is_continued_from_its_storage(tmp_path: Path):
+    import optuna
+
+    args = ["hparams_search=linear_optuna", "trainer.max_epochs=choice(3, 5)"]
+    first = train_multirun(*args, "hydra.sweeper.n_trials=3", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = train_multirun(*args, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "3 earlier trials, 2 more" in second.stdout + second.stderr
+
+    # The defaults: the sweep dir and the sqlite storage in it are named by the study.
+    sweep_dir = tmp_path / "logs" / "train" / "optuna" / "linear_optuna"
+    study = optuna.load_study(
+        study_name="linear_optuna", storage=f"sqlite:///{sweep_dir / 'optuna.db'}"
+    )
+    trials = study.trials
+    assert [trial.number for trial in trials] == [0, 1, 2, 3, 4]
+    assert all(trial.state == optuna.trial.TrialState.COMPLETE for trial in trials)
+    assert trials[3].params != trials[0].params  # the resumed sampler did not start over
+    for trial in trials:  # job N is trial N
+        assert trial.value == read_metrics(sweep_dir / str(trial.number))["val/loss"]
+        assert trial.params["model/optimizer"] in ("sgd", "adam")
+        assert 1e-4 <= trial.params["model.optimizer.lr"] <= 1e-1
+        assert trial.params["trainer.max_epochs"] in (3, 5)
+
+    best = yaml.safe_load((sweep_dir / "best_params.yaml").read_text())
+    assert best["trials"] == 5 and best["best_trial"] == study.best_trial.number
+    assert best["best_value"] == min(trial.value for trial in trials)
+    assert best["best_params"] == study.best_params
+    assert "Best of 5 trials" in second.stdout + second.stderr
+    summary = read_summary(sweep_dir)
+    assert len(summary) == 5 and float(summary[0]["val/loss"]) == best["best_value"]
+
+
+@pytest.mark.slow
+def test_a_built_wheel_ships_the_plugin_in_the_hydra_plugins_namespace(tmp_path: Path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("litplate-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "hydra_plugins/litplate_optuna_sweeper/optuna_sweeper.py" in names
+    assert "hydra_plugins/__init__.py" not in names  # a namespace shared with other plugins
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_a_failed_trial(tmp_path: Path):
+    import optuna
+
+    sweep_dir = tmp_path / "sweep"
+    result = train_multirun(
+        "hydra/sweeper=litplate_optuna", "data.step=choice(0, 0.02)", "trainer.max_epochs=3",
+        "hydra.sweeper.n_trials=4", "hydra.sweeper.seed=0", f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="litplate", storage=f"sqlite:///{sweep_dir}/optuna.db")
+    states = {trial.params["data.step"]: set() for trial in study.trials}
+    for trial in study.trials:
+        states[trial.params["data.step"]].add(trial.state)
+    assert states == {0: {optuna.trial.TrialState.FAIL}, 0.02: {optuna.trial.TrialState.COMPLETE}}
+    best = yaml.safe_load((sweep_dir / "best_params.yaml").read_text())
+    assert best["best_params"] == {"data.step": 0.02} and best["failed"] >= 1
+    for row in read_summary(sweep_dir):
+        failed = row["overrides"].endswith("data.step=0")  # the trial's params come last
+        assert row["status"] == ("failed" if failed else "completed")
