@@ -12,11 +12,13 @@ from tests.conftest import CONFIG_DIR, ROOT
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 DEBUGS = sorted(p.stem for p in (CONFIG_DIR / "debug").glob("*.yaml"))
+# What an experiment needs from the command line (`${required:...}` in its yaml).
+REQUIRED = {"linear_finetune": ["model.init_from=null"]}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_instantiates(cfg_factory, experiment):
-    cfg = cfg_factory(overrides=[f"experiment={experiment}"])
+    cfg = cfg_factory(overrides=[f"experiment={experiment}", *REQUIRED.get(experiment, [])])
     assert cfg.task_name == "train"
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, _recursive_=False)

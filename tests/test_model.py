@@ -34,6 +34,8 @@ def test_hyperparameters_are_plain_data():
     def plain(value):
         if isinstance(value, dict):
             return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        if isinstance(value, list):
+            return all(plain(v) for v in value)
         return value is None or isinstance(value, (str, int, float, bool))
 
     assert plain(hparams)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -15,8 +15,12 @@ from omegaconf import DictConfig
 
 from litplate.checkpoint import StoreRunConfig, load_checkpoint, load_weights
 from litplate.config import instantiate_group, to_plain
-from litplate.export import save_weights, to_float, write_json
-from litplate.plotting import plot_predictions
+from litplate.export import save_weights, to_float, weight_and_bias, write_json
+from litplate.history import LossHistory
+from litplate.plotting import plot_loss_curves, plot_predictions
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # 1. Get data ready.  2. Build the model (loss and optimizer come from its config).
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model: L.LightningModule = instantiate(cfg.model, _recursive_=False)
-    trainer = build_trainer(cfg, callbacks=[StoreRunConfig(to_plain(cfg))])
+    history = LossHistory()
+    trainer = build_trainer(cfg, callbacks=[StoreRunConfig(to_plain(cfg)), history])
 
     # 3. Fit: Lightning runs the training loop (and the test loop every epoch as validation).
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -78,16 +83,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         load_weights(model, load_checkpoint(tested)["state_dict"], tested)
     test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
 
-    # 6. Save the model that was tested, and show its predictions.
+    # 6. Save the model that was tested, and show its predictions and loss curves.
     save_weights(model, output_dir / "model.safetensors")
     _plot(model, datamodule, trainer, output_dir / "predictions.png")
+    curves = plot_loss_curves(
+        history.curve("train/loss"), history.curve("val/loss"), output_dir / "loss_curves.png"
+    )
+    _log_figure(trainer, "loss_curves", curves)
 
     checkpoint_callback = trainer.checkpoint_callback
     metrics = {
         **fit_metrics,
         **{key: to_float(value) for key, value in test_metrics.items()},
-        "weight": model.weights.item(),
-        "bias": model.bias.item(),
+        **weight_and_bias(model),  # the linear model's; none for e.g. the MLP
         "epochs": trainer.current_epoch,
         "seed": cfg.get("seed"),
         "best_checkpoint": (checkpoint_callback.best_model_path or None)
@@ -96,13 +104,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "tested_checkpoint": str(tested) if tested else None,
     }
     write_json(metrics, output_dir / "metrics.json")
-    log.info(
-        "weight=%.4f bias=%.4f test/loss=%.4f -> %s",
-        metrics["weight"],
-        metrics["bias"],
-        metrics["test/loss"],
-        output_dir / "metrics.json",
+    shown = " ".join(
+        f"{key}={metrics[key]:.4f}" for key in ("weight", "bias", "test/loss") if key in metrics
     )
+    log.info("%s -> %s", shown, output_dir / "metrics.json")
     return metrics
 
 
@@ -113,7 +118,9 @@ def train_and_score(cfg: DictConfig) -> float | None:
     if not name:
         return None
     if name not in metrics:
-        raise KeyError(f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}")
+        raise KeyError(
+            f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}"
+        )
     return metrics[name]
 
 
@@ -134,6 +141,11 @@ def _plot(
     train_X, train_y = datamodule.split("train")
     test_X, test_y = datamodule.split("test")
     figure = plot_predictions(train_X, train_y, test_X, test_y, predict(model, test_X), path)
+    _log_figure(trainer, "predictions", figure)
+
+
+def _log_figure(trainer: L.Trainer, name: str, figure: Figure) -> None:
+    """Show the figure in TensorBoard's Images tab (when a TensorBoard logger is on)."""
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_figure("predictions", figure, global_step=trainer.global_step)
+            logger.experiment.add_figure(name, figure, global_step=trainer.global_step)
