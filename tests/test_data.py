@@ -57,7 +57,10 @@ def test_noise_has_its_own_seed_and_leaves_the_global_rng_alone():
         ({"train_fraction": 1.5}, "train_fraction"),
         ({"val_fraction": -0.1}, "val_fraction"),
         ({"test_fraction": 0}, "test_fraction"),
-        ({"train_fraction": 0.9, "test_fraction": 0.2}, "train_fraction + val_fraction + test_fraction"),
+        (
+            {"train_fraction": 0.9, "test_fraction": 0.2},
+            "train_fraction + val_fraction + test_fraction",
+        ),
         ({"step": 0.3}, "test_fraction"),
         ({"val_fraction": 0.01, "train_fraction": 0.7}, "val_fraction"),
         ({"batch_size": 0}, "batch_size"),
@@ -68,3 +71,46 @@ def test_noise_has_its_own_seed_and_leaves_the_global_rng_alone():
 def test_invalid_arguments_name_the_culprit(kwargs, culprit):
     with pytest.raises(ValueError, match=f"^{culprit.replace('+', '[+]')}"):
         LinearDataModule(**kwargs)
+
+
+def test_sine_target_bends_the_line():
+    dm = LinearDataModule(target="sine", weight=1.0, bias=0.0, end=2.0)
+    torch.testing.assert_close(dm.y, torch.sin(2 * torch.pi * dm.X))
+    with pytest.raises(ValueError, match=r"^target must be one of"):
+        LinearDataModule(target="cosine")
+
+
+def test_random_split_is_seeded_disjoint_and_in_order():
+    dm = LinearDataModule(split_seed=0)
+    train, test = dm.splits["train"], dm.splits["test"]
+    assert sorted(torch.cat([train, test]).tolist()) == list(range(50))
+    assert torch.equal(train, train.sort().values)
+    assert not torch.equal(train, torch.arange(40))  # not the sequential split
+    assert torch.equal(dm.split("val")[0], dm.split("test")[0])
+    assert torch.equal(LinearDataModule(split_seed=0).splits["test"], test)
+    assert not torch.equal(LinearDataModule(split_seed=1).splits["test"], test)
+
+
+def epochs_of_batches(dm: LinearDataModule, epochs: int = 2) -> list[list[float]]:
+    loader = dm.train_dataloader()
+    return [[x for X, _ in loader for x in X[:, 0].tolist()] for _ in range(epochs)]
+
+
+def test_shuffles_come_from_their_own_seed():
+    torch.manual_seed(0)
+    first = epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True, shuffle_seed=3))
+    torch.manual_seed(1)  # the global RNG plays no part
+    assert first == epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True, shuffle_seed=3))
+    assert first != epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True, shuffle_seed=4))
+    assert first[0] != first[1] and sorted(first[0]) == sorted(first[1])
+
+
+def test_one_permutation_per_epoch_even_when_a_loop_runs_to_the_end():
+    # A plain `for` loop exhausts the loader, Lightning's stops after the last batch: both must
+    # leave the shuffle generator in the same state, or their second epochs differ.
+    dm = LinearDataModule(batch_size=8, shuffle=True, shuffle_seed=3)
+    epochs_of_batches(dm)
+    generator = torch.Generator().manual_seed(3)
+    torch.randperm(40, generator=generator)
+    torch.randperm(40, generator=generator)
+    assert torch.equal(dm.shuffle_generator.get_state(), generator.get_state())
