@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,9 @@ def test_misshaped_init_from_names_the_shapes(cfg_factory, tmp_path: Path):
 
 def test_missing_init_from_file_is_an_error_before_training(cfg_factory, tmp_path: Path):
     cfg = cfg_factory(overrides=finetune_overrides(tmp_path / "nope.safetensors"))
-    with pytest.raises(CheckpointError, match=f"weights file not found: {tmp_path}/nope"):
+    with pytest.raises(
+        CheckpointError, match=re.escape(f"weights file not found: {tmp_path}/nope")
+    ):
         train(cfg)
     assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
 
@@ -114,3 +117,15 @@ def test_eval_of_a_finetuned_checkpoint_does_not_need_the_pretrained_file(cfg_fa
     metrics = evaluate(cfg_factory("eval", [f"ckpt_path={ckpt}"], name="eval"))
     assert metrics["weight"] == load_checkpoint(ckpt)["state_dict"]["weights"].item()
     assert read_metrics(Path(cfg.paths.output_dir))["epochs"] == 3
+
+
+@pytest.mark.slow
+def test_finetune_without_init_from_exits_saying_what_to_pass(tmp_path: Path):
+    from tests.test_cli import run_script
+
+    result = run_script("train.py", "experiment=linear_finetune", f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "this run needs a value: model.init_from=logs/train/runs/RUN/model.safetensors" in (
+        result.stderr
+    )
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()

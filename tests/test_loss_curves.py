@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from litplate.plotting import plot_loss_curves
@@ -44,6 +45,8 @@ def test_run_writes_loss_curves_and_sends_them_to_tensorboard(linear_run: Path):
             assert torch.tensor(loss, dtype=torch.float32).item() == logged[steps[epoch]]
 
 
+# Resuming into a new run directory: Lightning says it keeps only best_model_path, as intended.
+@pytest.mark.filterwarnings("ignore:The dirpath has changed from")
 def test_resumed_run_keeps_the_whole_curve(cfg_factory):
     first = cfg_factory(
         overrides=["experiment=linear_tutorial", "trainer.max_epochs=5", *QUIET], name="a"

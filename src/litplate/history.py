@@ -37,7 +37,7 @@ class LossHistory(L.Callback):
         return epochs, [float(self.losses[key][epoch]) for epoch in epochs]
 
     def state_dict(self) -> dict[str, Any]:
-        return {key: dict(zip(*self.curve(key))) for key in self.KEYS}
+        return {key: {e: float(loss) for e, loss in self.losses[key].items()} for key in self.KEYS}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.losses = {key: dict(state_dict.get(key, {})) for key in self.KEYS}

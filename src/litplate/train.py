@@ -118,9 +118,7 @@ def train_and_score(cfg: DictConfig) -> float | None:
     if not name:
         return None
     if name not in metrics:
-        raise KeyError(
-            f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}"
-        )
+        raise KeyError(f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}")
     return metrics[name]
 
 

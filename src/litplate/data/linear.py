@@ -21,8 +21,8 @@ class LinearDataModule(L.LightningDataModule):
     """Known parameters, so we can check that training recovers them.
 
     X = arange(start, end, step) as a column, y = weight * X + bias (`target="line"`) or
-    weight * sin(2πX) + bias (`target="sine"`), + optional Gaussian noise drawn from its own seed, so
-    it never disturbs the global RNG the model is initialised from.
+    weight * sin(2πX) + bias (`target="sine"`), + optional Gaussian noise drawn from its own seed,
+    so it never disturbs the global RNG the model is initialised from.
     The split is sequential like the course: the first `train_fraction` of the points train, the next
     `val_fraction` validate and the last `test_fraction` test. With `val_fraction=0` the test points
     are also the validation points, as the course evaluates on the test set every epoch. An integer

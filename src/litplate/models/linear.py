@@ -26,7 +26,7 @@ class LinearRegression(RegressionModel):
         freeze: Sequence[str] = (),
     ) -> None:
         super().__init__(loss, optimizer, scheduler, init_from, freeze)
-        # 1. Start with random values (weights and bias); the order matters for reproducing the course.
+        # 1. Start with random values (weights and bias); the order reproduces the course's numbers.
         self.weights = nn.Parameter(torch.randn(1, dtype=torch.float), requires_grad=True)
         self.bias = nn.Parameter(torch.randn(1, dtype=torch.float), requires_grad=True)
 

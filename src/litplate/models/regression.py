@@ -71,7 +71,9 @@ class RegressionModel(L.LightningModule):
         parameters = dict(self.named_parameters())
         unknown = []
         for name in self.hparams.freeze:
-            chosen = [p for key, p in parameters.items() if key == name or key.startswith(f"{name}.")]
+            chosen = [
+                p for key, p in parameters.items() if key == name or key.startswith(f"{name}.")
+            ]
             if not chosen:
                 unknown.append(name)
             for parameter in chosen:
@@ -82,7 +84,9 @@ class RegressionModel(L.LightningModule):
                 f"(its parameters: {', '.join(parameters)})"
             )
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         X, y = batch
         y_pred = self(X)  # forward pass
         loss = self.loss_fn(y_pred, y)  # how wrong the predictions are
@@ -106,7 +110,9 @@ class RegressionModel(L.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
-    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def predict_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         X, _ = batch
         return self(X)
 
