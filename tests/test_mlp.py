@@ -49,6 +49,12 @@ def test_invalid_architecture_names_the_argument(kwargs, culprit):
         MLPRegression(**kwargs)
 
 
+@pytest.mark.parametrize("model", [LinearRegression, MLPRegression])
+def test_unknown_model_argument_is_an_error(model):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'lossfn'"):
+        model(lossfn={"_target_": "torch.nn.MSELoss"})
+
+
 def test_only_the_linear_model_reports_weight_and_bias():
     torch.manual_seed(42)
     line = LinearRegression()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -14,18 +13,11 @@ from litplate.models.regression import RegressionModel
 class LinearRegression(RegressionModel):
     """y = weights * x + bias, starting from random values and learning the ideal ones.
 
-    Loss, optimizer, scheduler, `init_from` and `freeze`: see `RegressionModel`.
+    `common`: loss, optimizer, scheduler, `init_from` and `freeze`, see `RegressionModel`.
     """
 
-    def __init__(
-        self,
-        loss: dict[str, Any] | None = None,
-        optimizer: dict[str, Any] | None = None,
-        scheduler: dict[str, Any] | None = None,
-        init_from: str | None = None,
-        freeze: Sequence[str] = (),
-    ) -> None:
-        super().__init__(loss, optimizer, scheduler, init_from, freeze)
+    def __init__(self, **common: Any) -> None:
+        super().__init__(**common)
         # 1. Start with random values (weights and bias); the order reproduces the course's numbers.
         self.weights = nn.Parameter(torch.randn(1, dtype=torch.float), requires_grad=True)
         self.bias = nn.Parameter(torch.randn(1, dtype=torch.float), requires_grad=True)

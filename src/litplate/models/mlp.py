@@ -17,7 +17,8 @@ class MLPRegression(RegressionModel):
     """x → [Linear → activation (→ Dropout)] per hidden size → Linear → y.
 
     `activation` is a `_target_` dict (e.g. `{"_target_": "torch.nn.Tanh"}`), one instance per
-    hidden layer. Loss, optimizer, scheduler, `init_from` and `freeze`: see `RegressionModel`.
+    hidden layer. `common`: loss, optimizer, scheduler, `init_from` and `freeze`, see
+    `RegressionModel`.
     """
 
     def __init__(
@@ -25,27 +26,16 @@ class MLPRegression(RegressionModel):
         hidden_sizes: Sequence[int] = (32, 32),
         activation: dict[str, Any] | None = None,
         dropout: float = 0.0,
-        loss: dict[str, Any] | None = None,
-        optimizer: dict[str, Any] | None = None,
-        scheduler: dict[str, Any] | None = None,
-        init_from: str | None = None,
-        freeze: Sequence[str] = (),
+        **common: Any,
     ) -> None:
         hidden_sizes = list(to_plain(hidden_sizes))
         if not hidden_sizes or any(size < 1 for size in hidden_sizes):
             raise ValueError(f"hidden_sizes must be one or more sizes >= 1, got {hidden_sizes}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got dropout={dropout}")
-        super().__init__(
-            loss,
-            optimizer,
-            scheduler,
-            init_from,
-            freeze,
-            hidden_sizes=hidden_sizes,
-            activation=to_plain(activation) or {"_target_": "torch.nn.Tanh"},
-            dropout=dropout,
-        )
+        activation = to_plain(activation) or {"_target_": "torch.nn.Tanh"}
+        architecture = {"hidden_sizes": hidden_sizes, "activation": activation, "dropout": dropout}
+        super().__init__(**common, architecture=architecture)
         layers: list[nn.Module] = []
         in_features = 1
         for size in hidden_sizes:

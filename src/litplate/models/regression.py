@@ -25,7 +25,7 @@ class RegressionModel(L.LightningModule):
     dicts and are instantiated here, so the checkpoint's hyper-parameters stay plain data, as do
     `init_from` (a `.ckpt` or `.safetensors` to start fitting from) and `freeze` (names of
     parameters, or of modules holding them, that the optimizer leaves as they are). Subclasses pass
-    their own arguments as `architecture`, to be saved with the rest.
+    their own arguments as `architecture`, saved with the rest.
     """
 
     def __init__(
@@ -35,13 +35,13 @@ class RegressionModel(L.LightningModule):
         scheduler: dict[str, Any] | None = None,
         init_from: str | None = None,
         freeze: Sequence[str] = (),
-        **architecture: Any,
+        architecture: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # Plain data only, so every checkpoint loads with torch.load(weights_only=True).
         self.save_hyperparameters(
             {
-                **architecture,
+                **(architecture or {}),
                 "loss": to_plain(loss) or {"_target_": "torch.nn.L1Loss"},
                 "optimizer": to_plain(optimizer)
                 or {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01},
