@@ -7,6 +7,7 @@ the data of the MLP example.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import lightning as L
 import torch
@@ -163,5 +164,5 @@ class EpochShuffle(Sampler[int]):
     def __len__(self) -> int:
         return self.n
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         return iter(torch.randperm(self.n, generator=self.generator).tolist())
