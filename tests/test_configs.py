@@ -6,20 +6,21 @@ import subprocess
 import sys
 
 import pytest
-from hydra.utils import instantiate
 
+from litplate.train import build_data_and_model
 from tests.conftest import CONFIG_DIR, ROOT
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 DEBUGS = sorted(p.stem for p in (CONFIG_DIR / "debug").glob("*.yaml"))
+# What an experiment needs from the command line (`${required:...}` in its yaml).
+REQUIRED = {"linear_finetune": ["model.init_from=null"]}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_instantiates(cfg_factory, experiment):
-    cfg = cfg_factory(overrides=[f"experiment={experiment}"])
+    cfg = cfg_factory(overrides=[f"experiment={experiment}", *REQUIRED.get(experiment, [])])
     assert cfg.task_name == "train"
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, _recursive_=False)
+    datamodule, model = build_data_and_model(cfg)
     assert len(datamodule.split("train")[0]) > 0
     assert model.configure_optimizers() is not None
 
@@ -50,7 +51,7 @@ def test_early_stopping_is_off_by_default_and_available(cfg_factory):
     assert cfg_factory().callbacks.early_stopping is None
     cfg = cfg_factory(overrides=["callbacks=early_stopping"])
     assert cfg.callbacks.early_stopping.monitor == "val/loss"
-    assert cfg.callbacks.model_checkpoint.save_last is True
+    assert cfg.callbacks.last_checkpoint.filename == "last"
 
 
 def _train_cli(*args: str) -> subprocess.CompletedProcess:

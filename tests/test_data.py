@@ -57,7 +57,10 @@ def test_noise_has_its_own_seed_and_leaves_the_global_rng_alone():
         ({"train_fraction": 1.5}, "train_fraction"),
         ({"val_fraction": -0.1}, "val_fraction"),
         ({"test_fraction": 0}, "test_fraction"),
-        ({"train_fraction": 0.9, "test_fraction": 0.2}, "train_fraction + val_fraction + test_fraction"),
+        (
+            {"train_fraction": 0.9, "test_fraction": 0.2},
+            "train_fraction + val_fraction + test_fraction",
+        ),
         ({"step": 0.3}, "test_fraction"),
         ({"val_fraction": 0.01, "train_fraction": 0.7}, "val_fraction"),
         ({"batch_size": 0}, "batch_size"),
@@ -68,3 +71,56 @@ def test_noise_has_its_own_seed_and_leaves_the_global_rng_alone():
 def test_invalid_arguments_name_the_culprit(kwargs, culprit):
     with pytest.raises(ValueError, match=f"^{culprit.replace('+', '[+]')}"):
         LinearDataModule(**kwargs)
+
+
+def test_sine_target_bends_the_line():
+    dm = LinearDataModule(target="sine", weight=1.0, bias=0.0, end=2.0)
+    torch.testing.assert_close(dm.y, torch.sin(2 * torch.pi * dm.X))
+    with pytest.raises(ValueError, match=r"^target must be one of"):
+        LinearDataModule(target="cosine")
+
+
+def test_random_split_is_seeded_disjoint_and_in_order():
+    dm = LinearDataModule(split_seed=0)
+    train, test = dm.splits["train"], dm.splits["test"]
+    assert sorted(torch.cat([train, test]).tolist()) == list(range(50))
+    assert torch.equal(train, train.sort().values)
+    assert not torch.equal(train, torch.arange(40))  # not the sequential split
+    assert torch.equal(dm.split("val")[0], dm.split("test")[0])
+    assert torch.equal(LinearDataModule(split_seed=0).splits["test"], test)
+    assert not torch.equal(LinearDataModule(split_seed=1).splits["test"], test)
+
+
+def epochs_of_batches(dm: LinearDataModule, epochs: int = 2, first: int = 0) -> list[list[float]]:
+    """The training points, batch by batch, of epochs first, first + 1, ... (as Lightning runs them)."""
+    loader = dm.train_dataloader()
+    out = []
+    for epoch in range(first, first + epochs):
+        loader.sampler.set_epoch(epoch)
+        out.append([x for X, _ in loader for x in X[:, 0].tolist()])
+    return out
+
+
+def test_shuffles_come_from_their_own_seed():
+    torch.manual_seed(0)
+    first = epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True, shuffle_seed=3))
+    torch.manual_seed(1)  # the global RNG plays no part
+    assert first == epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True, shuffle_seed=3))
+    assert first != epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True, shuffle_seed=4))
+    assert first[0] != first[1] and sorted(first[0]) == sorted(first[1])
+
+
+def test_an_epochs_batches_depend_only_on_seed_and_epoch():
+    # What exact resume needs: epoch 5 of a fresh data module (a resumed run) sees the batches
+    # that epoch 5 of a run that never stopped saw, however often the loader was iterated before.
+    straight = epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True), epochs=6)
+    resumed = epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True), epochs=1, first=5)
+    assert resumed[0] == straight[5]
+
+
+def test_batches_are_gathered_by_index_not_per_sample():
+    dm = LinearDataModule(batch_size=16)
+    batches = list(dm.train_dataloader())
+    assert [len(X) for X, _ in batches] == [16, 16, 8]
+    torch.testing.assert_close(torch.cat([X for X, _ in batches]), dm.split("train")[0])
+    assert dm.train_dataloader().batch_size is None  # no per-sample fetch and collate

@@ -26,7 +26,9 @@ def test_forward_is_weights_times_x_plus_bias():
 
 
 def test_hyperparameters_are_plain_data():
-    model = LinearRegression(optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.1})
+    model = LinearRegression(
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.1}
+    )
     hparams = dict(model.hparams)
     assert hparams["optimizer"]["lr"] == 0.1
     assert hparams["loss"] == {"_target_": "torch.nn.L1Loss"}
@@ -34,6 +36,8 @@ def test_hyperparameters_are_plain_data():
     def plain(value):
         if isinstance(value, dict):
             return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        if isinstance(value, list):
+            return all(plain(v) for v in value)
         return value is None or isinstance(value, (str, int, float, bool))
 
     assert plain(hparams)

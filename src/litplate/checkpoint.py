@@ -101,6 +101,16 @@ def model_from_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str
     return model, run_config
 
 
+def fit_checkpoints(trainer: L.Trainer) -> dict[str, Path]:
+    """The paths a fit wrote: "best" (by its monitored metric) and "last" (the latest epoch)."""
+    found = {}
+    for callback in trainer.checkpoint_callbacks:
+        # With no monitor, a ModelCheckpoint's "best" is simply the newest checkpoint.
+        if getattr(callback, "best_model_path", ""):
+            found["best" if callback.monitor else "last"] = Path(callback.best_model_path)
+    return found
+
+
 class StoreRunConfig(L.Callback):
     """Keeps the run's resolved config inside every checkpoint, so eval/predict rebuild the run."""
 

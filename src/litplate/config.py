@@ -9,9 +9,18 @@ from omegaconf import DictConfig, OmegaConf
 
 
 def register_resolvers() -> None:
-    """`${pid:}` makes run directories unique even for two runs started in the same second."""
+    """`${pid:}` makes run directories unique even for two runs started in the same second.
+
+    `${required:HOW}` marks a value the command line must give (an error saying HOW when it is used
+    unset): unlike `???`, it also replaces a value set by a config merged before it.
+    """
     # Cached, so every interpolation in one process sees the same value.
     OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("required", _required, replace=True)
+
+
+def _required(how: str) -> Any:
+    raise ValueError(f"this run needs a value: {how}")
 
 
 def to_plain(config: Any) -> Any:

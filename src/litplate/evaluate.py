@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from litplate.checkpoint import model_from_checkpoint
 from litplate.config import to_plain
-from litplate.export import to_float, write_json
+from litplate.export import to_float, weight_and_bias, write_json
 from litplate.train import build_trainer
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics = {
         **{key: to_float(value) for key, value in test_metrics.items()},
-        "weight": model.weights.item(),
-        "bias": model.bias.item(),
+        **weight_and_bias(model),
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
     }
     write_json(metrics, output_dir / "metrics.json")

@@ -29,6 +29,19 @@ def write_json(data: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def weight_and_bias(model: nn.Module) -> dict[str, float]:
+    """`weight` and `bias` for metrics.json when the model is the course's line (`weights` and a
+    one-element `bias`); `weight/0`, `weight/1`, ... with several features. Other models (e.g. the
+    MLP) have none to report: {}."""
+    parameters = dict(model.named_parameters())
+    weights, bias = parameters.get("weights"), parameters.get("bias")
+    if weights is None or bias is None or bias.numel() != 1 or weights.dim() != 1:
+        return {}
+    if weights.numel() == 1:
+        return {"weight": weights.item(), "bias": bias.item()}
+    return {**{f"weight/{i}": w for i, w in enumerate(weights.tolist())}, "bias": bias.item()}
+
+
 def to_float(value: Any) -> Any:
     """Tensors and numbers as Python floats, for JSON."""
     if isinstance(value, torch.Tensor):

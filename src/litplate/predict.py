@@ -24,7 +24,7 @@ def predict_to_csv(cfg: DictConfig) -> Path:
     model, datamodule, _ = rebuild(cfg)
     trainer = build_trainer(cfg)
     predictions = torch.cat(trainer.predict(model, datamodule=datamodule))
-    X, y = datamodule.split(datamodule.hparams.predict_split)
+    X, y = datamodule.split(datamodule.predict_split)
 
     path = output_dir / "predictions.csv"
     tmp = path.with_name(f".{path.name}.tmp")

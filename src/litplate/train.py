@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -14,11 +14,15 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from litplate.checkpoint import StoreRunConfig, load_checkpoint, load_weights
+from litplate.checkpoint import StoreRunConfig, fit_checkpoints, load_checkpoint, load_weights
 from litplate.config import flat_hparams, instantiate_group, to_plain
-from litplate.export import save_weights, to_float, write_json
-from litplate.plotting import plot_predictions
+from litplate.export import save_weights, to_float, weight_and_bias, write_json
+from litplate.history import LossHistory
+from litplate.plotting import plot_loss_curves, plot_predictions
 from litplate.validation import validate
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,18 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback] | None = None) ->
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
+def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """1. Get data ready.  2. Build the model (loss and optimizer come from its config).
+
+    `model.n_features: null` takes the data's number of input features; the value is written into
+    `cfg`, so the config saved with the run's checkpoints rebuilds the same model.
+    """
+    datamodule = instantiate(cfg.data)
+    if "n_features" in cfg.model and cfg.model.n_features is None:
+        cfg.model.n_features = datamodule.n_features
+    return datamodule, instantiate(cfg.model, _recursive_=False)
+
+
 def predict(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
     """Predictions as the course makes them: eval mode, no gradient tracking."""
     model.eval()
@@ -72,10 +88,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
-    # 1. Get data ready.  2. Build the model (loss and optimizer come from its config).
-    datamodule: L.LightningDataModule = instantiate(cfg.data)
-    model: L.LightningModule = instantiate(cfg.model, _recursive_=False)
-    trainer = build_trainer(cfg, callbacks=[StoreRunConfig(to_plain(cfg))])
+    datamodule, model = build_data_and_model(cfg)
+    history = LossHistory()
+    trainer = build_trainer(cfg, callbacks=[StoreRunConfig(to_plain(cfg)), history])
 
     # 3. Fit: Lightning runs the training loop (and the test loop every epoch as validation).
     try:
@@ -84,7 +99,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # Lightning stops after the current batch and would exit with code 0. Mid-epoch
         # checkpoints are not written (they could not be resumed exactly): last.ckpt holds the
         # end of the last finished epoch.
-        last = getattr(trainer.checkpoint_callback, "last_model_path", "")
+        last = fit_checkpoints(trainer).get("last")
         raise RunInterrupted(
             f"SIGTERM received during epoch {trainer.current_epoch}; "
             + (
@@ -95,38 +110,36 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ) from None
     fit_metrics = {key: to_float(value) for key, value in trainer.callback_metrics.items()}
 
-    # 4. Evaluate the chosen checkpoint, loaded through the safe path.
-    tested = _checkpoint_to_test(trainer, cfg.get("test_ckpt", "best"))
+    # 4. Evaluate the chosen checkpoint (none when checkpointing is off), through the safe path.
+    checkpoints = fit_checkpoints(trainer)
+    tested = checkpoints.get(cfg.get("test_ckpt", "best"))
     if tested is not None:
         load_weights(model, load_checkpoint(tested)["state_dict"], tested)
     test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
 
-    # 6. Save the model that was tested, and show its predictions.
+    # 6. Save the model that was tested, and show its predictions and loss curves.
     save_weights(model, output_dir / "model.safetensors")
     _plot(model, datamodule, trainer, output_dir / "predictions.png")
+    curves = plot_loss_curves(
+        history.curve("train/loss"), history.curve("val/loss"), output_dir / "loss_curves.png"
+    )
+    _log_figure(trainer, "loss_curves", curves)
 
-    checkpoint_callback = trainer.checkpoint_callback
     metrics = {
         **fit_metrics,
         **{key: to_float(value) for key, value in test_metrics.items()},
-        "weight": model.weights.item(),
-        "bias": model.bias.item(),
+        **weight_and_bias(model),  # the linear model's; none for e.g. the MLP
         "epochs": trainer.current_epoch,
         "seed": cfg.get("seed"),
-        "best_checkpoint": (checkpoint_callback.best_model_path or None)
-        if checkpoint_callback
-        else None,
+        "best_checkpoint": str(checkpoints["best"]) if "best" in checkpoints else None,
         "tested_checkpoint": str(tested) if tested else None,
     }
     _log_hparams(trainer, cfg, metrics)
     write_json(metrics, output_dir / "metrics.json")
-    log.info(
-        "weight=%.4f bias=%.4f test/loss=%.4f -> %s",
-        metrics["weight"],
-        metrics["bias"],
-        metrics["test/loss"],
-        output_dir / "metrics.json",
+    shown = " ".join(
+        f"{key}={metrics[key]:.4f}" for key in ("weight", "bias", "test/loss") if key in metrics
     )
+    log.info("%s -> %s", shown, output_dir / "metrics.json")
     return metrics
 
 
@@ -139,17 +152,6 @@ def train_and_score(cfg: DictConfig) -> float | None:
     if name not in metrics:
         raise KeyError(f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}")
     return metrics[name]
-
-
-def _checkpoint_to_test(trainer: L.Trainer, which: str) -> Path | None:
-    """The best or last checkpoint written by this fit, or None when checkpointing was off."""
-    if which not in ("best", "last"):
-        raise ValueError(f"test_ckpt must be 'best' or 'last', got {which!r}")
-    callback = trainer.checkpoint_callback
-    if callback is None:
-        return None
-    path = callback.best_model_path if which == "best" else callback.last_model_path
-    return Path(path) if path else None
 
 
 def _log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
@@ -172,6 +174,11 @@ def _plot(
     train_X, train_y = datamodule.split("train")
     test_X, test_y = datamodule.split("test")
     figure = plot_predictions(train_X, train_y, test_X, test_y, predict(model, test_X), path)
+    _log_figure(trainer, "predictions", figure)
+
+
+def _log_figure(trainer: L.Trainer, name: str, figure: Figure) -> None:
+    """Show the figure in TensorBoard's Images tab (when a TensorBoard logger is on)."""
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_figure("predictions", figure, global_step=trainer.global_step)
+            logger.experiment.add_figure(name, figure, global_step=trainer.global_step)

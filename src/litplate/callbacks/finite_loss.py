@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+
+from litplate.checkpoint import fit_checkpoints
 
 
 class NonFiniteLossError(RuntimeError):
@@ -39,6 +42,5 @@ class StopOnNonFiniteLoss(L.Callback):
         )
 
 
-def _last_checkpoint(trainer: L.Trainer) -> str | None:
-    callback = trainer.checkpoint_callback
-    return getattr(callback, "last_model_path", None) or None
+def _last_checkpoint(trainer: L.Trainer) -> Path | None:
+    return fit_checkpoints(trainer).get("last")

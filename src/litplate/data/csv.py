@@ -89,4 +89,3 @@ class CSVDataModule(TensorDataModule):
             self.set_data(X, y, what="rows")
         except ValueError as err:
             raise CSVDataError(f"{path}: too few rows for the splits: {err}") from None
-        self.n_features = X.shape[1]

@@ -1,25 +1,27 @@
-"""Step 1 of the workflow: make the straight-line data of the course, y = weight * X + bias."""
+"""Step 1 of the workflow: make the straight-line data of the course, y = weight * X + bias.
+
+`target="sine"` bends the line into weight * sin(2πX) + bias, a curve a straight line cannot fit:
+the data of the MLP example.
+"""
 
 from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
-SPLITS = ("train", "val", "test")
-PREDICT_SPLITS = (*SPLITS, "all")
+from litplate.data.tensors import TensorDataModule
+
+TARGETS = ("line", "sine")
 
 
-class LinearDataModule(L.LightningDataModule):
+class LinearDataModule(TensorDataModule):
     """Known parameters, so we can check that training recovers them.
 
-    X = arange(start, end, step) as a column, y = weight * X + bias (+ optional Gaussian noise drawn
-    from its own seed, so it never disturbs the global RNG the model is initialised from).
-    The split is sequential like the course: the first `train_fraction` of the points train, the next
-    `val_fraction` validate and the last `test_fraction` test. With `val_fraction=0` the test points
-    are also the validation points, as the course evaluates on the test set every epoch.
+    X = arange(start, end, step) as a column, y = weight * X + bias (`target="line"`) or
+    weight * sin(2πX) + bias (`target="sine"`), + optional Gaussian noise drawn from its own seed,
+    so it never disturbs the global RNG the model is initialised from. Splits, batches and
+    shuffling: see TensorDataModule.
     """
 
     def __init__(
@@ -31,14 +33,10 @@ class LinearDataModule(L.LightningDataModule):
         bias: float = 0.3,
         noise_std: float = 0.0,
         noise_seed: int = 0,
-        train_fraction: float = 0.8,
-        val_fraction: float = 0.0,
-        test_fraction: float = 0.2,
-        batch_size: int | None = None,
-        shuffle: bool = False,
-        predict_split: str = "test",
+        target: str = "line",
+        **split_and_batch: object,
     ) -> None:
-        super().__init__()
+        super().__init__(**split_and_batch)
         numbers = {"start": start, "end": end, "step": step, "weight": weight, "bias": bias}
         for name, value in numbers.items():
             if not math.isfinite(value):
@@ -49,74 +47,13 @@ class LinearDataModule(L.LightningDataModule):
             raise ValueError(f"end must be greater than start, got start={start}, end={end}")
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got noise_std={noise_std}")
-        fractions = {
-            "train_fraction": train_fraction,
-            "val_fraction": val_fraction,
-            "test_fraction": test_fraction,
-        }
-        for name, value in fractions.items():
-            if not 0 <= value <= 1:
-                raise ValueError(f"{name} must be between 0 and 1, got {name}={value}")
-        if train_fraction == 0 or test_fraction == 0:
-            zero = "train_fraction" if train_fraction == 0 else "test_fraction"
-            raise ValueError(f"{zero} must be > 0, got {zero}=0")
-        if sum(fractions.values()) > 1 + 1e-9:
-            raise ValueError(
-                "train_fraction + val_fraction + test_fraction must be <= 1, got "
-                f"{train_fraction} + {val_fraction} + {test_fraction} = {sum(fractions.values())}"
-            )
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or null (full batch), got {batch_size}")
-        if predict_split not in PREDICT_SPLITS:
-            raise ValueError(f"predict_split must be one of {PREDICT_SPLITS}, got {predict_split!r}")
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         self.save_hyperparameters()
 
-        self.X = torch.arange(start, end, step).unsqueeze(dim=1)
-        self.y = weight * self.X + bias
+        X = torch.arange(start, end, step).unsqueeze(dim=1)
+        y = weight * X + bias if target == "line" else weight * torch.sin(2 * math.pi * X) + bias
         if noise_std > 0:
             generator = torch.Generator().manual_seed(noise_seed)
-            self.y = self.y + noise_std * torch.randn(self.y.shape, generator=generator)
-
-        n = len(self.X)
-        # The epsilon keeps e.g. 0.29 * 100 = 28.999999999999996 from losing a point.
-        n_train, n_val, n_test = (int(f * n + 1e-9) for f in fractions.values())
-        for name, count, fraction in (
-            ("train_fraction", n_train, train_fraction),
-            ("val_fraction", n_val, val_fraction),
-            ("test_fraction", n_test, test_fraction),
-        ):
-            # R² and the loss need at least two points in every split that is used.
-            if fraction > 0 and count < 2:
-                raise ValueError(
-                    f"{name}={fraction} of {n} points gives {count} point(s); a split needs at "
-                    "least 2: widen start/end, shrink step or raise the fraction"
-                )
-        n_test = min(n_test, n - n_train - n_val)
-        self.splits = {
-            "train": slice(0, n_train),
-            "val": slice(n_train, n_train + n_val) if n_val else slice(n - n_test, n),
-            "test": slice(n - n_test, n),
-            "all": slice(0, n),
-        }
-
-    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (X, y) tensors of a split: train, val, test or all."""
-        part = self.splits[name]
-        return self.X[part], self.y[part]
-
-    def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
-        X, y = self.split(name)
-        batch_size = self.hparams.batch_size or len(X)
-        return DataLoader(TensorDataset(X, y), batch_size=batch_size, shuffle=shuffle)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=self.hparams.shuffle)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.hparams.predict_split)
+            y = y + noise_std * torch.randn(y.shape, generator=generator)
+        self.set_data(X, y)

@@ -62,7 +62,9 @@ class TensorDataModule(L.LightningDataModule):
 
     The split is sequential: the first `train_fraction` of the rows train, the next `val_fraction`
     validate and the last `test_fraction` test. With `val_fraction=0` the test rows are also the
-    validation rows, as the course evaluates on the test set every epoch.
+    validation rows, as the course evaluates on the test set every epoch. An integer `split_seed`
+    draws a random split instead (each split kept in row order, for plots and CSVs). Training
+    batches are reshuffled every epoch when `shuffle` is set, from `shuffle_seed + epoch`.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class TensorDataModule(L.LightningDataModule):
         shuffle: bool = False,
         shuffle_seed: int | None = 0,
         predict_split: str = "test",
+        split_seed: int | None = None,
     ) -> None:
         super().__init__()
         self.fractions = {
@@ -99,6 +102,7 @@ class TensorDataModule(L.LightningDataModule):
         self.batch_size, self.shuffle = batch_size, shuffle
         self.shuffle_seed = shuffle_seed or 0
         self.predict_split = predict_split
+        self.split_seed = split_seed
 
     def set_data(self, X: torch.Tensor, y: torch.Tensor, what: str = "points") -> None:
         """Keep (X, y) and cut the splits; too small a split is a ValueError naming its fraction."""
@@ -112,12 +116,24 @@ class TensorDataModule(L.LightningDataModule):
                 raise ValueError(
                     f"{name}={fraction} of {n} {what} gives {count}; a split needs at least 2"
                 )
+        order = torch.arange(n)
+        if self.split_seed is not None:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
+
+        def rows(first: int, last: int) -> torch.Tensor:
+            return order[first:last].sort().values
+
         self.splits = {
-            "train": slice(0, n_train),
-            "val": slice(n_train, n_train + n_val) if n_val else slice(n - n_test, n),
-            "test": slice(n - n_test, n),
-            "all": slice(0, n),
+            "train": rows(0, n_train),
+            "val": rows(n_train, n_train + n_val) if n_val else rows(n - n_test, n),
+            "test": rows(n - n_test, n),
+            "all": torch.arange(n),
         }
+
+    @property
+    def n_features(self) -> int:
+        """Inputs per example: the models' input size (`model.n_features: null` takes it)."""
+        return self.X.shape[1]
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The (X, y) tensors of a split: train, val, test or all."""

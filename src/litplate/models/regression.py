@@ -1,0 +1,130 @@
+"""What every regression model of litplate shares: loss, optimizer, metrics, the steps, fine-tuning.
+
+A model subclasses `RegressionModel`, creates its parameters and writes `forward()`; the training,
+testing and prediction steps, the optimizer and starting from pre-trained weights are here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
+
+from litplate.checkpoint import load_state_dict, load_weights
+from litplate.config import to_plain
+
+
+class RegressionModel(L.LightningModule):
+    """Steps, metrics and optimizer of a model that maps x to y.
+
+    The loss, the optimizer (a Hydra `_partial_`) and the optional LR scheduler arrive as config
+    dicts and are instantiated here, so the checkpoint's hyper-parameters stay plain data, as do
+    `init_from` (a `.ckpt` or `.safetensors` to start fitting from) and `freeze` (names of
+    parameters, or of modules holding them, that the optimizer leaves as they are). Subclasses pass
+    their own arguments as `architecture`, saved with the rest.
+    """
+
+    def __init__(
+        self,
+        loss: dict[str, Any] | None = None,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        init_from: str | None = None,
+        freeze: Sequence[str] = (),
+        architecture: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        # Plain data only, so every checkpoint loads with torch.load(weights_only=True).
+        self.save_hyperparameters(
+            {
+                **(architecture or {}),
+                "loss": to_plain(loss) or {"_target_": "torch.nn.L1Loss"},
+                "optimizer": to_plain(optimizer)
+                or {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01},
+                "scheduler": to_plain(scheduler),
+                "init_from": str(init_from) if init_from else None,
+                "freeze": list(to_plain(freeze) or []),
+            }
+        )
+        self.loss_fn = instantiate(self.hparams.loss)
+        metrics = MetricCollection(
+            {"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}
+        )
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def setup(self, stage: str) -> None:
+        # Here, not in __init__: the parameters exist by now, a resumed fit (ckpt_path) restores its
+        # own weights after this, and eval/predict rebuild the model without re-reading init_from.
+        if stage == "fit":
+            self.prepare_fine_tuning()
+
+    def prepare_fine_tuning(self) -> None:
+        """Start from `init_from`'s weights and freeze the `freeze` parameters (if set)."""
+        if self.hparams.init_from:
+            path = self.hparams.init_from
+            load_weights(self, load_state_dict(path), path)
+        parameters = dict(self.named_parameters())
+        unknown = []
+        for name in self.hparams.freeze:
+            chosen = [
+                p for key, p in parameters.items() if key == name or key.startswith(f"{name}.")
+            ]
+            if not chosen:
+                unknown.append(name)
+            for parameter in chosen:
+                parameter.requires_grad_(False)
+        if unknown:
+            raise ValueError(
+                f"freeze: {type(self).__name__} has no parameter {', '.join(map(repr, unknown))} "
+                f"(its parameters: {', '.join(parameters)})"
+            )
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        X, y = batch
+        y_pred = self(X)  # forward pass
+        loss = self.loss_fn(y_pred, y)  # how wrong the predictions are
+        # Lightning then does optimizer.zero_grad(), loss.backward() and optimizer.step();
+        # src/litplate/reference.py writes that loop out by hand.
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(X))
+        return loss
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+        # Lightning has already called model.eval() and entered torch.inference_mode().
+        X, y = batch
+        y_pred = self(X)
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        metrics.update(y_pred.squeeze(-1), y.squeeze(-1))
+        self.log(f"{stage}/loss", self.loss_fn(y_pred, y), prog_bar=True, batch_size=len(X))
+        self.log_dict(metrics, batch_size=len(X))
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        X, _ = batch
+        return self(X)
+
+    def configure_optimizers(self) -> Any:
+        # Frozen parameters (requires_grad False) are left out, so the optimizer never moves them.
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        optimizer = instantiate(self.hparams.optimizer)(params=trainable)
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        # "monitor" only matters to ReduceLROnPlateau; other schedulers ignore it.
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"},
+        }

@@ -1,0 +1,61 @@
+"""loss_curves.png: train and test loss per epoch, as the course plots them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from litplate.plotting import plot_loss_curves
+from litplate.train import train
+from tests.conftest import read_metrics
+from tests.test_reference import QUIET
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_draws_both_curves(tmp_path: Path):
+    figure = plot_loss_curves(
+        ([0, 1, 2], [0.9, 0.5, 0.2]), ([0, 1, 2], [1.0, 0.6, 0.3]), tmp_path / "c.png"
+    )
+    assert (tmp_path / "c.png").read_bytes()[:8] == PNG
+    ax = figure.axes[0]
+    assert [line.get_label() for line in ax.lines] == ["Train loss", "Test loss"]
+    assert list(ax.lines[1].get_ydata()) == [1.0, 0.6, 0.3]
+    assert ax.get_xlabel() == "Epochs" and ax.get_ylabel() == "Loss"
+
+
+def test_run_writes_loss_curves_and_sends_them_to_tensorboard(linear_run: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert (linear_run / "loss_curves.png").read_bytes()[:8] == PNG
+    events = EventAccumulator(str(linear_run / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert {"predictions", "loss_curves"} <= set(events.Tags()["images"])
+
+    # The curve's numbers (kept in each checkpoint) are the losses Lightning logged, every epoch.
+    best = read_metrics(linear_run)["best_checkpoint"]
+    history = torch.load(best, weights_only=True)["callbacks"]["LossHistory"]
+    for key in ("train/loss", "val/loss"):
+        logged = {event.step: event.value for event in events.Scalars(key)}
+        assert len(history[key]) == torch.load(best, weights_only=True)["epoch"] + 1
+        steps = sorted(logged)
+        for epoch, loss in history[key].items():
+            assert torch.tensor(loss, dtype=torch.float32).item() == logged[steps[epoch]]
+
+
+# Resuming into a new run directory: Lightning says it keeps only best_model_path, as intended.
+@pytest.mark.filterwarnings("ignore:The dirpath has changed from")
+def test_resumed_run_keeps_the_whole_curve(cfg_factory):
+    first = cfg_factory(
+        overrides=["experiment=linear_tutorial", "trainer.max_epochs=5", *QUIET], name="a"
+    )
+    train(first)
+    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    overrides = ["experiment=linear_tutorial", "trainer.max_epochs=8", f"ckpt_path={last}", *QUIET]
+    resumed = cfg_factory(overrides=overrides, name="b")
+    metrics = train(resumed)
+    state = torch.load(metrics["best_checkpoint"], weights_only=True)["callbacks"]["LossHistory"]
+    assert sorted(state["train/loss"]) == list(range(8))
+    assert sorted(state["val/loss"]) == list(range(8))
