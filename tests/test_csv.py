@@ -62,3 +62,30 @@ def test_bad_input_names_file_line_and_column(tmp_path: Path, text: str | None, 
     path = tmp_path / "data.csv" if text is None else write(tmp_path, text)
     with pytest.raises(CSVDataError, match=message):
         CSVDataModule(str(path), features=["a", "b"], target="y")
+
+
+def test_training_on_the_example_csv_learns_one_weight_per_feature(cfg_factory):
+    from litplate.train import train
+
+    cfg = cfg_factory(overrides=["experiment=linear", "data=csv", "callbacks.progress_bar=null"])
+    metrics = train(cfg)
+    # data/houses.csv: price = 0.8 * area + 0.15 * rooms + 0.2 + noise(0.02)
+    assert abs(metrics["weight/0"] - 0.8) < 0.02 and abs(metrics["weight/1"] - 0.15) < 0.02
+    assert abs(metrics["bias"] - 0.2) < 0.03 and metrics["test/r2"] > 0.99
+    run_dir = Path(cfg.paths.output_dir)
+    for checkpoint in (run_dir / "checkpoints").glob("*.ckpt"):
+        loaded = torch.load(checkpoint, weights_only=True)
+        assert loaded["state_dict"]["weights"].shape == (2,)
+        assert loaded["run_config"]["model"]["n_features"] == 2
+
+
+def test_bad_csv_leaves_no_run_artefacts(cfg_factory, tmp_path: Path):
+    from litplate.train import train
+
+    path = write(tmp_path, "a,b,y\n1,2,3\n4,x,6\n")
+    overrides = ["data=csv", f"data.path={path}", "data.features=[a,b]", "data.target=y"]
+    cfg = cfg_factory(overrides=overrides)
+    with pytest.raises(Exception, match=r"data\.csv, line 3, column 'b': 'x' is not a number"):
+        train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists()

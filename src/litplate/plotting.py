@@ -15,9 +15,22 @@ def plot_predictions(
     predictions: torch.Tensor | None = None,
     path: str | Path | None = None,
 ):
-    """Plot like the course does and save a PNG if `path` is given; returns the figure."""
+    """Plot like the course does and save a PNG if `path` is given; returns the figure.
+
+    With several input features there is no single x axis: the predictions are then plotted
+    against the true values, where a perfect model lies on the diagonal.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 7))
+    if train_data.dim() > 1 and train_data.shape[-1] > 1:
+        if predictions is not None:
+            ax.scatter(test_labels, predictions, c="r", s=4, label="Predictions")
+        low, high = float(test_labels.min()), float(test_labels.max())
+        ax.plot([low, high], [low, high], c="g", label="Perfect predictions")
+        ax.set_xlabel("True value")
+        ax.set_ylabel("Predicted value")
+        ax.legend(prop={"size": 14})
+        return _save(fig, path)
     ax.scatter(train_data, train_labels, c="b", s=4, label="Training data")
     ax.scatter(test_data, test_labels, c="g", s=4, label="Testing data")
     if predictions is not None:

@@ -30,9 +30,9 @@ def predict_to_csv(cfg: DictConfig) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["input", "prediction", "target"])
-        for row in zip(X.squeeze(-1).tolist(), predictions.squeeze(-1).tolist(), y.squeeze(-1).tolist()):
-            writer.writerow(row)
+        writer.writerow([*datamodule.feature_names, "prediction", "target"])
+        for inputs, prediction, target in zip(X.tolist(), predictions[:, 0].tolist(), y[:, 0].tolist()):
+            writer.writerow([*inputs, prediction, target])
     os.replace(tmp, path)
     train_X, train_y = datamodule.split("train")
     plot_predictions(train_X, train_y, X, y, predictions, output_dir / "predictions.png")

@@ -64,7 +64,7 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
     `model.n_features: null` takes the data's number of input features; the value is written into
     `cfg`, so the config saved with the run's checkpoints rebuilds the same model.
     """
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, _convert_="all")  # plain lists, for weights_only checkpoints
     if "n_features" in cfg.model and cfg.model.n_features is None:
         cfg.model.n_features = datamodule.n_features
     return datamodule, instantiate(cfg.model, _recursive_=False)

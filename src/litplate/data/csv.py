@@ -89,3 +89,7 @@ class CSVDataModule(TensorDataModule):
             self.set_data(X, y, what="rows")
         except ValueError as err:
             raise CSVDataError(f"{path}: too few rows for the splits: {err}") from None
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.hparams.features)

@@ -135,6 +135,11 @@ class TensorDataModule(L.LightningDataModule):
         """Inputs per example: the models' input size (`model.n_features: null` takes it)."""
         return self.X.shape[1]
 
+    @property
+    def feature_names(self) -> list[str]:
+        """Column names for the inputs in predictions.csv."""
+        return ["input"] if self.n_features == 1 else [f"x{i}" for i in range(self.n_features)]
+
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The (X, y) tensors of a split: train, val, test or all."""
         part = self.splits[name]
