@@ -1,5 +1,6 @@
 """Lightning callbacks of the project's own (the rest come from lightning.pytorch.callbacks)."""
 
 from litplate.callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
+from litplate.callbacks.rng_state import RNGStateCheckpoint
 
-__all__ = ["NonFiniteLossError", "StopOnNonFiniteLoss"]
+__all__ = ["NonFiniteLossError", "RNGStateCheckpoint", "StopOnNonFiniteLoss"]

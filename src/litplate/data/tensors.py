@@ -7,7 +7,7 @@ gathers the whole batch with one indexing operation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import lightning as L
 import torch
@@ -37,17 +37,28 @@ class BatchIndexSampler(Sampler[torch.Tensor]):
     epochs this process has run, so a run resumed at epoch e sees the batches it would have seen.
     """
 
-    def __init__(self, size: int, batch_size: int, shuffle: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch_source: Callable[[], int] | None = None,
+    ) -> None:
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
+        self.epoch_source = epoch_source
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning at the start of every training epoch."""
+        """Called at the start of every training epoch (by Lightning, or by a plain loop)."""
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            # With persistent workers Lightning reads the sampler before it calls set_epoch (on
+            # resume the restored epoch would get epoch 0's order), so ask the trainer instead.
+            epoch = self.epoch_source() if self.epoch_source else self.epoch
+            generator = torch.Generator().manual_seed(self.seed + epoch)
             order = torch.randperm(self.size, generator=generator)
         else:
             order = torch.arange(self.size)
@@ -77,6 +88,7 @@ class TensorDataModule(L.LightningDataModule):
         shuffle_seed: int | None = 0,
         predict_split: str = "test",
         split_seed: int | None = None,
+        num_workers: int = 0,
     ) -> None:
         super().__init__()
         self.fractions = {
@@ -97,12 +109,15 @@ class TensorDataModule(L.LightningDataModule):
             )
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or null (full batch), got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got num_workers={num_workers}")
         if predict_split not in PREDICT_SPLITS:
             raise ValueError(f"predict_split must be one of {PREDICT_SPLITS}, got {predict_split!r}")
         self.batch_size, self.shuffle = batch_size, shuffle
         self.shuffle_seed = shuffle_seed or 0
         self.predict_split = predict_split
         self.split_seed = split_seed
+        self.num_workers = num_workers
 
     def set_data(self, X: torch.Tensor, y: torch.Tensor, what: str = "points") -> None:
         """Keep (X, y) and cut the splits; too small a split is a ValueError naming its fraction."""
@@ -147,9 +162,28 @@ class TensorDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
         X, y = self.split(name)
-        sampler = BatchIndexSampler(len(X), self.batch_size or len(X), shuffle, self.shuffle_seed)
-        # batch_size=None: each index tensor from the sampler is one whole batch.
-        return DataLoader(IndexedTensors(X, y), sampler=sampler, batch_size=None)
+        trainer = self.trainer  # set by Lightning when the data module is attached
+        sampler = BatchIndexSampler(
+            len(X),
+            self.batch_size or len(X),
+            shuffle,
+            self.shuffle_seed,
+            # The epoch being run: on a resume `current_epoch` still reads the restored epoch
+            # while its successor is about to run; the fit loop's `processed` count does not.
+            epoch_source=(lambda: trainer.fit_loop.epoch_progress.current.processed)
+            if trainer is not None
+            else None,
+        )
+        return DataLoader(
+            IndexedTensors(X, y),
+            sampler=sampler,
+            batch_size=None,  # each index tensor from the sampler is one whole batch
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            # Its own generator: otherwise every new iterator draws a seed from the global RNG,
+            # which dropout also draws from, and a resumed run would see other dropout masks.
+            generator=torch.Generator().manual_seed(self.shuffle_seed),
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=self.shuffle)
