@@ -27,7 +27,8 @@ class LossHistory(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record(trainer, "train/loss")
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Not on_validation_epoch_end: the model logs val/loss in that hook, after the callbacks.
         if not trainer.sanity_checking:
             self._record(trainer, "val/loss")
 

@@ -12,7 +12,13 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
+from torchmetrics import (
+    MeanAbsoluteError,
+    MeanMetric,
+    MeanSquaredError,
+    MetricCollection,
+    R2Score,
+)
 
 from litplate.checkpoint import load_state_dict, load_weights
 from litplate.config import to_plain
@@ -51,11 +57,14 @@ class RegressionModel(L.LightningModule):
             }
         )
         self.loss_fn = instantiate(self.hparams.loss)
+        # Accumulated over the epoch's batches and logged once at its end: logging a metric object
+        # every step costs Lightning about a millisecond, more than a step of a small model.
+        # torchmetrics also sums across DDP ranks exactly, whatever their shares of the data.
         metrics = MetricCollection(
             {"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}
         )
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        self.val_metrics = MetricCollection({"loss": MeanMetric(), **metrics.clone()}, prefix="val/")
+        self.test_metrics = MetricCollection({"loss": MeanMetric(), **metrics.clone()}, prefix="test/")
 
     def setup(self, stage: str) -> None:
         # Here, not in __init__: the parameters exist by now, a resumed fit (ckpt_path) restores its
@@ -92,23 +101,41 @@ class RegressionModel(L.LightningModule):
         loss = self.loss_fn(y_pred, y)  # how wrong the predictions are
         # Lightning then does optimizer.zero_grad(), loss.backward() and optimizer.step();
         # src/litplate/reference.py writes that loop out by hand.
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(X))
+        # The epoch's mean over all samples (and all DDP ranks, whose shares are equal in training).
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(X),
+                 sync_dist=True)
         return loss
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         # Lightning has already called model.eval() and entered torch.inference_mode().
         X, y = batch
         y_pred = self(X)
-        metrics = self.val_metrics if stage == "val" else self.test_metrics
-        metrics.update(y_pred.squeeze(-1), y.squeeze(-1))
-        self.log(f"{stage}/loss", self.loss_fn(y_pred, y), prog_bar=True, batch_size=len(X))
-        self.log_dict(metrics, batch_size=len(X))
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics["loss"].update(self.loss_fn(y_pred, y), weight=len(X))
+        for name, metric in metrics.items():
+            if not name.endswith("loss"):
+                metric.update(y_pred.squeeze(-1), y.squeeze(-1))
+
+    def _log_epoch(self, stage: str) -> None:
+        """The epoch's mean loss and metrics (over all its samples, on every rank)."""
+        metrics = getattr(self, f"{stage}_metrics")
+        values = metrics.compute()
+        metrics.reset()
+        loss = values.pop(f"{stage}/loss")
+        self.log(f"{stage}/loss", loss, prog_bar=True)
+        self.log_dict(values)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def predict_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
