@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from litplate.history import LossHistory
 from litplate.plotting import plot_loss_curves
 from litplate.train import train
 from tests.conftest import read_metrics
@@ -35,14 +36,21 @@ def test_run_writes_loss_curves_and_sends_them_to_tensorboard(linear_run: Path):
     assert {"predictions", "loss_curves"} <= set(events.Tags()["images"])
 
     # The curve's numbers (kept in each checkpoint) are the losses Lightning logged, every epoch.
-    best = read_metrics(linear_run)["best_checkpoint"]
-    history = torch.load(best, weights_only=True)["callbacks"]["LossHistory"]
+    best = torch.load(read_metrics(linear_run)["best_checkpoint"], weights_only=True)
+    history = saved_history(best)
     for key in ("train/loss", "val/loss"):
         logged = {event.step: event.value for event in events.Scalars(key)}
-        assert len(history[key]) == torch.load(best, weights_only=True)["epoch"] + 1
+        epochs, losses = history.curve(key)
+        assert epochs == list(range(best["epoch"] + 1))
         steps = sorted(logged)
-        for epoch, loss in history[key].items():
+        for epoch, loss in zip(epochs, losses):
             assert torch.tensor(loss, dtype=torch.float32).item() == logged[steps[epoch]]
+
+
+def saved_history(checkpoint: dict) -> LossHistory:
+    history = LossHistory()
+    history.load_state_dict(checkpoint["callbacks"]["LossHistory"])
+    return history
 
 
 # Resuming into a new run directory: Lightning says it keeps only best_model_path, as intended.
@@ -56,6 +64,6 @@ def test_resumed_run_keeps_the_whole_curve(cfg_factory):
     overrides = ["experiment=linear_tutorial", "trainer.max_epochs=8", f"ckpt_path={last}", *QUIET]
     resumed = cfg_factory(overrides=overrides, name="b")
     metrics = train(resumed)
-    state = torch.load(metrics["best_checkpoint"], weights_only=True)["callbacks"]["LossHistory"]
-    assert sorted(state["train/loss"]) == list(range(8))
-    assert sorted(state["val/loss"]) == list(range(8))
+    history = saved_history(torch.load(metrics["best_checkpoint"], weights_only=True))
+    assert history.curve("train/loss")[0] == list(range(8))
+    assert history.curve("val/loss")[0] == list(range(8))

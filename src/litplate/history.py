@@ -38,7 +38,15 @@ class LossHistory(L.Callback):
         return epochs, [float(self.losses[key][epoch]) for epoch in epochs]
 
     def state_dict(self) -> dict[str, Any]:
-        return {key: {e: float(loss) for e, loss in self.losses[key].items()} for key in self.KEYS}
+        # (epochs, losses) as two tensors per key: checkpoints are written every epoch, and a dict
+        # of hundreds of floats made each save pickle hundreds of objects.
+        state = {}
+        for key in self.KEYS:
+            epochs, losses = self.curve(key)
+            state[key] = (torch.tensor(epochs, dtype=torch.int64), torch.tensor(losses))
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.losses = {key: dict(state_dict.get(key, {})) for key in self.KEYS}
+        self.losses = {key: {} for key in self.KEYS}
+        for key, (epochs, losses) in state_dict.items():
+            self.losses[key] = dict(zip(epochs.tolist(), losses.tolist()))

@@ -20,9 +20,11 @@ KEY = "rng_states"
 def collect_rng_states() -> dict[str, Any]:
     """The states as plain data and tensors, so checkpoints still load with weights_only=True."""
     kind, keys, position, has_gauss, cached = np.random.get_state()
+    version, python_keys, gauss = random.getstate()
+    # Long sequences as tensors: one object each to pickle instead of hundreds of ints.
     states = {
         "torch": torch.get_rng_state(),
-        "python": random.getstate(),
+        "python": [version, torch.tensor(python_keys, dtype=torch.int64), gauss],
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -32,16 +34,12 @@ def collect_rng_states() -> dict[str, Any]:
 
 def restore_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
-    random.setstate(_tuples(states["python"]))
+    version, python_keys, gauss = states["python"]
+    random.setstate((version, tuple(python_keys.tolist()), gauss))
     kind, keys, position, has_gauss, cached = states["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def _tuples(value: Any) -> Any:
-    """random.setstate wants the nested tuples that a checkpoint may hand back as lists."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 class RNGStateCheckpoint(L.Callback):
