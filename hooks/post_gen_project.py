@@ -10,6 +10,7 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 AUTHOR = "{{ cookiecutter.author }}"
 DESCRIPTION = "{{ cookiecutter.description }}"
 PYTHON = "{{ cookiecutter.python_version }}"
+CAMEL = "".join(part.capitalize() for part in PACKAGE.split("_"))  # class names: LitplateX
 
 
 def rename_paths(root: Path) -> None:
@@ -30,7 +31,8 @@ def rewrite(path: Path, text: str) -> str:
         text = re.sub(r"\A# .*", f"# {NAME}\n\n{DESCRIPTION}", text, count=1)
     if path.suffix in (".yml", ".yaml") and ".github" in path.parts:
         text = re.sub(r'python-version: "[0-9.]+"', f'python-version: "{PYTHON}"', text)
-    return text.replace(OLD, PACKAGE).replace(OLD.upper(), PACKAGE.upper())
+    text = text.replace(OLD, PACKAGE).replace(OLD.upper(), PACKAGE.upper())
+    return text.replace(OLD.capitalize(), CAMEL)
 
 
 def main() -> None:
