@@ -42,6 +42,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         **weight_and_bias(model),
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
     }
+    if not trainer.is_global_zero:  # under DDP every rank tests; rank 0 writes the file
+        return metrics
     write_json(metrics, output_dir / "metrics.json")
     log.info("test/loss=%.4f -> %s", metrics["test/loss"], output_dir / "metrics.json")
     return metrics

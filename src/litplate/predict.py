@@ -23,6 +23,11 @@ def predict_to_csv(cfg: DictConfig) -> Path:
     output_dir.mkdir(parents=True, exist_ok=True)
     model, datamodule, _ = rebuild(cfg)
     trainer = build_trainer(cfg)
+    if trainer.world_size > 1:  # each rank would predict only its share of the rows
+        raise ValueError(
+            f"predict.py writes one CSV from one process, but the trainer has {trainer.world_size}"
+            " processes: use trainer=cpu, trainer=gpu or trainer=mps"
+        )
     predictions = torch.cat(trainer.predict(model, datamodule=datamodule))
     X, y = datamodule.split(datamodule.predict_split)
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from litplate.checkpoint import StoreRunConfig, fit_checkpoints, load_checkpoint, load_weights
 from litplate.config import flat_hparams, instantiate_group, to_plain
+from litplate.devices import check_devices, check_launch
 from litplate.export import save_weights, to_float, weight_and_bias, write_json
 from litplate.history import LossHistory
 from litplate.plotting import plot_loss_curves, plot_predictions
@@ -52,10 +53,16 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvert
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback] | None = None) -> L.Trainer:
-    """The Trainer of `cfg.trainer`, with the callbacks and loggers of `cfg`."""
+    """The Trainer of `cfg.trainer`, with the callbacks and loggers of `cfg`.
+
+    Devices that are not there (`trainer=gpu` without a GPU) stop here, with one clear message.
+    """
+    check_devices(cfg.trainer)
     callbacks = instantiate_group(cfg.get("callbacks")) + (callbacks or [])
     loggers = instantiate_group(cfg.get("logger"))
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    check_launch(trainer)
+    return trainer
 
 
 def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
@@ -117,14 +124,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         load_weights(model, load_checkpoint(tested)["state_dict"], tested)
     test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
 
-    # 6. Save the model that was tested, and show its predictions and loss curves.
-    save_weights(model, output_dir / "model.safetensors")
-    _plot(model, datamodule, trainer, output_dir / "predictions.png")
-    curves = plot_loss_curves(
-        history.curve("train/loss"), history.curve("val/loss"), output_dir / "loss_curves.png"
-    )
-    _log_figure(trainer, "loss_curves", curves)
-
     metrics = {
         **fit_metrics,
         **{key: to_float(value) for key, value in test_metrics.items()},
@@ -134,6 +133,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": str(checkpoints["best"]) if "best" in checkpoints else None,
         "tested_checkpoint": str(tested) if tested else None,
     }
+    # Under DDP every rank has tested (the metrics are all-reduced); only rank 0 writes files.
+    if not trainer.is_global_zero:
+        return metrics
+
+    # 6. Save the model that was tested, and show its predictions and loss curves.
+    save_weights(model, output_dir / "model.safetensors")
+    _plot(model, datamodule, trainer, output_dir / "predictions.png")
+    curves = plot_loss_curves(
+        history.curve("train/loss"), history.curve("val/loss"), output_dir / "loss_curves.png"
+    )
+    _log_figure(trainer, "loss_curves", curves)
+
     _log_hparams(trainer, cfg, metrics)
     write_json(metrics, output_dir / "metrics.json")
     shown = " ".join(
