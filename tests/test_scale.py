@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from litplate.data import LinearDataModule
+from litplate.data import LinearDataModule, TensorDataModule
 from litplate.devices import DeviceUnavailableError, check_devices
 from litplate.train import train
 from tests.conftest import ROOT, read_metrics
@@ -137,6 +138,79 @@ def test_ddp_evaluation_splits_points_across_ranks_without_repeats():
     assert len(X) == 15
 
 
+def test_tensor_data_rows_are_split_across_ranks():
+    from litplate.data.tensors import BatchIndexSampler, DistributedBatchIndexSampler
+
+    def shards(pad: bool, epoch: int) -> list[list[int]]:
+        out = []
+        for rank in range(2):
+            rows = BatchIndexSampler(15, 4, shuffle=True, seed=3)
+            sampler = DistributedBatchIndexSampler(rows, num_replicas=2, rank=rank, pad=pad)
+            sampler.set_epoch(epoch)
+            batches = list(sampler)
+            assert len(batches) == len(sampler) and all(len(b) <= 4 for b in batches)
+            out.append(torch.cat(batches).tolist())
+        return out
+
+    evaluation = shards(pad=False, epoch=0)
+    assert sorted(evaluation[0] + evaluation[1]) == list(range(15))  # each row once
+    assert [len(rows) for rows in evaluation] == [8, 7]
+    training = shards(pad=True, epoch=0)
+    assert [len(rows) for rows in training] == [8, 8]  # equal steps: one row repeated
+    assert set(training[0] + training[1]) == set(range(15))
+    assert shards(pad=True, epoch=1) != training  # reshuffled every epoch, the same on all ranks
+
+
+class _LineTensors(TensorDataModule):
+    """The course's line as a TensorDataModule (the base of data=csv)."""
+
+    def __init__(self, **split_and_batch) -> None:
+        super().__init__(**split_and_batch)
+        X = torch.arange(0, 1, 0.02).unsqueeze(1)
+        self.set_data(X, 0.7 * X + 0.3)
+
+
+@pytest.fixture
+def own_environ():
+    """Restore os.environ afterwards: ddp_spawn sets MASTER_PORT & co. in this process, and every
+    later subprocess would inherit them (two SLURM test jobs then met on one port)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("own_environ")
+def test_tensor_data_test_metrics_under_ddp_equal_a_single_process():
+    """TensorDataModule's own sampler under DDP (ddp_spawn, in this process): 15 rows, 3 ranks.
+
+    Lightning's own sampler would deal out the 4 batches of 4 rows to 3 ranks padded to 6, i.e.
+    evaluate 2 batches twice: the metrics would differ.
+    """
+    import lightning as L
+
+    from litplate.models import LinearRegression
+
+    model = LinearRegression()
+    with torch.no_grad():
+        model.weights.fill_(0.4)
+        model.bias.fill_(0.33)
+    results = {}
+    for name, strategy, devices in (("single", "auto", 1), ("ddp", "ddp_spawn", 3)):
+        trainer = L.Trainer(
+            accelerator="cpu", devices=devices, strategy=strategy, logger=False,
+            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        )  # fmt: skip
+        datamodule = _LineTensors(train_fraction=0.7, test_fraction=0.3, batch_size=4)
+        (results[name],) = trainer.test(model, datamodule=datamodule, verbose=False)
+    single, ddp = results["single"], results["ddp"]
+    assert single["test/mae"] > 0.01
+    for key in ("test/loss", "test/mae", "test/mse"):
+        assert ddp[key] == pytest.approx(single[key], rel=1e-5), key
+    assert ddp["test/r2"] == pytest.approx(single["test/r2"], rel=1e-4)
+
+
 def test_predict_refuses_several_processes(linear_run: Path, cfg_factory):
     from litplate.predict import predict_to_csv
 
@@ -214,13 +288,18 @@ def test_ddp_test_metrics_equal_a_single_process(tmp_path: Path, cfg_factory):
 
 
 def test_ddp_in_a_multirun_is_refused_with_the_way_out(tmp_path: Path):
+    # In a multirun a failed job is recorded (failure.json, summary.csv) and the sweep goes on.
     result = run_train(
         "-m", "trainer=ddp_cpu", "seed=1,2", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}"
     )
-    assert result.returncode != 0
-    assert "which in a multirun (-m) is the whole sweep" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 of 2 jobs failed" in result.stdout + result.stderr
+    for job in ("0", "1"):
+        error = json.loads((tmp_path / job / "failure.json").read_text())["error"]
+        assert error.startswith("DistributedLaunchError: strategy=ddp with 2 devices")
+        assert "in a multirun (-m) is the whole sweep" in error and "ddp_spawn" in error
     assert not list(tmp_path.rglob("metrics.json"))
+    assert not list(tmp_path.rglob("train_ddp_process_1.log"))  # no rank was started
 
 
 # --- Hydra launchers -----------------------------------------------------------------------------
@@ -242,7 +321,14 @@ def _sweep(tmp_path: Path, *launcher: str) -> list[dict]:
     assert [p.name for p in jobs] == ["0", "1"]
     metrics = [read_metrics(job) for job in jobs]
     assert [m["epochs"] for m in metrics] == [20, 20]
+    assert _summary(sweep) == {"0": "completed", "1": "completed"}
     return metrics
+
+
+def _summary(sweep: Path) -> dict[str, str]:
+    """The sweep summary's status per job (summary.csv, written by the SweepSummary callback)."""
+    with (sweep / "summary.csv").open() as file:
+        return {row["job"]: row["status"] for row in csv.DictReader(file)}
 
 
 @pytest.mark.slow
@@ -317,12 +403,46 @@ def test_a_sweep_of_two_node_ddp_runs_on_slurm(tmp_path: Path):
     logs = "".join(path.read_text() for path in sweep.glob(".submitit/*/*_log.*"))
     assert logs.count("MEMBER: 2/2") == 2  # each job's second task joined as global rank 1
     assert sorted(p.name for p in sweep.iterdir() if not p.name.startswith(".")) == [
-        "0", "1", "multirun.yaml"
+        "0", "1", "multirun.yaml", "summary.csv"
     ]  # fmt: skip
+    assert _summary(sweep) == {"0": "completed", "1": "completed"}
     for job in ("0", "1"):
         metrics = read_metrics(sweep / job)
         assert abs(metrics["weight"] - 0.7) < 0.01 and abs(metrics["bias"] - 0.3) < 0.01
     assert len(list(sweep.rglob("metrics.json"))) == 2
+
+
+@pytest.mark.slow
+def test_srun_of_a_single_run_shares_its_run_directory(tmp_path: Path):
+    """The README's own-sbatch recipe: `srun python scripts/train.py ... hydra.run.dir=...`.
+
+    SLURM (here tests/fake_slurm.py's srun) starts both ranks; Lightning launches none.
+    """
+    run_dir = tmp_path / "run"
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")},
+        "SLURM_JOB_ID": f"9{os.getpid() % 10000:04d}",  # the rendezvous port comes from it
+        "SLURM_JOB_NAME": "train",
+        "SLURM_NTASKS": "2",
+        "SLURM_NTASKS_PER_NODE": "2",
+        "SLURM_NNODES": "1",
+        "SLURM_JOB_NUM_NODES": "1",
+        "SLURM_JOB_NODELIST": "localhost",
+        "SLURM_NODELIST": "localhost",
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "fake_slurm.py"), "srun",
+         sys.executable, str(ROOT / "scripts" / "train.py"), "experiment=linear",
+         "trainer=ddp_cpu", "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert output.count("MEMBER: 2/2") == 1 and output.count("MEMBER: 1/2") == 1
+    assert not (run_dir / "train_ddp_process_1.log").exists()  # Lightning started no process
+    assert list(tmp_path.iterdir()) == [run_dir]
+    metrics = read_metrics(run_dir)
+    assert abs(metrics["weight"] - 0.7) < 0.01 and abs(metrics["bias"] - 0.3) < 0.01
 
 
 # --- on a GPU (skipped where there is none) -------------------------------------------------------

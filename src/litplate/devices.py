@@ -119,6 +119,6 @@ def check_launch(trainer: Any) -> None:
         raise DistributedLaunchError(
             f"strategy=ddp with {launcher.num_processes} devices starts its extra processes by "
             "re-running the command line, which in a multirun (-m) is the whole sweep. Sweep DDP "
-            "runs on SLURM (hydra/launcher=submitit_slurm starts one task per device), use "
+            "runs on SLURM (hydra/launcher=slurm: SLURM starts one task per device), use "
             "trainer.strategy=ddp_spawn, or start each configuration as a single run."
         )

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 SPLITS = ("train", "val", "test")
 PREDICT_SPLITS = (*SPLITS, "all")
@@ -53,19 +53,60 @@ class BatchIndexSampler(Sampler[torch.Tensor]):
         """Called at the start of every training epoch (by Lightning, or by a plain loop)."""
         self.epoch = epoch
 
+    def order(self) -> torch.Tensor:
+        """The epoch's order of the rows."""
+        if not self.shuffle:
+            return torch.arange(self.size)
+        # With persistent workers Lightning reads the sampler before it calls set_epoch (on
+        # resume the restored epoch would get epoch 0's order), so ask the trainer instead.
+        epoch = self.epoch_source() if self.epoch_source else self.epoch
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(self.size, generator=generator)
+
     def __iter__(self) -> Iterator[torch.Tensor]:
-        if self.shuffle:
-            # With persistent workers Lightning reads the sampler before it calls set_epoch (on
-            # resume the restored epoch would get epoch 0's order), so ask the trainer instead.
-            epoch = self.epoch_source() if self.epoch_source else self.epoch
-            generator = torch.Generator().manual_seed(self.seed + epoch)
-            order = torch.randperm(self.size, generator=generator)
-        else:
-            order = torch.arange(self.size)
-        yield from order.split(self.batch_size)
+        yield from self.order().split(self.batch_size)
 
     def __len__(self) -> int:
         return -(-self.size // self.batch_size)
+
+
+class DistributedBatchIndexSampler(DistributedSampler):
+    """Under DDP: the batches of a BatchIndexSampler, drawn from this rank's share of the rows.
+
+    Every rank computes the same epoch order (same seed and epoch) and takes rows rank, rank + N,
+    rank + 2N, ... of it, in batches of `rows.batch_size` (a per-device batch size). For training
+    (`pad=True`) the order is first padded by repeating its first rows up to a multiple of N, as
+    torch's DistributedSampler does, so that every rank runs the same number of steps; for
+    evaluation nothing is repeated and every row is evaluated exactly once. It is a
+    DistributedSampler, so Lightning does not wrap it in one of its own (which would hand out
+    whole batches, not rows, to the ranks: evaluating some twice).
+    """
+
+    def __init__(self, rows: BatchIndexSampler, num_replicas: int, rank: int, pad: bool) -> None:
+        if not pad and rows.size < num_replicas:
+            raise ValueError(
+                f"{rows.size} rows to evaluate over {num_replicas} processes: every process needs "
+                "at least one; use fewer devices or a larger split"
+            )
+        super().__init__(range(rows.size), num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.rows, self.pad = rows, pad
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.rows.set_epoch(epoch)
+
+    def _shard(self) -> torch.Tensor:
+        order = self.rows.order()
+        if self.pad and len(order) % self.num_replicas:
+            extra = self.num_replicas - len(order) % self.num_replicas
+            order = torch.cat([order, order.repeat(extra // len(order) + 1)[:extra]])
+        return order[self.rank :: self.num_replicas]
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        yield from self._shard().split(self.rows.batch_size)
+
+    def __len__(self) -> int:
+        return -(-len(self._shard()) // self.rows.batch_size)
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -174,6 +215,10 @@ class TensorDataModule(L.LightningDataModule):
             if trainer is not None
             else None,
         )
+        if trainer is not None and trainer.world_size > 1:  # DDP: this rank's share of the rows
+            sampler = DistributedBatchIndexSampler(
+                sampler, trainer.world_size, trainer.global_rank, pad=name == "train"
+            )
         return DataLoader(
             IndexedTensors(X, y),
             sampler=sampler,
