@@ -24,7 +24,9 @@ def rebuild(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, 
     `cfg.data` (empty by default) is merged over the run's data config, e.g. `+data.noise_std=0.1`.
     """
     if not cfg.get("ckpt_path"):
-        raise ValueError("ckpt_path is required, e.g. ckpt_path=logs/train/runs/RUN/checkpoints/last.ckpt")
+        raise ValueError(
+            "ckpt_path is required, e.g. ckpt_path=logs/train/runs/RUN/checkpoints/last.ckpt"
+        )
     model, run_config = model_from_checkpoint(cfg.ckpt_path)
     data_config = {**run_config["data"], **(to_plain(cfg.get("data")) or {})}
     return model, instantiate(data_config), run_config

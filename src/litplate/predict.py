@@ -36,7 +36,9 @@ def predict_to_csv(cfg: DictConfig) -> Path:
     with tmp.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow([*datamodule.feature_names, "prediction", "target"])
-        for inputs, prediction, target in zip(X.tolist(), predictions[:, 0].tolist(), y[:, 0].tolist()):
+        for inputs, prediction, target in zip(
+            X.tolist(), predictions[:, 0].tolist(), y[:, 0].tolist(), strict=True
+        ):
             writer.writerow([*inputs, prediction, target])
     os.replace(tmp, path)
     train_X, train_y = datamodule.split("train")

@@ -43,7 +43,7 @@ class RunInterrupted(RuntimeError):
 
 
 class _DropAdverts(logging.Filter):
-    """Lightning 2.6 advertises its cloud services ("💡 Tip: ... litlogger/litmodels") on every run."""
+    """Lightning 2.6 advertises its cloud services ("💡 Tip: ... litlogger") on every run."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("💡 Tip:")
@@ -161,7 +161,9 @@ def train_and_score(cfg: DictConfig) -> float | None:
     if not name:
         return None
     if name not in metrics:
-        raise KeyError(f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}")
+        raise KeyError(
+            f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}"
+        )
     return metrics[name]
 
 

@@ -146,14 +146,17 @@ class TensorDataModule(L.LightningDataModule):
         if sum(self.fractions.values()) > 1 + 1e-9:
             raise ValueError(
                 "train_fraction + val_fraction + test_fraction must be <= 1, got "
-                f"{train_fraction} + {val_fraction} + {test_fraction} = {sum(self.fractions.values())}"
+                f"{train_fraction} + {val_fraction} + {test_fraction} = "
+                f"{sum(self.fractions.values())}"
             )
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or null (full batch), got {batch_size}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got num_workers={num_workers}")
         if predict_split not in PREDICT_SPLITS:
-            raise ValueError(f"predict_split must be one of {PREDICT_SPLITS}, got {predict_split!r}")
+            raise ValueError(
+                f"predict_split must be one of {PREDICT_SPLITS}, got {predict_split!r}"
+            )
         self.batch_size, self.shuffle = batch_size, shuffle
         self.shuffle_seed = shuffle_seed or 0
         self.predict_split = predict_split
@@ -166,7 +169,9 @@ class TensorDataModule(L.LightningDataModule):
         n = len(X)
         # The epsilon keeps e.g. 0.29 * 100 = 28.999999999999996 from losing a row.
         n_train, n_val, n_test = (int(f * n + 1e-9) for f in self.fractions.values())
-        for (name, fraction), count in zip(self.fractions.items(), (n_train, n_val, n_test)):
+        for (name, fraction), count in zip(
+            self.fractions.items(), (n_train, n_val, n_test), strict=True
+        ):
             # R² and the loss need at least two rows in every split that is used.
             if fraction > 0 and count < 2:
                 raise ValueError(
