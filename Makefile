@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup train test test-fast lint format tensorboard clean
+.PHONY: setup train test test-fast bench lint format tensorboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ test: setup  ## every test, the slow ones included (what CI runs)
 
 test-fast: setup  ## the default selection (about a minute)
 	$(BIN)/python -m pytest
+
+bench: setup  ## litplate against the plain PyTorch loop -> BENCHMARKS.md (about 5 minutes)
+	$(BIN)/python benchmarks/run.py
 
 lint: setup  ## ruff: lint and formatting check
 	$(BIN)/ruff check .

@@ -1,0 +1,1 @@
+"""Benchmarks of litplate against the plain PyTorch loop: `python benchmarks/run.py`."""

@@ -1,0 +1,105 @@
+"""benchmarks/run.py at tiny sizes: every benchmark path runs and reports what it measured.
+
+No timing is asserted: only that the rows are there and hold positive numbers.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from benchmarks import run as bench
+
+from tests.conftest import ROOT
+
+
+def table_rows(text: str, first_cell: str) -> list[list[str]]:
+    """The cells of the markdown table rows whose first cell starts with `first_cell`."""
+    rows = []
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0].startswith(first_cell):
+            rows.append(cells)
+    return rows
+
+
+def number(cell: str) -> float:
+    match = re.match(r"[+-]?[\d.]+(e[+-]?\d+)?", cell.replace(",", ""))
+    assert match, f"no number in {cell!r}"
+    return float(match[0])
+
+
+def test_quick_w1_w2_report_medians_and_ratios(tmp_path: Path, capsys):
+    output = tmp_path / "bench.md"
+    assert bench.main(["--quick", "--only", "W1,W2", "--no-profile", "--output", str(output)]) == 0
+    text = output.read_text()
+    assert capsys.readouterr().out.endswith(text)  # printed as written, after the fits' output
+
+    w1 = table_rows(text, "W1")
+    defaults, quiet = "litplate, defaults", "litplate, logger/checkpoints/progress bar/summary off"
+    floor = "Lightning's floor: steps that only compute the loss, no callbacks/logging"
+    assert [row[0] for row in w1] == [f"W1, 20 epochs: {case}" for case in (defaults, quiet, floor)]
+    w2 = table_rows(text, "W2 ")
+    per_sample = "plain loop fed by DataLoader(TensorDataset(X, y), shuffle=True)"
+    assert [row[0].split(": ", 1)[1] for row in w2] == [
+        *(defaults, quiet, floor, per_sample),  # the MLP
+        *(defaults, floor),  # the linear model
+    ]
+    assert w2[0][0].startswith("W2 MLP 1-64-1, 10,000 points")
+    assert w2[-1][0].startswith("W2 linear, 10,000 points")
+    for name, litplate, plain, ratio, *_ in w1 + w2:
+        assert number(litplate) > 0 and number(plain) > 0, name
+        assert number(ratio) == pytest.approx(number(litplate) / number(plain), rel=0.02), name
+    assert all(row[1].endswith("ms/epoch") for row in w1)
+    assert "≤ 3x" in w1[0][4] and "≤ 1.5x" in w2[0][4]
+    assert "9.4x" in w1[1][5] and "12.5x" in w2[3][5]  # the issue's anchors beside them
+    assert "CPU" in text and "torch / lightning" in text
+    assert "Cold start" not in text  # only what --only asked for
+
+
+def test_profile_shows_where_litplate_spends_its_time(capsys):
+    assert bench.main(["--quick", "--profile", "W1"]) == 0
+    text = capsys.readouterr().out
+    text = text[text.index("cProfile") :]  # after the fits' own output
+    assert "cProfile of litplate (defaults), W1, 20 epochs" in text
+    assert re.search(r"\d+\.\d+ s +\d+\.\d+ % +lightning\n", text)  # own time of the package
+    # The fit, called once, and its loop's step, once per epoch.
+    assert re.search(r" 1 +[\d.]+  lightning/pytorch/trainer/trainer\.py:\d+\(fit\)\n", text)
+    assert re.search(r" 20 +[\d.]+  lightning/pytorch/loops/fit_loop\.py:\d+\(advance\)\n", text)
+
+
+def test_unknown_section_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--only", "W3"])
+    assert "--only: unknown W3" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_one_command_runs_every_benchmark(tmp_path: Path):
+    logs_before = sorted((ROOT / "logs").rglob("*"))
+    output = tmp_path / "bench.md"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--quick", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = output.read_text()
+    timing = [row for row in table_rows(text, "W") if ": " in row[0]]
+    assert len(timing) == 9
+    (cold,) = table_rows(text, "Cold start")
+    assert number(cold[1]) > 0 and number(cold[2]) > 0 and "≤ 1.5x" in cold[4]
+    entry_points = table_rows(text, "`train.py --")
+    assert [row[0] for row in entry_points] == ["`train.py --help`", "`train.py --cfg job`"]
+    assert [row[2] for row in entry_points] == ["no", "no"]  # neither imports torch
+    memory = [row for row in table_rows(text, "W2 ") if ": " not in row[0]]
+    assert [row[0] for row in memory] == ["W2 MLP, 10,000 points", "W2 linear, 10,000 points"]
+    for row in memory:
+        assert number(row[1]) > 0 and number(row[2]) > 0 and number(row[3]) > 0
+    # The cold-start runs went to a temporary directory, not the project's logs/.
+    assert sorted((ROOT / "logs").rglob("*")) == logs_before
