@@ -228,6 +228,7 @@ def test_ddp_cpu_trains_linear_in_one_run_directory(tmp_path: Path, linear_run: 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "distributed_backend=gloo" in output and "MEMBER: 2/2" in output
+    assert "sync_dist=True` when logging on epoch level" not in output  # every value is reduced
     runs = list((tmp_path / "logs" / "train" / "runs").iterdir())
     assert len(runs) == 1, runs
     run = runs[0]

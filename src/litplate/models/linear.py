@@ -31,9 +31,11 @@ class LinearRegression(RegressionModel):
         return x @ self.weights.unsqueeze(-1) + self.bias  # the weighted sum of the features
 
     def on_train_epoch_end(self) -> None:
-        # The learned values, to watch them approach the ideal ones in TensorBoard.
+        # The learned values, to watch them approach the ideal ones in TensorBoard. The same on
+        # every DDP rank; sync_dist=True keeps Lightning from warning that they might not be.
         if self.hparams.n_features == 1:
-            self.log_dict({"weight": self.weights[0].detach(), "bias": self.bias[0].detach()})
+            values = {"weight": self.weights[0].detach(), "bias": self.bias[0].detach()}
         else:
             weights = {f"weight/{i}": w for i, w in enumerate(self.weights.detach())}
-            self.log_dict({**weights, "bias": self.bias[0].detach()})
+            values = {**weights, "bias": self.bias[0].detach()}
+        self.log_dict(values, sync_dist=True)

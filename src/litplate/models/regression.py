@@ -63,8 +63,12 @@ class RegressionModel(L.LightningModule):
         metrics = MetricCollection(
             {"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}
         )
-        self.val_metrics = MetricCollection({"loss": MeanMetric(), **metrics.clone()}, prefix="val/")
-        self.test_metrics = MetricCollection({"loss": MeanMetric(), **metrics.clone()}, prefix="test/")
+        self.val_metrics = MetricCollection(
+            {"loss": MeanMetric(), **metrics.clone()}, prefix="val/"
+        )
+        self.test_metrics = MetricCollection(
+            {"loss": MeanMetric(), **metrics.clone()}, prefix="test/"
+        )
 
     def setup(self, stage: str) -> None:
         # Here, not in __init__: the parameters exist by now, a resumed fit (ckpt_path) restores its
@@ -102,8 +106,15 @@ class RegressionModel(L.LightningModule):
         # Lightning then does optimizer.zero_grad(), loss.backward() and optimizer.step();
         # src/litplate/reference.py writes that loop out by hand.
         # The epoch's mean over all samples (and all DDP ranks, whose shares are equal in training).
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(X),
-                 sync_dist=True)
+        self.log(
+            "train/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(X),
+            sync_dist=True,
+        )
         return loss
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
@@ -122,8 +133,10 @@ class RegressionModel(L.LightningModule):
         values = metrics.compute()
         metrics.reset()
         loss = values.pop(f"{stage}/loss")
-        self.log(f"{stage}/loss", loss, prog_bar=True)
-        self.log_dict(values)
+        # Already the same on every DDP rank (compute() syncs the states); sync_dist=True only
+        # tells Lightning so, which otherwise warns about every key of a distributed run.
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True)
+        self.log_dict(values, sync_dist=True)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
