@@ -1,4 +1,4 @@
-"""Predict with a checkpoint: `python scripts/predict.py ckpt_path=PATH` (see configs/predict.yaml)."""
+"""Predict with a checkpoint: `python scripts/predict.py ckpt_path=PATH` (configs/predict.yaml)."""
 
 import hydra
 from omegaconf import DictConfig

@@ -55,7 +55,10 @@ def test_example_csv_ships_with_the_template():
         ("a,b,y\n1,2,3\n1,2,nan\n", r"data\.csv, line 3, column 'y': 'nan' is not a finite number"),
         ("a,b,y\n1,inf,3\n", r"data\.csv, line 2, column 'b': 'inf' is not a finite number"),
         ("a,b,y\n1,2,3\n1,2\n", r"data\.csv, line 3: 2 cells where the header has 3"),
-        ("a,b,y\n1,2,3\n4,5,6\n7,8,9\n", r"data\.csv: too few rows for the splits: test_fraction=0.2 of 3 rows gives 0"),
+        (
+            "a,b,y\n1,2,3\n4,5,6\n7,8,9\n",
+            r"data\.csv: too few rows for the splits: test_fraction=0.2 of 3 rows gives 0",
+        ),
     ],
 )
 def test_bad_input_names_file_line_and_column(tmp_path: Path, text: str | None, message: str):

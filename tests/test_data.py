@@ -92,7 +92,7 @@ def test_random_split_is_seeded_disjoint_and_in_order():
 
 
 def epochs_of_batches(dm: LinearDataModule, epochs: int = 2, first: int = 0) -> list[list[float]]:
-    """The training points, batch by batch, of epochs first, first + 1, ... (as Lightning runs them)."""
+    """The training points, batch by batch, of epochs first, first + 1, ... (as Lightning runs)."""
     loader = dm.train_dataloader()
     out = []
     for epoch in range(first, first + epochs):

@@ -43,7 +43,7 @@ def test_run_writes_loss_curves_and_sends_them_to_tensorboard(linear_run: Path):
         epochs, losses = history.curve(key)
         assert epochs == list(range(best["epoch"] + 1))
         steps = sorted(logged)
-        for epoch, loss in zip(epochs, losses):
+        for epoch, loss in zip(epochs, losses, strict=True):
             assert torch.tensor(loss, dtype=torch.float32).item() == logged[steps[epoch]]
 
 

@@ -1,8 +1,7 @@
-"""Failure modes: crashes and SIGTERM resume exactly, saves are atomic, NaN stops, loads are safe."""
+"""Failure modes: killed runs resume exactly, saves are atomic, NaN stops, loads are safe."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -41,7 +41,16 @@ def checkout_copy(tmp_path: Path) -> Path:
 
 def cookiecutter(template: Path, out: Path, *answers: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cookiecutter", str(template), "--no-input", "-o", str(out), *answers],
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            str(template),
+            "--no-input",
+            "-o",
+            str(out),
+            *answers,
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -68,9 +77,10 @@ def test_project_is_renamed_everywhere(baked: Path):
     assert traces == []
     assert 'name = "my-cool-project"' in (baked / "pyproject.toml").read_text()
     assert (baked / "README.md").read_text().startswith("# My Cool Project\n")
-    assert "_target_: my_cool_project.models.LinearRegression" in (
-        baked / "configs" / "model" / "linear.yaml"
-    ).read_text()
+    assert (
+        "_target_: my_cool_project.models.LinearRegression"
+        in (baked / "configs" / "model" / "linear.yaml").read_text()
+    )
 
 
 def test_template_only_and_ignored_files_are_left_out(baked: Path):
@@ -83,7 +93,10 @@ def test_template_only_and_ignored_files_are_left_out(baked: Path):
     ("answers", "message"),
     [
         (["project_name=Ok", "package_name=class"], "package_name 'class' is a Python keyword"),
-        (["project_name=Ok", "package_name=my-pkg"], "package_name 'my-pkg' is not a Python identifier"),
+        (
+            ["project_name=Ok", "package_name=my-pkg"],
+            "package_name 'my-pkg' is not a Python identifier",
+        ),
         (["project_name= "], "project_name is empty"),
     ],
 )
@@ -102,19 +115,26 @@ def test_generated_project_trains_and_passes_its_tests(baked: Path, tmp_path: Pa
     python = venv / "bin" / "python"
     purelib = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     Path(purelib, "parent_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run(
         [python, "-m", "pip", "install", "-q", "--no-deps", "-e", str(baked)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
     run_dir = tmp_path / "run"
     train = subprocess.run(
         [python, "scripts/train.py", "experiment=linear", f"hydra.run.dir={run_dir}"],
-        cwd=baked, capture_output=True, text=True, timeout=600, env=env,
+        cwd=baked,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert train.returncode == 0, train.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -122,7 +142,11 @@ def test_generated_project_trains_and_passes_its_tests(baked: Path, tmp_path: Pa
 
     tests = subprocess.run(
         [python, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=baked, capture_output=True, text=True, timeout=1200, env=env,
+        cwd=baked,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
     )
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout.splitlines()[-1]

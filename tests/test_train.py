@@ -112,7 +112,7 @@ def test_predict_writes_csv_and_plot(linear_run: Path, cfg_factory):
 def test_missing_checkpoint_is_a_clear_error(cfg_factory, config_name, tmp_path):
     cfg = cfg_factory(config_name, [f"ckpt_path={tmp_path}/nope.ckpt"])
     run = evaluate if config_name == "eval" else predict_to_csv
-    with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.ckpt"):
+    with pytest.raises(CheckpointError, match=r"checkpoint not found: .*nope\.ckpt"):
         run(cfg)
     assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
 

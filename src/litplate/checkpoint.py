@@ -39,7 +39,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: refused, it holds more than weights and plain data ({first_line})"
         ) from None
     except Exception as err:  # torch raises many types for a bad file (IndexError, EOFError, ...)
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not one): {err}") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or not one): {err}"
+        ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict' in it)")
     return checkpoint

@@ -49,4 +49,4 @@ class LossHistory(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.losses = {key: {} for key in self.KEYS}
         for key, (epochs, losses) in state_dict.items():
-            self.losses[key] = dict(zip(epochs.tolist(), losses.tolist()))
+            self.losses[key] = dict(zip(epochs.tolist(), losses.tolist(), strict=True))

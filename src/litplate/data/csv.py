@@ -15,7 +15,9 @@ class CSVDataError(ValueError):
     """The CSV file cannot be used; the message names the file, line and column."""
 
 
-def read_csv(path: str | Path, features: list[str], target: str) -> tuple[torch.Tensor, torch.Tensor]:
+def read_csv(
+    path: str | Path, features: list[str], target: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(X, y) as float tensors of shape [rows, len(features)] and [rows, 1], strictly checked."""
     path = Path(path)
     if not features:
