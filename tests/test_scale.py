@@ -60,6 +60,7 @@ def test_precision_is_a_trainer_option(cfg_factory, precision):
     assert cfg.trainer.precision == precision and cfg.trainer.devices == 4
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Precision bf16-mixed is not supported by the model summary")
 def test_bf16_mixed_trains_on_the_cpu(cfg_factory):
     overrides = ["experiment=linear", "trainer.precision=bf16-mixed", "callbacks.progress_bar=null"]
