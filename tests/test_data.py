@@ -124,3 +124,18 @@ def test_batches_are_gathered_by_index_not_per_sample():
     assert [len(X) for X, _ in batches] == [16, 16, 8]
     torch.testing.assert_close(torch.cat([X for X, _ in batches]), dm.split("train")[0])
     assert dm.train_dataloader().batch_size is None  # no per-sample fetch and collate
+
+
+def test_ddp_ranks_share_out_the_single_process_order():
+    # Same seed and epoch: rank r of N takes rows r, r + N, ... of the order one process sees.
+    from litplate.data.tensors import BatchIndexSampler, DistributedBatchIndexSampler
+
+    single = BatchIndexSampler(16, 4, shuffle=True, seed=3)
+    single.set_epoch(5)
+    order = torch.cat(list(single))
+    for rank in range(2):
+        sampler = DistributedBatchIndexSampler(
+            BatchIndexSampler(16, 4, shuffle=True, seed=3), num_replicas=2, rank=rank, pad=True
+        )
+        sampler.set_epoch(5)
+        assert torch.equal(torch.cat(list(sampler)), order[rank::2])
