@@ -528,7 +528,11 @@ def bench_suite(report: Report) -> None:
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     lines = result.stdout.strip().splitlines()
-    report.suite = (seconds, lines[-1] if lines else f"exit code {result.returncode}")
+    failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    report.suite = (
+        seconds,
+        "; ".join([*failed, lines[-1] if lines else f"exit {result.returncode}"]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -760,6 +764,9 @@ def _what_is_timed(report: Report) -> list[str]:
         " logger, checkpoints, progress bar or summary: what litplate cannot go below without"
         " patching Lightning.",
         *(text for section, text in by_section.items() if section in report.sections),
+        f"- torch ran on {torch.get_num_threads()} thread(s) (`--threads`; the default, 1, because"
+        " on a shared machine two OpenMP threads stall for milliseconds per operation whenever"
+        " another process holds a core, and these small models gain nothing from a second one).",
     ]
 
 
@@ -780,7 +787,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, help="timed rounds per benchmark")
     parser.add_argument(
-        "--threads", type=int, help="torch threads (OMP_NUM_THREADS for the subprocesses too)"
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads, here and in the subprocesses (default 1; 0: torch's own default)",
     )
     parser.add_argument(
         "--output",
@@ -794,7 +804,9 @@ def main(argv: list[str] | None = None) -> int:
         memory_child(json.loads(args.memory_child))
         return 0
     if args.threads:
-        # On a loaded machine two OpenMP threads can stall for milliseconds per operation.
+        # One thread: on a shared machine, two OpenMP threads stall for milliseconds per operation
+        # whenever another process holds a core (the plain MLP epoch went from 0.4 s to 2-12 s),
+        # and these small models gain nothing from a second thread when the machine is quiet.
         torch.set_num_threads(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     sizes = QUICK if args.quick else Sizes()

@@ -15,6 +15,8 @@ from benchmarks import run as bench
 
 from tests.conftest import ROOT
 
+KEEP = ["--threads", "0"]  # in-process: leave torch's threads to the rest of the test session
+
 
 def table_rows(text: str, first_cell: str) -> list[list[str]]:
     """The cells of the markdown table rows whose first cell starts with `first_cell`."""
@@ -34,7 +36,10 @@ def number(cell: str) -> float:
 
 def test_quick_w1_w2_report_medians_and_ratios(tmp_path: Path, capsys):
     output = tmp_path / "bench.md"
-    assert bench.main(["--quick", "--only", "W1,W2", "--no-profile", "--output", str(output)]) == 0
+    assert (
+        bench.main(["--quick", "--only", "W1,W2", "--no-profile", "--output", str(output), *KEEP])
+        == 0
+    )
     text = output.read_text()
     assert capsys.readouterr().out.endswith(text)  # printed as written, after the fits' output
 
@@ -61,7 +66,7 @@ def test_quick_w1_w2_report_medians_and_ratios(tmp_path: Path, capsys):
 
 
 def test_profile_shows_where_litplate_spends_its_time(capsys):
-    assert bench.main(["--quick", "--profile", "W1"]) == 0
+    assert bench.main(["--quick", "--profile", "W1", *KEEP]) == 0
     text = capsys.readouterr().out
     text = text[text.index("cProfile") :]  # after the fits' own output
     assert "cProfile of litplate (defaults), W1, 20 epochs" in text
