@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +40,18 @@ def linear_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("linear_run")
     train(make_cfg("train", run_dir, ["experiment=linear", "callbacks.progress_bar=null"]))
     return run_dir
+
+
+def copy_tracked_files(destination: Path) -> Path:
+    """The git-tracked files of the working tree (as edited) copied to `destination`."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, files.split("\0")):
+        if (ROOT / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, destination / name)
+    return destination
 
 
 def read_metrics(run_dir: Path) -> dict:

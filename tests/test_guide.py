@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_tracked_files
 
 pytestmark = pytest.mark.slow
 
@@ -24,25 +23,13 @@ def guide_blocks() -> list[tuple[str, str]]:
     return BLOCK.findall(section)
 
 
-def project_copy(tmp_path: Path) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.decode()
-    copy = tmp_path / "project"
-    for name in filter(None, files.split("\0")):
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
-    return copy
-
-
 def test_guide_has_files_commands_and_the_removal():
     kinds = [kind for kind, _ in guide_blocks()]
     assert kinds.count("bash") == 2 and kinds.count("python") == 3 and kinds.count("yaml") == 3
 
 
 def test_every_guide_block_runs_as_written(tmp_path: Path):
-    project = project_copy(tmp_path)
+    project = copy_tracked_files(tmp_path / "project")
     # The copy's own package, not the installed one; `python` is this interpreter.
     env = {
         **os.environ,

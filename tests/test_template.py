@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import site
 import subprocess
 import sys
@@ -15,21 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import copy_tracked_files
 
 pytestmark = pytest.mark.slow
 
 
 def checkout_copy(tmp_path: Path) -> Path:
     """The working tree's tracked files in a fresh git repository, as a user's clone has them."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.decode()
-    copy = tmp_path / "checkout"
-    for name in filter(None, files.split("\0")):
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
+    copy = copy_tracked_files(tmp_path / "checkout")
     (copy / "logs" / "train").mkdir(parents=True, exist_ok=True)
     (copy / "logs" / "train" / "stale-run.txt").write_text("run output must not be copied")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(copy)]
