@@ -632,7 +632,7 @@ def machine() -> dict[str, str]:
         ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     return {
-        "CPU": f"{cpu}, {os.cpu_count()} cores (torch uses {torch.get_num_threads()} threads)",
+        "CPU": f"{cpu}, {os.cpu_count()} cores; torch threads: {torch.get_num_threads()}",
         "RAM": f"{ram:.1f} GiB",
         "OS": platform.platform(),
         "Python": platform.python_version(),
