@@ -14,7 +14,7 @@ from pathlib import Path
 
 TEMPLATE_DIR = "{{cookiecutter.project_slug}}"
 # Files that exist to make or test the template, not part of a generated project.
-TEMPLATE_ONLY = {"cookiecutter.json", "copier.yml", "tests/test_template.py"}
+TEMPLATE_ONLY = {"cookiecutter.json", "copier.yml", "tests/test_template.py", "BENCHMARKS.md"}
 KEEP_AT_ROOT = {"cookiecutter.json", "hooks"}
 # Used only when the copy is not a git checkout (e.g. an unpacked archive).
 IGNORED_PARTS = {".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".ruff_cache", "build"}
