@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -38,9 +37,5 @@ class StopOnNonFiniteLoss(L.Callback):
             f"{trainer.current_epoch}, step {trainer.global_step} (batch {batch_idx}). Likely "
             "causes: a learning rate too high for this loss (try model.optimizer.lr 10x smaller), "
             "or NaN/inf values in the data. The last good checkpoint is "
-            f"{_last_checkpoint(trainer) or '(none yet: no epoch finished)'}"
+            f"{fit_checkpoints(trainer).get('last') or '(none yet: no epoch finished)'}"
         )
-
-
-def _last_checkpoint(trainer: L.Trainer) -> Path | None:
-    return fit_checkpoints(trainer).get("last")
