@@ -675,7 +675,7 @@ def markdown(report: Report, command: str, host: dict[str, str]) -> str:
         for row in report.rows:
             out.append(
                 f"| {row.name} | {row.median:.3g} {row.unit} | {row.plain:.3g} {row.unit} | "
-                f"{row.ratio:.2f}x | {row.status} | {row.anchor} | {row.note} |"
+                f"{row.ratio:.3g}x | {row.status} | {row.anchor} | {row.note} |"
             )
         out += ["", *_what_is_timed(report), ""]
     if report.commands:

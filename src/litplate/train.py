@@ -115,7 +115,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 else "no epoch had finished, so there is no checkpoint to resume from"
             )
         ) from None
-    fit_metrics = {key: to_float(value) for key, value in trainer.callback_metrics.items()}
+    fit_metrics = {
+        **getattr(model, "epoch_metrics", {}),  # the last epoch's values logged past Lightning
+        **{key: to_float(value) for key, value in trainer.callback_metrics.items()},
+    }
 
     # 4. Evaluate the chosen checkpoint (none when checkpointing is off), through the safe path.
     checkpoints = fit_checkpoints(trainer)

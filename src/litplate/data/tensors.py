@@ -177,19 +177,21 @@ class TensorDataModule(L.LightningDataModule):
                 raise ValueError(
                     f"{name}={fraction} of {n} {what} gives {count}; a split needs at least 2"
                 )
-        order = torch.arange(n)
-        if self.split_seed is not None:
+        if self.split_seed is None:
+            # Slices: the splits are views of X and y, no index tensor or copy of the data.
+            def rows(first: int, last: int) -> slice | torch.Tensor:
+                return slice(first, last)
+        else:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
 
-        def rows(first: int, last: int) -> torch.Tensor:
-            part = order[first:last]
-            return part if self.split_seed is None else part.sort().values
+            def rows(first: int, last: int) -> slice | torch.Tensor:
+                return order[first:last].sort().values
 
         self.splits = {
             "train": rows(0, n_train),
             "val": rows(n_train, n_train + n_val) if n_val else rows(n - n_test, n),
             "test": rows(n - n_test, n),
-            "all": torch.arange(n),
+            "all": slice(0, n),
         }
 
     @property

@@ -31,11 +31,10 @@ class LinearRegression(RegressionModel):
         return x @ self.weights.unsqueeze(-1) + self.bias  # the weighted sum of the features
 
     def on_train_epoch_end(self) -> None:
-        # The learned values, to watch them approach the ideal ones in TensorBoard. The same on
-        # every DDP rank; sync_dist=True keeps Lightning from warning that they might not be.
+        # The learned values, to watch them approach the ideal ones in TensorBoard.
         if self.hparams.n_features == 1:
             values = {"weight": self.weights[0].detach(), "bias": self.bias[0].detach()}
         else:
             weights = {f"weight/{i}": w for i, w in enumerate(self.weights.detach())}
             values = {**weights, "bias": self.bias[0].detach()}
-        self.log_dict(values, sync_dist=True)
+        self.log_epoch(values)
