@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import runpy
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 import litplate.config  # noqa: F401  (registers the config resolvers)
@@ -40,6 +44,40 @@ def linear_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("linear_run")
     train(make_cfg("train", run_dir, ["experiment=linear", "callbacks.progress_bar=null"]))
     return run_dir
+
+
+@pytest.fixture
+def entry_point(capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """Run `scripts/<script>` in this process, as `python scripts/<script> ARGS` would.
+
+    The script's `@hydra.main` parses the arguments, reports errors and exits as it does in a
+    fresh process, without the seconds a new interpreter spends importing torch and Lightning.
+    Returns a CompletedProcess with the exit code and the captured stdout and stderr.
+    """
+    root = logging.getLogger()
+
+    def run(script: str, *args: str) -> subprocess.CompletedProcess:
+        path = ROOT / "scripts" / script
+        monkeypatch.setattr(sys, "argv", [str(path), *args])
+        handlers, level = root.handlers[:], root.level
+        capfd.readouterr()
+        try:
+            runpy.run_path(str(path), run_name="__main__")
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+        finally:
+            GlobalHydra.instance().clear()
+            # Hydra configured logging for the job (a file in its run directory): undo that.
+            for handler in root.handlers:
+                if handler not in handlers:
+                    handler.close()
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(sys.argv, code, out, err)
+
+    return run
 
 
 def copy_tracked_files(destination: Path) -> Path:

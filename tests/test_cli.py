@@ -1,4 +1,8 @@
-"""The entry scripts as a user runs them: fresh processes, Hydra's run directories."""
+"""The entry scripts as a user runs them: Hydra's run directories, exit codes and messages.
+
+Training runs in fresh processes, as the README's command does; eval, predict and the error paths
+run the same scripts in-process (the `entry_point` fixture): same answers, no interpreter start.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ def run_script(script: str, *args: str, cwd: Path = ROOT) -> subprocess.Complete
     )
 
 
-def test_train_eval_predict_scripts(tmp_path: Path):
+def test_train_eval_predict_scripts(tmp_path: Path, entry_point):
     run_dir = tmp_path / "run"
     result = run_script("train.py", "experiment=linear", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -33,25 +37,25 @@ def test_train_eval_predict_scripts(tmp_path: Path):
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    result = run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}")
+    result = entry_point("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/r2"] > 0.99
 
-    result = run_script("predict.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'pred'}")
+    result = entry_point("predict.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'pred'}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert len((tmp_path / "pred" / "predictions.csv").read_text().splitlines()) == 11
 
 
 @pytest.mark.parametrize("script", ["eval.py", "predict.py"])
-def test_missing_checkpoint_exits_non_zero_with_the_path(tmp_path: Path, script: str):
-    result = run_script(script, f"ckpt_path={tmp_path}/missing.ckpt", f"hydra.run.dir={tmp_path}")
+def test_missing_checkpoint_exits_non_zero_with_the_path(tmp_path: Path, script: str, entry_point):
+    result = entry_point(script, f"ckpt_path={tmp_path}/missing.ckpt", f"hydra.run.dir={tmp_path}")
     assert result.returncode != 0
     assert f"checkpoint not found: {tmp_path}/missing.ckpt" in result.stderr
     assert not list(tmp_path.glob("*.json")) and not list(tmp_path.glob("*.csv"))
 
 
-def test_invalid_data_argument_exits_non_zero_naming_it(tmp_path: Path):
-    result = run_script("train.py", "data.step=0", f"hydra.run.dir={tmp_path}")
+def test_invalid_data_argument_exits_non_zero_naming_it(tmp_path: Path, entry_point):
+    result = entry_point("train.py", "data.step=0", f"hydra.run.dir={tmp_path}")
     assert result.returncode != 0
     assert "step must be > 0, got step=0" in result.stderr
     assert not (tmp_path / "metrics.json").exists()

@@ -120,10 +120,8 @@ def test_eval_of_a_finetuned_checkpoint_does_not_need_the_pretrained_file(cfg_fa
 
 
 @pytest.mark.slow
-def test_finetune_without_init_from_exits_saying_what_to_pass(tmp_path: Path):
-    from tests.test_cli import run_script
-
-    result = run_script("train.py", "experiment=linear_finetune", f"hydra.run.dir={tmp_path}")
+def test_finetune_without_init_from_exits_saying_what_to_pass(tmp_path: Path, entry_point):
+    result = entry_point("train.py", "experiment=linear_finetune", f"hydra.run.dir={tmp_path}")
     assert result.returncode != 0
     assert "this run needs a value: model.init_from=logs/train/runs/RUN/model.safetensors" in (
         result.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -27,8 +26,10 @@ LONG_RUN = [
     "data.batch_size=16",
     "data.shuffle=true",
     "data.num_workers=2",
-    "trainer.max_epochs=120",
+    "trainer.max_epochs=60",
     "callbacks.progress_bar=null",
+    # last.ckpt after every epoch (not at most every 2 s), so the kill lands at a known epoch.
+    "callbacks.last_checkpoint.min_interval_s=0",
 ]
 
 
@@ -75,7 +76,7 @@ def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_run_resumes_bit_identically(tmp_path: Path, straight_run: Path, sig: int):
     proc = _start(tmp_path)
-    _wait_for_epochs(tmp_path, proc, 20)
+    _wait_for_epochs(tmp_path, proc, 10)
     proc.send_signal(sig)
     code = proc.wait(timeout=120)
     stderr = proc.stderr.read()
@@ -84,38 +85,55 @@ def test_killed_run_resumes_bit_identically(tmp_path: Path, straight_run: Path, 
     if sig == signal.SIGTERM:
         assert f"ckpt_path={tmp_path}/checkpoints/last.ckpt" in stderr
     epoch = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["epoch"]
-    assert 20 <= epoch < 119
+    assert 10 <= epoch < 59
 
     resumed = _start(tmp_path, f"ckpt_path={tmp_path}/checkpoints/last.ckpt")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-3000:]
     _same_result(straight_run, tmp_path)
 
 
+# One interpreter imports torch once, then forks a saver per trial and kills it part-way; it waits
+# for the test to read the file before the next trial.
 KILLER = """
-import sys, torch
+import os, signal, sys, time, torch
 from litplate.checkpoint import SafeCheckpointIO
 io, path = SafeCheckpointIO(), sys.argv[1]
-for i in range(10_000):
-    io.save_checkpoint({"state_dict": {"w": torch.full((4_000_000,), float(i))}, "i": i}, path)
-    print(i, flush=True)
+for trial in range(int(sys.argv[2])):
+    saved, tell = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(saved)
+        for i in range(10_000):
+            w = torch.full((4_000_000,), float(i))
+            io.save_checkpoint({"state_dict": {"w": w}, "i": i}, path)
+            os.write(tell, b".")
+    os.close(tell)
+    os.read(saved, 1)  # at least one save finished
+    time.sleep(0.01 + 0.023 * trial)  # then kill at a moment that varies per trial
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    os.close(saved)
+    print(trial, flush=True)
+    sys.stdin.readline()
 """
 
 
 def test_a_kill_during_save_never_leaves_a_corrupt_checkpoint(tmp_path: Path):
-    path = tmp_path / "last.ckpt"
-    env = {**os.environ, "TMPDIR": "/dev/shm" if Path("/dev/shm").is_dir() else str(tmp_path)}
-    for trial in range(10):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", KILLER, str(path)], stdout=subprocess.PIPE, text=True, env=env
-        )
-        # Wait until at least one save finished, then kill at a moment that varies per trial.
-        proc.stdout.readline()
-        time.sleep(0.01 + 0.023 * trial)
-        proc.kill()
-        proc.wait()
+    path, trials = tmp_path / "last.ckpt", 10
+    killer = subprocess.Popen(
+        [sys.executable, "-c", KILLER, str(path), str(trials)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    for trial in range(trials):
+        assert killer.stdout.readline() == f"{trial}\n", "the saver process failed"
         checkpoint = load_checkpoint(path)  # raises CheckpointError on a truncated file
         i = checkpoint["i"]
         assert torch.equal(checkpoint["state_dict"]["w"], torch.full((4_000_000,), float(i)))
+        killer.stdin.write("next\n")
+        killer.stdin.flush()
+    assert killer.wait(timeout=60) == 0
     assert not [p for p in tmp_path.iterdir() if p.name == "last.ckpt" and p.stat().st_size == 0]
 
 
@@ -165,7 +183,9 @@ def malicious_checkpoint(linear_run: Path, tmp_path: Path) -> tuple[Path, Path]:
     return path, marker
 
 
-def test_malicious_checkpoint_is_refused_and_never_runs(malicious_checkpoint, cfg_factory):
+def test_malicious_checkpoint_is_refused_and_never_runs(
+    malicious_checkpoint, cfg_factory, entry_point
+):
     path, marker = malicious_checkpoint
     with pytest.raises(CheckpointError, match="refused") as info:
         load_checkpoint(path)
@@ -174,13 +194,7 @@ def test_malicious_checkpoint_is_refused_and_never_runs(malicious_checkpoint, cf
         model_from_checkpoint(path)
     with pytest.raises(CheckpointError, match="refused"):
         train(cfg_factory(overrides=["experiment=linear", f"ckpt_path={path}"]))
-    result = subprocess.run(
-        [sys.executable, "scripts/eval.py", f"ckpt_path={path}", f"hydra.run.dir={path.parent}/e"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = entry_point("eval.py", f"ckpt_path={path}", f"hydra.run.dir={path.parent}/e")
     assert result.returncode != 0 and "refused" in result.stderr
     assert not marker.exists()
 
@@ -237,14 +251,8 @@ def test_invalid_config_values_fail_before_training(cfg_factory, override, messa
     assert not Path(cfg.paths.output_dir).exists()
 
 
-def test_invalid_config_on_the_command_line_exits_non_zero(tmp_path: Path):
-    result = subprocess.run(
-        [*TRAIN, "trainer.max_epochs=abc", f"hydra.run.dir={tmp_path}/run"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_invalid_config_on_the_command_line_exits_non_zero(tmp_path: Path, entry_point):
+    result = entry_point("train.py", "trainer.max_epochs=abc", f"hydra.run.dir={tmp_path}/run")
     assert result.returncode != 0
     assert "trainer.max_epochs='abc': expected an integer >= 1" in result.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()

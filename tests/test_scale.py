@@ -111,8 +111,10 @@ def test_cpu_auto_and_others_are_not_checked(monkeypatch):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_trainer_gpu_without_a_gpu_exits_non_zero_with_one_message(tmp_path: Path):
-    result = run_train("experiment=linear", "trainer=gpu", f"hydra.run.dir={tmp_path}")
+def test_trainer_gpu_without_a_gpu_exits_non_zero_with_one_message(tmp_path: Path, entry_point):
+    result = entry_point(
+        "train.py", "experiment=linear", "trainer=gpu", f"hydra.run.dir={tmp_path}"
+    )
     assert result.returncode != 0
     assert (
         "trainer=gpu (accelerator=gpu, devices=1) asks for 1 CUDA device but torch sees none "
@@ -289,10 +291,15 @@ def test_ddp_test_metrics_equal_a_single_process(tmp_path: Path, cfg_factory):
     assert ddp["test/r2"] == pytest.approx(single["test/r2"], rel=1e-4)
 
 
-def test_ddp_in_a_multirun_is_refused_with_the_way_out(tmp_path: Path):
+def test_ddp_in_a_multirun_is_refused_with_the_way_out(tmp_path: Path, entry_point):
     # In a multirun a failed job is recorded (failure.json, summary.csv) and the sweep goes on.
-    result = run_train(
-        "-m", "trainer=ddp_cpu", "seed=1,2", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}"
+    result = entry_point(
+        "train.py",
+        "-m",
+        "trainer=ddp_cpu",
+        "seed=1,2",
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 of 2 jobs failed" in result.stdout + result.stderr

@@ -81,10 +81,10 @@ def test_summary_rows_are_sorted_best_first_with_failures_last(tmp_path: Path):
     assert [row["dir"] for row in read_summary(tmp_path)] == ["2", "0", "1", "3"]
 
 
-def test_a_failing_job_is_summarised_as_failed_and_the_others_run(tmp_path: Path):
+def test_a_failing_job_is_summarised_as_failed_and_the_others_run(tmp_path: Path, entry_point):
     sweep_dir = tmp_path / "sweep"
-    result = train_multirun(
-        "experiment=linear", "trainer.max_epochs=3", "data.step=0,0.02",
+    result = entry_point(
+        "train.py", "-m", "experiment=linear", "trainer.max_epochs=3", "data.step=0,0.02",
         f"hydra.sweep.dir={sweep_dir}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
