@@ -21,8 +21,8 @@ setup: $(VENV)/.installed  ## create .venv and install litplate with its dev too
 train: setup  ## the reference example: y = 0.7x + 0.3
 	$(BIN)/python scripts/train.py experiment=linear
 
-test: setup  ## every test, the slow ones included (what CI runs)
-	$(BIN)/python -m pytest -m ""
+test: setup  ## every test, the slow ones included, one worker per core (what CI runs)
+	$(BIN)/python -m pytest -m "" -n auto --dist worksteal
 
 test-fast: setup  ## the default selection (about a minute)
 	$(BIN)/python -m pytest

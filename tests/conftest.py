@@ -28,6 +28,12 @@ def make_cfg(config_name: str, output_dir: Path, overrides: list[str] = ()) -> D
         return compose(config_name, overrides=[*overrides, f"paths.output_dir={output_dir}"])
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: under `-n` (pytest-xdist) they start at once and the quick ones fill
+    in around them, instead of a long one starting last and running alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def cfg_factory(tmp_path: Path) -> Callable[..., DictConfig]:
     def factory(config_name: str = "train", overrides: list[str] = (), name: str = "run"):

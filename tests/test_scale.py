@@ -252,7 +252,7 @@ def test_ddp_cpu_trains_linear_in_one_run_directory(tmp_path: Path, linear_run: 
         assert metrics[key] == pytest.approx(single[key], abs=1e-5)
     for key in ("test/loss", "test/mae", "test/mse", "val/loss", "train/loss"):
         assert metrics[key] == pytest.approx(single[key], abs=1e-6)
-    assert metrics["epochs"] == single["epochs"] == 100
+    assert metrics["epochs"] == single["epochs"] == 300
 
 
 @pytest.mark.slow

@@ -150,7 +150,7 @@ def test_tensorboard_holds_the_hparams_and_final_metrics(linear_run: Path):
     assert hparams["model/optimizer/lr"].number_value == 0.01
     assert hparams["model/optimizer/momentum"].number_value == 0.9
     assert hparams["model/scheduler"].string_value == "CosineAnnealingLR"
-    assert hparams["trainer/max_epochs"].number_value == 100
+    assert hparams["trainer/max_epochs"].number_value == 300
     assert hparams["data/batch_size"].string_value == "None"  # full batch
     assert hparams["seed"].number_value == 42
 

@@ -41,7 +41,7 @@ def test_tensorboard_holds_weight_bias_losses_and_the_figure(linear_run: Path):
     for tag in ("weight", "bias", "train/loss", "val/loss", "val/mae", "val/r2", "test/loss"):
         assert tag in scalars
     weights = [e.value for e in events.Scalars("weight")]
-    assert len(weights) == 100  # one per epoch
+    assert len(weights) == 300  # one per epoch
     assert abs(weights[-1] - 0.7) < 0.01
     assert "predictions" in events.Tags()["images"]
 
