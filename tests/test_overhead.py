@@ -103,3 +103,36 @@ def test_checking_the_loss_once_per_epoch_names_the_same_step(cfg_factory):
         assert all(w.isfinite().all() for w in weights.values())  # written before the NaN
         assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
     assert messages[0] == messages[1]
+
+
+@pytest.mark.parametrize(
+    ("min_interval_s", "expected"),
+    [
+        pytest.param(0, [(epoch, batch) for epoch in range(2) for batch in range(8)], id="every"),
+        # An hour apart: the first batch, then only each epoch's last, so every epoch ends full.
+        pytest.param(3600, [(0, 0), (0, 7), (1, 7)], id="throttled"),
+    ],
+)
+def test_the_progress_bar_sees_each_epochs_last_batch_when_throttled(
+    cfg_factory, monkeypatch, min_interval_s, expected
+):
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    seen: list[tuple[int, int]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        seen.append((trainer.current_epoch, batch_idx))
+
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", on_train_batch_end)
+    cfg = cfg_factory(
+        overrides=[
+            "experiment=linear_tutorial",
+            "trainer.max_epochs=2",
+            "data.batch_size=5",  # 40 training points: 8 batches an epoch
+            f"callbacks.progress_bar.min_interval_s={min_interval_s}",
+            "~logger",
+        ]
+    )
+    datamodule, model = build_data_and_model(cfg)
+    build_trainer(cfg).fit(model, datamodule=datamodule)
+    assert seen == expected

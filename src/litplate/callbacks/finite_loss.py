@@ -41,10 +41,13 @@ class StopOnNonFiniteLoss(L.Callback):
         if loss is None:
             return
         loss = loss.detach().flatten()[0]
-        self._unchecked.append(((trainer.current_epoch, trainer.global_step, batch_idx), loss))
+        where = (trainer.current_epoch, trainer.global_step, batch_idx)
         every_step = loss.device.type == "cpu" if self.every_step is None else self.every_step
         if every_step:
-            self._check(trainer)
+            if not torch.isfinite(loss):
+                self._raise(trainer, *where, loss.item())
+        else:
+            self._unchecked.append((where, loss))
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._check(trainer)
