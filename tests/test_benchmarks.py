@@ -46,7 +46,12 @@ def test_quick_w1_w2_report_medians_and_ratios(tmp_path: Path, capsys):
     w1 = table_rows(text, "W1")
     defaults, quiet = "litplate, defaults", "litplate, logger/checkpoints/progress bar/summary off"
     floor = "Lightning's floor: steps that only compute the loss, no callbacks/logging"
-    assert [row[0] for row in w1] == [f"W1, 20 epochs: {case}" for case in (defaults, quiet, floor)]
+    without = [f"{defaults} without {name}" for name in bench.WITHOUT]
+    assert [row[0] for row in w1] == [
+        f"W1, 20 epochs: {case}" for case in (defaults, quiet, floor, *without)
+    ]
+    for row, name in zip(w1[3:], bench.WITHOUT, strict=True):  # what each default costs
+        assert re.fullmatch(rf"{name} costs -?[\d.]+ ms/epoch", row[-1])
     w2 = table_rows(text, "W2 ")
     per_sample = "plain loop fed by DataLoader(TensorDataset(X, y), shuffle=True)"
     assert [row[0].split(": ", 1)[1] for row in w2] == [
@@ -108,3 +113,14 @@ def test_one_command_runs_every_benchmark(tmp_path: Path):
         assert number(row[1]) > 0 and number(row[2]) > 0 and number(row[3]) > 0
     # The cold-start runs went to a temporary directory, not the project's logs/.
     assert sorted((ROOT / "logs").rglob("*")) == logs_before
+
+
+def test_a_goal_below_lightnings_floor_is_called_out():
+    def row(case: str, seconds: float, goal: float | None) -> bench.Row:
+        return bench.Row(f"W1, 9 epochs: {case}", "ms/epoch", 1, [seconds], [1.0], goal)
+
+    over = [row(bench.DEFAULTS, 9.0, 3), row(bench.FLOOR, 3.3, None)]
+    (line,) = [line for line in bench._reading(over) if line.startswith("- ")]
+    assert line.startswith("- W1, 9 epochs: Lightning's floor alone is 3.3x the plain loop")
+    assert "above the 3x goal" in line
+    assert bench._reading([row(bench.DEFAULTS, 9.0, 3), row(bench.FLOOR, 2.9, None)]) == []
