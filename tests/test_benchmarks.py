@@ -101,7 +101,7 @@ def test_one_command_runs_every_benchmark(tmp_path: Path):
     assert result.returncode == 0, result.stderr[-3000:]
     text = output.read_text()
     timing = [row for row in table_rows(text, "W") if ": " in row[0]]
-    assert len(timing) == 9
+    assert len(timing) == 9 + len(bench.WITHOUT)  # W1: 3 + the costs of 4 defaults; W2: 6
     (cold,) = table_rows(text, "Cold start")
     assert number(cold[1]) > 0 and number(cold[2]) > 0 and "≤ 1.5x" in cold[4]
     entry_points = table_rows(text, "`train.py --")
