@@ -14,7 +14,7 @@ class ThrottledRichProgressBar(RichProgressBar):
 
     Lightning 2.6.6's RichProgressBar updates the bar and re-reads every logged metric after each
     training batch whatever its `refresh_rate` (about 70 µs a step on a 2-core CPU: 7 % of the
-    W2 benchmark's MLP epoch, 14 % of the linear one). Here a batch goes through when
+    W2 benchmark's MLP epoch, 10 % of the linear one). Here a batch goes through when
     `min_interval_s` has passed since the last one that did, and the epoch's last batch always
     does, so the bar ends each epoch complete. The eye cannot follow faster redraws anyway.
     """
