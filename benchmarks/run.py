@@ -303,7 +303,7 @@ class Report:
     commands: list[tuple[str, float, bool]] = field(default_factory=list)  # (cmd, s, imports torch)
     startup_imports: list[tuple[str, float]] = field(default_factory=list)
     memory: list[dict[str, float | str]] = field(default_factory=list)
-    suite: tuple[float, str] | None = None
+    suite: tuple[float, str, list[tuple[str, str]]] | None = None  # seconds, result, slowest
     profiles: dict[str, str] = field(default_factory=dict)
 
     def missed(self, prefix: str) -> bool:
@@ -560,15 +560,21 @@ SUITE += ["-q", "-p", "no:cacheprovider"]
 def bench_suite(report: Report) -> None:
     """The wall time of `make test`'s command: every test, one pytest-xdist worker per core."""
     _say(f"suite: python {shlex.join(SUITE)}")
-    args = [sys.executable, *SUITE]
+    args = [sys.executable, *SUITE, "--durations=12"]
     start = time.perf_counter()
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     lines = result.stdout.strip().splitlines()
     failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    slowest = [
+        (match[1], match[2])
+        for match in map(re.compile(r"([\d.]+s) (?:call|setup|teardown) +(\S+)$").match, lines)
+        if match
+    ]
     report.suite = (
         seconds,
         "; ".join([*failed, lines[-1] if lines else f"exit {result.returncode}"]),
+        slowest,
     )
 
 
@@ -753,13 +759,19 @@ def markdown(report: Report, command: str, host: dict[str, str]) -> str:
             )
         out.append("")
     if report.suite:
-        seconds, summary = report.suite
+        seconds, summary, slowest = report.suite
         verdict = "met" if seconds <= 180 else "**missed**"
         out += [
             "## Test suite",
             "",
             f"`python {shlex.join(SUITE)}` ({os.cpu_count()} workers): {seconds:.0f} s"
             f" (goal ≤ 180 s: {verdict}); {summary}",
+            "",
+            "The slowest tests (pytest's `--durations`, each on its worker while the others ran):",
+            "",
+            "| test | s |",
+            "|---|---:|",
+            *(f"| `{test}` | {duration.removesuffix('s')} |" for duration, test in slowest),
             "",
         ]
     for workload, text in report.profiles.items():
