@@ -322,38 +322,28 @@ WITHOUT = {
 def bench_w1(report: Report) -> None:
     epochs = report.sizes.w1_epochs
     _say(f"W1: experiment=linear_tutorial, {epochs} epochs")
+    without = {name: f"litplate, defaults without {name}" for name in WITHOUT}
     cases = {
         "plain": plain_case(w1(epochs)),
         DEFAULTS: litplate_case(w1(epochs)),
         QUIETED: litplate_case(w1(epochs) + QUIET),
         FLOOR: litplate_case(w1(epochs), fit_floor),
-        **{f"litplate, defaults without {name}": litplate_case(w1(epochs) + overrides)
-           for name, overrides in WITHOUT.items()},
-    }  # fmt: skip
+        **{case: litplate_case(w1(epochs) + WITHOUT[name]) for name, case in without.items()},
+    }
     times = interleaved(cases, report.sizes)
     anchor = "9.4x (3.17 vs 0.34 ms/epoch; Trainer with logger, checkpoints, progress bar off)"
-    goals = {DEFAULTS: 3, QUIETED: 3, FLOOR: None}
-    report.rows += [
-        Row(
-            f"W1, {epochs} epochs: {case}",
-            "ms/epoch",
-            1000 / epochs,
-            times[case],
-            times["plain"],
-            goal,
-            anchor if goal else "",
-        )
-        for case, goal in goals.items()
-    ]
-    defaults = statistics.median(times[DEFAULTS]) * 1000 / epochs
-    for name in WITHOUT:
-        case = f"litplate, defaults without {name}"
-        saved = defaults - statistics.median(times[case]) * 1000 / epochs
-        note = f"{name} costs {saved:.2f} ms/epoch"
-        report.rows.append(
-            Row(f"W1, {epochs} epochs: {case}", "ms/epoch", 1000 / epochs, times[case],
-                times["plain"], note=note)
-        )  # fmt: skip
+
+    def row(case: str, goal: float | None = None) -> Row:
+        name = f"W1, {epochs} epochs: {case}"
+        return Row(name, "ms/epoch", 1000 / epochs, times[case], times["plain"], goal)
+
+    defaults = row(DEFAULTS, 3)
+    report.rows += [replace(defaults, anchor=anchor), replace(row(QUIETED, 3), anchor=anchor)]
+    report.rows.append(row(FLOOR))
+    for name, case in without.items():
+        less = row(case)
+        cost = defaults.median - less.median
+        report.rows.append(replace(less, note=f"{name} costs {cost:.2f} ms/epoch"))
 
 
 def bench_w2(report: Report) -> None:
