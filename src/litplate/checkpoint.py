@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,47 +18,74 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
+from litplate.errors import UserInputError
+from litplate.targets import UnsafeConfigError, check_config
+
 RUN_CONFIG_KEY = "run_config"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserInputError):
     """A checkpoint or weights file that cannot be used, with the reason."""
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a Lightning `.ckpt` as plain data; refuse anything that is not."""
-    if "://" in str(path):  # Path() would turn "s3://b/x" into "s3:/b/x"
-        raise CheckpointError(f"{path}: remote checkpoints are not loaded; download it first")
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    """Read a Lightning `.ckpt` as plain data; refuse anything that is not.
+
+    Its stored run config and hyper-parameters are checked against the allowlist of
+    `litplate.targets` here, so no caller ever instantiates a `_target_` that a file chose.
+    """
+    path = _local_path(path, "checkpoint")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        # torch's own message suggests weights_only=False, i.e. running the file's code: we don't.
-        first_line = str(err).strip().splitlines()[0]
-        raise CheckpointError(
-            f"{path}: refused, it holds more than weights and plain data ({first_line})"
-        ) from None
+        raise CheckpointError(f"{path}: {_unpickling_problem(err)}") from None
     except Exception as err:  # torch raises many types for a bad file (IndexError, EOFError, ...)
+        reason = f": {err}" if str(err) else ""
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (truncated or not one): {err}"
+            f"{path}: not a checkpoint (truncated, or not one at all){reason}"
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict' in it)")
+    for key in (RUN_CONFIG_KEY, "hyper_parameters"):
+        if key in checkpoint:
+            try:
+                check_config(checkpoint[key], f"{path} [{key}]")
+            except UnsafeConfigError as err:
+                raise CheckpointError(str(err)) from None
     return checkpoint
+
+
+def _local_path(path: str | Path, what: str) -> Path:
+    if "://" in str(path):  # Path() would turn "s3://b/x" into "s3:/b/x"
+        raise CheckpointError(f"{path}: remote {what}s are not loaded; download it first")
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    return path
+
+
+def _unpickling_problem(err: pickle.UnpicklingError) -> str:
+    """What torch's weights-only reader refused, without its advice to load with
+    weights_only=False (which would run the file's code)."""
+    found = re.search(r"GLOBAL (\S+)", str(err))
+    if found:
+        return (
+            f"refused: it holds pickled code (it would call {found.group(1)}), not only weights "
+            "and plain data. Nothing was run."
+        )
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
+    detail = f" ({found.group(1).strip()})" if found else ""
+    return f"not a checkpoint: torch's weights-only reader cannot read it{detail}"
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The weights of a `.ckpt` or a `.safetensors` file."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
+    if Path(str(path)).suffix != ".safetensors":
         return load_checkpoint(path)["state_dict"]
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    if not path.is_file():
-        raise CheckpointError(f"weights file not found: {path}")
+    path = _local_path(path, "weights file")
     try:
         return load_file(path)
     except SafetensorError as err:
@@ -80,10 +109,25 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: 
     ]
     if misshaped:
         problems.append(f"mis-shaped: {'; '.join(misshaped)}")
+    retyped = {
+        key: (state_dict[key].dtype, expected[key].dtype)
+        for key in sorted(set(expected) & set(state_dict))
+        if state_dict[key].dtype != expected[key].dtype
+    }
+    lossy = [
+        f"{key} {got} vs model {want}"
+        for key, (got, want) in retyped.items()
+        if not (got.is_floating_point and want.is_floating_point)
+    ]
+    if lossy:
+        problems.append(f"other dtype: {'; '.join(lossy)}")
     if problems:
         raise CheckpointError(
             f"{source} does not fit {type(model).__name__}: " + " | ".join(problems)
         )
+    if retyped:
+        converted = ", ".join(f"{key} {got} -> {want}" for key, (got, want) in retyped.items())
+        warnings.warn(f"{source}: converted to the model's dtype: {converted}", stacklevel=2)
     model.load_state_dict(state_dict)
 
 

@@ -12,10 +12,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from litplate.errors import UserInputError
+
 _ABSENT = object()
 
 
-class ConfigError(ValueError):
+class ConfigError(UserInputError):
     """One or more config values are of the wrong type or out of range."""
 
 

@@ -17,6 +17,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, 
 from litplate.checkpoint import load_state_dict, load_weights
 from litplate.config import to_plain
 from litplate.metrics import SampleMean
+from litplate.targets import check_config
 
 
 class RegressionModel(L.LightningModule):
@@ -51,6 +52,8 @@ class RegressionModel(L.LightningModule):
                 "freeze": list(to_plain(freeze) or []),
             }
         )
+        # They may come from a file (a checkpoint's hyper-parameters): allowlisted classes only.
+        check_config(dict(self.hparams), f"{type(self).__name__} hyper-parameters")
         self.loss_fn = instantiate(self.hparams.loss)
         # Accumulated over the epoch's batches and logged once at its end: each self.log call
         # costs Lightning about 0.2 ms, an update here 0.02 ms, and a step of the course's model

@@ -1,0 +1,217 @@
+"""A checkpoint is data, never code: stored configs that would run code are refused unrun.
+
+Each payload below is plain data that `torch.load(weights_only=True)` accepts, and each would
+create a file if it were ever instantiated (the first test proves they are live).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from litplate.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_state_dict,
+    load_weights,
+    model_from_checkpoint,
+)
+from litplate.models import LinearRegression
+from litplate.targets import UnsafeConfigError, check_config, check_target
+from litplate.train import train
+
+
+def _open(marker: Path) -> dict:
+    return {"_target_": "builtins.open", "_args_": [str(marker), "w"]}
+
+
+def _file_handler(marker: Path) -> dict:
+    return {"_target_": "logging.FileHandler", "_args_": [str(marker)]}
+
+
+def _put(checkpoint: dict, where: str, marker: Path) -> None:
+    """Plant a payload at one of the places a stored config is turned into objects."""
+    run, hparams = checkpoint["run_config"], checkpoint["hyper_parameters"]
+    if where == "data target":
+        run["data"] = {**_file_handler(marker), "delay": False}
+    elif where == "model target":
+        run["model"] = _file_handler(marker)
+    elif where == "nested data key":  # instantiate(data) is recursive
+        run["data"]["noise_std"] = {"_target_": "torch.nn.Identity", "_args_": [_open(marker)]}
+    elif where == "argument default":  # inside an allowed class's arguments
+        run["model"]["optimizer"]["foreach"] = _open(marker)
+    elif where == "loss":
+        run["model"]["loss"] = _open(marker)
+    elif where == "stored hparams":  # what LightningModule.load_from_checkpoint instantiates
+        hparams["loss"] = _open(marker)
+    elif where == "re-export":  # an allowed prefix leading to torch.save through a module
+        run["model"]["loss"] = {
+            "_target_": "torch.nn.modules.module.torch.save",
+            "_args_": [{}, str(marker)],
+        }
+    elif where == "interpolation":
+        run["data"]["noise_std"] = "${oc.create:{_target_: builtins.open}}"
+    else:
+        raise AssertionError(where)
+
+
+PLACES = [
+    "data target",
+    "model target",
+    "nested data key",
+    "argument default",
+    "loss",
+    "stored hparams",
+    "re-export",
+    "interpolation",
+]
+
+
+@pytest.fixture
+def honest_checkpoint(linear_run: Path) -> dict:
+    return load_checkpoint(linear_run / "checkpoints" / "last.ckpt")
+
+
+def _crafted(honest: dict, where: str, tmp_path: Path) -> tuple[Path, Path]:
+    checkpoint = copy.deepcopy(honest)
+    marker = tmp_path / "payload_ran"
+    _put(checkpoint, where, marker)
+    path = tmp_path / "crafted.ckpt"
+    torch.save(checkpoint, path)
+    return path, marker
+
+
+def test_the_payloads_are_live_when_instantiated_without_the_check(tmp_path: Path):
+    marker = tmp_path / "ran"
+    handler = instantiate(_file_handler(marker))
+    handler.close()
+    assert marker.exists()
+    marker.unlink()
+    instantiate(_open(marker)).close()
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("where", PLACES)
+def test_eval_and_predict_refuse_a_crafted_checkpoint(
+    honest_checkpoint, where, tmp_path: Path, entry_point
+):
+    path, marker = _crafted(honest_checkpoint, where, tmp_path)
+    for script in ("eval.py", "predict.py"):
+        result = entry_point(script, f"ckpt_path={path}", f"hydra.run.dir={tmp_path}/{script}")
+        assert result.returncode == 1, result.stderr
+        assert f"{path}" in result.stderr and "refused" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert not marker.exists()
+        assert not (tmp_path / script / "metrics.json").exists()
+        assert not (tmp_path / script / "predictions.csv").exists()
+
+
+@pytest.mark.parametrize("where", ["loss", "stored hparams", "model target"])
+def test_every_loading_path_refuses_it(honest_checkpoint, where, tmp_path: Path, cfg_factory):
+    path, marker = _crafted(honest_checkpoint, where, tmp_path)
+    with pytest.raises(CheckpointError, match="refused"):
+        model_from_checkpoint(path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_state_dict(path)  # what model.init_from reads
+    with pytest.raises(CheckpointError, match="refused"):  # resuming a fit
+        train(cfg_factory(overrides=["experiment=linear", f"ckpt_path={path}"]))
+    with pytest.raises(CheckpointError, match="refused"):  # fine-tuning from it
+        train(cfg_factory(overrides=["experiment=linear_finetune", f"model.init_from={path}"]))
+    assert not marker.exists()
+
+
+def test_lightning_load_from_checkpoint_refuses_stored_hparams(honest_checkpoint, tmp_path: Path):
+    path, marker = _crafted(honest_checkpoint, "stored hparams", tmp_path)
+    with pytest.raises(Exception, match=r"hyper-parameters: refused loss\._target_"):
+        LinearRegression.load_from_checkpoint(path, weights_only=True)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("os.system", "not on the allowlist"),
+        ("runpy._run_code", "not on the allowlist"),
+        ("shutil.copyfile", "not on the allowlist"),
+        ("torch.load", "not on the allowlist"),
+        ("litplate.export.write_json", "not a class"),
+        ("litplate.sweep.Path", "it is pathlib.Path"),
+        ("torch.nn.modules.module.torch.save", "leads through a module"),
+        ("litplate.train.L.Trainer", "leads through a module"),
+        (["torch.nn.L1Loss"], "must be a dotted name"),
+    ],
+)
+def test_targets_outside_the_allowlist_are_refused(target, reason):
+    assert reason in check_target(target)
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["torch.nn.L1Loss", "torch.optim.SGD", "torch.optim.lr_scheduler.CosineAnnealingLR",
+     "litplate.models.MLPRegression", "lightning.pytorch.Trainer", "torch.nn.Tanh"],
+)  # fmt: skip
+def test_what_a_model_uses_is_allowed(target):
+    assert check_target(target) is None
+
+
+def test_the_error_names_source_key_path_and_target():
+    config = {"model": {"loss": {"_target_": "torch.nn.L1Loss", "_args_": [{"_target_": "x.y"}]}}}
+    with pytest.raises(UnsafeConfigError) as info:
+        check_config(config, "some.ckpt")
+    assert "some.ckpt: refused model.loss._args_[0]._target_='x.y'" in str(info.value)
+
+
+def test_a_model_built_from_unsafe_hparams_is_refused(tmp_path: Path):
+    marker = tmp_path / "ran"
+    with pytest.raises(UnsafeConfigError, match="LinearRegression hyper-parameters: refused"):
+        LinearRegression(loss=_open(marker))
+    assert not marker.exists()
+
+
+def test_pickled_code_names_the_global_and_never_advises_unsafe_loading(tmp_path: Path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    path = tmp_path / "pickled.ckpt"
+    torch.save({"state_dict": {}, "x": Payload()}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "refused: it holds pickled code (it would call posix.system)" in message
+    assert "weights_only=False" not in message
+    assert not (tmp_path / "ran").exists()
+
+
+def test_random_bytes_are_not_a_checkpoint(tmp_path: Path):
+    path = tmp_path / "noise.ckpt"
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(CheckpointError, match=r"noise\.ckpt: not a checkpoint") as info:
+        load_checkpoint(path)
+    assert "weights_only=False" not in str(info.value)
+    assert "more than weights" not in str(info.value)
+
+
+def test_a_url_in_init_from_is_refused_as_remote(cfg_factory):
+    url = "https://example.com/model.safetensors"
+    with pytest.raises(CheckpointError, match=f"{url}: remote weights files are not loaded"):
+        train(cfg_factory(overrides=["experiment=linear_finetune", f"model.init_from={url}"]))
+
+
+def test_safetensors_of_another_dtype_is_converted_with_a_warning(tmp_path: Path):
+    from safetensors.torch import save_file
+
+    model = LinearRegression()
+    path = tmp_path / "double.safetensors"
+    save_file({"weights": torch.tensor([0.5], dtype=torch.float64), "bias": torch.zeros(1)}, path)
+    with pytest.warns(UserWarning, match="converted to the model's dtype: weights torch.float64"):
+        load_weights(model, load_state_dict(path), path)
+    assert model.weights.dtype == torch.float32 and model.weights.item() == 0.5
+    save_file({"weights": torch.tensor([1], dtype=torch.int64), "bias": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match=r"other dtype: weights torch\.int64 vs model"):
+        load_weights(model, load_state_dict(path), path)
