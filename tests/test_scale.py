@@ -256,6 +256,48 @@ def test_ddp_cpu_trains_linear_in_one_run_directory(tmp_path: Path, linear_run: 
 
 
 @pytest.mark.slow
+def test_ddp_spawn_trains_linear_like_ddp(tmp_path: Path, linear_run: Path):
+    """ddp_spawn fits in spawned processes; the main process writes the run's files once, with
+    the same metrics, loss curves and epoch count as a single process."""
+    result = run_train(
+        "experiment=linear", "trainer=ddp_cpu", "trainer.strategy=ddp_spawn",
+        "callbacks.progress_bar=null", cwd=tmp_path,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "MEMBER: 2/2" in output
+    (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("metrics.json")] == [
+        (run / "metrics.json").relative_to(tmp_path)
+    ]
+    assert not list(run.rglob(".temp.ckpt"))
+    metrics, single = read_metrics(run), read_metrics(linear_run)
+    assert sorted(metrics) == sorted(single)
+    for key in ("weight", "bias"):
+        assert metrics[key] == pytest.approx(single[key], abs=1e-5)
+    for key in ("test/loss", "val/loss", "val/mae", "train/loss"):
+        assert metrics[key] == pytest.approx(single[key], abs=1e-6)
+    assert metrics["epochs"] == single["epochs"] == 300
+    assert (run / "loss_curves.png").stat().st_size > 10_000  # 300 epochs drawn, not empty axes
+
+
+@pytest.mark.slow
+def test_ddp_spawn_in_a_multirun(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    result = run_train(
+        "-m", "experiment=linear", "trainer=ddp_cpu", "trainer.strategy=ddp_spawn",
+        "trainer.max_epochs=5", "callbacks.progress_bar=null", "seed=1,2",
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert _summary(sweep) == {"0": "completed", "1": "completed"}
+    first, second = (read_metrics(sweep / job) for job in ("0", "1"))
+    assert first["epochs"] == second["epochs"] == 5
+    assert first["seed"] == 1 and second["seed"] == 2 and first["weight"] != second["weight"]
+    assert sorted(p.parent.name for p in sweep.rglob("metrics.json")) == ["0", "1"]
+
+
+@pytest.mark.slow
 def test_ddp_test_metrics_equal_a_single_process(tmp_path: Path, cfg_factory):
     """One checkpoint tested by one process and by two: the same metrics.json.
 

@@ -6,6 +6,7 @@ each failure is one clear error naming the file.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -35,15 +36,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     `litplate.targets` here, so no caller ever instantiates a `_target_` that a file chose.
     """
     path = _local_path(path, "checkpoint")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path}: {_unpickling_problem(err)}") from None
-    except Exception as err:  # torch raises many types for a bad file (IndexError, EOFError, ...)
-        reason = f": {err}" if str(err) else ""
-        raise CheckpointError(
-            f"{path}: not a checkpoint (truncated, or not one at all){reason}"
-        ) from None
+    return _checked(_torch_load(path), path)
+
+
+def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict' in it)")
     for key in (RUN_CONFIG_KEY, "hyper_parameters"):
@@ -53,6 +49,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             except UnsafeConfigError as err:
                 raise CheckpointError(str(err)) from None
     return checkpoint
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path}: {_unpickling_problem(err)}") from None
+    except Exception:  # torch raises many types for a bad file (IndexError, EOFError, ...)
+        raise CheckpointError(f"{path}: not a checkpoint (truncated, or not one at all)") from None
 
 
 def _local_path(path: str | Path, what: str) -> Path:
@@ -147,13 +152,44 @@ def model_from_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str
     return model, run_config
 
 
+def non_finite_parameters(state_dict: dict[str, Any]) -> list[str]:
+    """The names of the floating-point tensors that hold a NaN or an infinity."""
+    return [
+        name
+        for name, value in state_dict.items()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
+
+
+def check_resumable(checkpoint: dict[str, Any], model: L.LightningModule, path: str) -> None:
+    """A fit resumes only with the optimizer and scheduler whose state the checkpoint holds."""
+    stored = checkpoint.get("hyper_parameters") or {}
+    for key in ("optimizer", "scheduler"):
+        before = (stored.get(key) or {}).get("_target_")
+        now = (model.hparams.get(key) or {}).get("_target_")
+        if key in stored and before != now:
+            raise CheckpointError(
+                f"{path}: its fit used model.{key} {before}, this run {now}: a fit resumes only "
+                f"with the same {key} (its state is in the checkpoint). Resume with "
+                f"model/{key} as it was, or start a new fit from its weights with "
+                f"model.init_from={path}"
+            )
+
+
 def fit_checkpoints(trainer: L.Trainer) -> dict[str, Path]:
     """The paths a fit wrote: "best" (by its monitored metric) and "last" (the latest epoch)."""
     found = {}
     for callback in trainer.checkpoint_callbacks:
+        path = getattr(callback, "best_model_path", "")
+        if not path and not getattr(callback, "monitor", None) and callback.dirpath:
+            # After a ddp_spawn fit, this process's callback did not save: look where it writes.
+            newest = Path(callback.format_checkpoint_name({}))
+            path = str(newest) if newest.is_file() else ""
         # With no monitor, a ModelCheckpoint's "best" is simply the newest checkpoint.
-        if getattr(callback, "best_model_path", ""):
-            found["best" if callback.monitor else "last"] = Path(callback.best_model_path)
+        if path:
+            found["best" if callback.monitor else "last"] = Path(path)
     return found
 
 
@@ -185,6 +221,9 @@ class SafeCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
+        bad = non_finite_parameters(checkpoint.get("state_dict", {}))
+        if bad:  # a checkpoint is what a run resumes or is tested from: only finite weights
+            raise CheckpointError(f"{path} not written: NaN or infinite values in {', '.join(bad)}")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
@@ -193,10 +232,29 @@ class SafeCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as err:
+            # torch reports a full disk as "[enforce fail at inline_container.cc] ... error 28".
+            if isinstance(err, OSError) and err.errno not in (errno.ENOSPC, errno.EFBIG):
+                raise
+            if isinstance(err, RuntimeError) and "enforce fail" not in str(err):
+                raise
+            raise CheckpointError(
+                f"{path} not written: no space left on the device, or the file is too large "
+                f"for it ({' '.join(str(err).split())[:200]})"
+            ) from None
         finally:
             tmp.unlink(missing_ok=True)
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
-        return load_checkpoint(path)
+        path = _local_path(path, "checkpoint")
+        loaded = _torch_load(path)
+        if (
+            isinstance(loaded, dict)
+            and loaded
+            and all(isinstance(value, torch.Tensor) for value in loaded.values())
+        ):
+            # ddp_spawn hands the trained weights back to the main process as a bare state_dict.
+            return loaded
+        return _checked(loaded, path)

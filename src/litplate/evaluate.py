@@ -8,12 +8,13 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from litplate.checkpoint import model_from_checkpoint
 from litplate.config import to_plain
 from litplate.export import to_float, weight_and_bias, write_json
 from litplate.train import build_trainer
+from litplate.validation import validate
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ def rebuild(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, 
         )
     model, run_config = model_from_checkpoint(cfg.ckpt_path)
     data_config = {**run_config["data"], **(to_plain(cfg.get("data")) or {})}
+    validate(OmegaConf.create({"data": data_config}))  # the +data.KEY=VALUE overrides
     return model, instantiate(data_config), run_config
 
 

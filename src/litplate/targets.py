@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 import yaml
+from omegaconf import OmegaConf
 
 from litplate.errors import UserInputError
 
@@ -36,9 +37,24 @@ def allowlist() -> tuple[tuple[str, ...], frozenset[str]]:
     return namespaces, frozenset(str(name) for name in data.get("exact") or ())
 
 
+_ALLOWED_HERE: set[str] = set()
+
+
+def allow(*names: str) -> None:
+    """Allow more namespaces ("my_package.") or exact names in this process, e.g. in a notebook;
+    for every run, add them to `allowed_targets.yaml`."""
+    _ALLOWED_HERE.update(names)
+
+
 def is_allowed_name(name: str) -> bool:
     namespaces, exact = allowlist()
-    return name in exact or name.startswith(namespaces)
+    extra = tuple(_ALLOWED_HERE)
+    return (
+        name in exact
+        or name.startswith(namespaces)
+        or name in extra
+        or name.startswith(tuple(n for n in extra if n.endswith(".")))
+    )
 
 
 def check_target(target: Any) -> str | None:
@@ -89,8 +105,14 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
         yield path, node
 
 
-def check_config(config: Any, source: str) -> None:
-    """Raise UnsafeConfigError naming `source`, the key path and the value of the first problem."""
+def check_config(config: Any, source: str, stored: bool = True) -> None:
+    """Raise UnsafeConfigError naming `source`, the key path and the value of the first problem.
+
+    `stored=False` checks a config of the user's own (e.g. the one a run starts with, whose
+    checkpoints must reload) for its targets only: interpolations are theirs to use there.
+    """
+    if OmegaConf.is_config(config):
+        config = OmegaConf.to_container(config, resolve=False)
     for path, value in _walk(config, ""):
         key = path.rsplit(".", 1)[-1]
         if key == "_target_":
@@ -100,7 +122,7 @@ def check_config(config: Any, source: str) -> None:
                     f"{source}: refused {path}={value!r} ({reason}; allowed: "
                     f"{ALLOWLIST_FILE.name}, see docs/safety.md). Nothing was run."
                 )
-        elif isinstance(value, str) and "${" in value:
+        elif stored and isinstance(value, str) and "${" in value:
             raise UnsafeConfigError(
                 f"{source}: refused {path}={value!r}: a stored value is data, and interpolations "
                 "(${...}) are not resolved from a file. Nothing was run."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -14,7 +15,13 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from litplate.checkpoint import StoreRunConfig, fit_checkpoints, load_checkpoint, load_weights
+from litplate.checkpoint import (
+    StoreRunConfig,
+    check_resumable,
+    fit_checkpoints,
+    load_checkpoint,
+    load_weights,
+)
 from litplate.config import flat_hparams, instantiate_group, to_plain
 from litplate.devices import check_devices, check_launch
 from litplate.export import save_weights, to_float, weight_and_bias, write_json
@@ -87,8 +94,8 @@ def predict(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the model, test the best checkpoint, write the run's artefacts; return metrics.json."""
     validate(cfg)
-    if cfg.get("ckpt_path"):
-        load_checkpoint(cfg.ckpt_path)  # a missing or unsafe checkpoint fails here, not silently
+    # A missing or unsafe checkpoint to resume from fails here, before anything is written.
+    resumed = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     log.info("Run directory: %s", output_dir.resolve())
@@ -96,6 +103,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True)
 
     datamodule, model = build_data_and_model(cfg)
+    if resumed is not None:
+        check_resumable(resumed, model, cfg.ckpt_path)
     history = LossHistory()
     trainer = build_trainer(cfg, callbacks=[StoreRunConfig(to_plain(cfg)), history])
 
@@ -119,6 +128,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **getattr(model, "epoch_metrics", {}),  # the last epoch's values logged past Lightning
         **{key: to_float(value) for key, value in trainer.callback_metrics.items()},
     }
+    if resumed is not None and trainer.global_step == resumed.get("global_step"):
+        log.info(
+            "The fit of %s was already complete (%d epochs): nothing to train, testing it again",
+            cfg.ckpt_path,
+            trainer.current_epoch,
+        )
+        fit_metrics.update(_finished_fit_metrics(trainer, model, datamodule, history))
+    epochs = trainer.current_epoch
+    last = fit_checkpoints(trainer).get("last")
+    if _fitted_in_spawned_processes(trainer) and last is not None:
+        # ddp_spawn hands back only the weights and the logged metrics: the loss history and
+        # the epoch come from the last checkpoint, the other metrics are measured again.
+        state = load_checkpoint(last)
+        history.load_state_dict(state["callbacks"][history.state_key])
+        epochs = state["epoch"] + 1
+        fit_metrics.update(_finished_fit_metrics(trainer, model, datamodule, history))
 
     # 4. Evaluate the chosen checkpoint (none when checkpointing is off), through the safe path.
     checkpoints = fit_checkpoints(trainer)
@@ -127,11 +152,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         load_weights(model, load_checkpoint(tested)["state_dict"], tested)
     test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
 
+    # A resumed run keeps every key its metrics.json had; this run's values replace theirs.
+    previous = output_dir / "metrics.json"
     metrics = {
+        **(json.loads(previous.read_text()) if resumed is not None and previous.is_file() else {}),
         **fit_metrics,
         **{key: to_float(value) for key, value in test_metrics.items()},
         **weight_and_bias(model),  # the linear model's; none for e.g. the MLP
-        "epochs": trainer.current_epoch,
+        "epochs": epochs,
         "seed": cfg.get("seed"),
         "best_checkpoint": str(checkpoints["best"]) if "best" in checkpoints else None,
         "tested_checkpoint": str(tested) if tested else None,
@@ -168,6 +196,24 @@ def train_and_score(cfg: DictConfig) -> float | None:
             f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}"
         )
     return metrics[name]
+
+
+def _fitted_in_spawned_processes(trainer: L.Trainer) -> bool:
+    # Lightning's DDP strategies name how they start their processes: "popen" re-runs the script.
+    return getattr(trainer.strategy, "_start_method", "popen") != "popen"
+
+
+def _finished_fit_metrics(
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    history: LossHistory,
+) -> dict[str, Any]:
+    """What the last epoch of a fit that ended before this run logged: its losses (kept in the
+    checkpoint's loss history) and the validation metrics, measured again."""
+    metrics = {key: values[-1] for key in history.KEYS if (values := history.curve(key)[1])}
+    validated = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
+    return {**metrics, **{key: to_float(value) for key, value in validated.items()}}
 
 
 def _log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ user most often types by hand. Add a rule for each key of your own that has a va
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from litplate.errors import UserInputError
+from litplate.targets import check_config
 
 _ABSENT = object()
 
@@ -59,7 +61,9 @@ def validate(cfg: DictConfig, rules: dict[str, Rule] = RULES) -> None:
         if value is _ABSENT or (value is None and rule.nullable):
             continue
         ok_type = isinstance(value, str) if rule.kind is str else _number(rule.kind, value)
-        if not ok_type or not rule.check(value):
+        if ok_type and rule.kind is float and not math.isfinite(value):
+            problems.append(f"{key}={value!r}: expected a finite number, {rule.expected}")
+        elif not ok_type or not rule.check(value):
             problems.append(f"{key}={value!r}: expected {rule.expected}")
     fractions = [OmegaConf.select(cfg, f"data.{s}_fraction") for s in ("train", "val", "test")]
     if not problems and all(_number(float, f) for f in fractions) and sum(fractions) > 1 + 1e-9:
@@ -69,3 +73,5 @@ def validate(cfg: DictConfig, rules: dict[str, Rule] = RULES) -> None:
         )
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    # A run's checkpoints hold its config, and are reloaded only if every target is allowed.
+    check_config(cfg, "the run's config", stored=False)

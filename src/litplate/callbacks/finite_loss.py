@@ -7,7 +7,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from litplate.checkpoint import fit_checkpoints
+from litplate.checkpoint import fit_checkpoints, non_finite_parameters
 
 
 class NonFiniteLossError(RuntimeError):
@@ -52,9 +52,28 @@ class StopOnNonFiniteLoss(L.Callback):
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._check(trainer)
 
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Before the checkpoint callbacks' own on_validation_end (Lightning runs them last).
+        if not trainer.sanity_checking:
+            self._check_weights(trainer, pl_module)
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning calls this before the checkpoint callbacks' own on_train_epoch_end.
         self._check(trainer)
+        self._check_weights(trainer, pl_module)
+
+    def _check_weights(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A finite loss can still leave non-finite weights after the step; never save those."""
+        bad = non_finite_parameters(
+            {**dict(pl_module.named_parameters()), **dict(pl_module.named_buffers())}
+        )
+        if bad:
+            raise NonFiniteLossError(
+                f"the weights became NaN or infinite at epoch {trainer.current_epoch}, step "
+                f"{trainer.global_step} ({', '.join(bad)}). Likely cause: a learning rate too "
+                "high (try model.optimizer.lr 10x smaller). The last good checkpoint is "
+                f"{fit_checkpoints(trainer).get('last') or '(none yet: no epoch finished)'}"
+            )
 
     def _check(self, trainer: L.Trainer) -> None:
         if not self._unchecked:

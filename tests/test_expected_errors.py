@@ -1,0 +1,65 @@
+"""Expected errors print one clear message naming the culprit, exit 1, and no traceback."""
+
+from __future__ import annotations
+
+import resource
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from litplate.checkpoint import CheckpointError, SafeCheckpointIO
+
+
+def _one_clear_error(result, *expected: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for text in expected:
+        assert text in result.stderr
+
+
+def test_eval_validates_its_data_overrides(linear_run: Path, tmp_path: Path, entry_point):
+    ckpt = linear_run / "checkpoints" / "last.ckpt"
+    result = entry_point(
+        "eval.py", f"ckpt_path={ckpt}", "+data.batch_size=-4", f"hydra.run.dir={tmp_path}/e"
+    )
+    _one_clear_error(result, "data.batch_size=-4: expected an integer >= 1")
+    assert not (tmp_path / "e" / "metrics.json").exists()
+
+
+def test_resuming_with_another_optimizer_says_how(linear_run: Path, tmp_path: Path, entry_point):
+    ckpt = linear_run / "checkpoints" / "last.ckpt"
+    result = entry_point(
+        "train.py", "experiment=linear", "model/optimizer=adam", f"ckpt_path={ckpt}",
+        f"hydra.run.dir={tmp_path}/r",
+    )  # fmt: skip
+    _one_clear_error(
+        result,
+        "its fit used model.optimizer torch.optim.SGD, this run torch.optim.Adam",
+        f"model.init_from={ckpt}",
+    )
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_hydra_full_error_raises_it_whole(tmp_path: Path, entry_point, monkeypatch):
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # Hydra re-raises: the interpreter prints all
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        entry_point("eval.py", f"ckpt_path={tmp_path}/none.ckpt", f"hydra.run.dir={tmp_path}/e")
+
+
+def test_a_full_disk_names_the_file(tmp_path: Path):
+    path = tmp_path / "last.ckpt"
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        with pytest.raises(CheckpointError) as info:
+            SafeCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(10_000)}}, path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert f"{path} not written: no space left on the device, or the file is too large" in str(
+        info.value
+    )
+    assert not list(tmp_path.iterdir())  # neither a partial file nor its temporary

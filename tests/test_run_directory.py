@@ -1,0 +1,125 @@
+"""A run's results are never lost or mixed: one run per directory, a finished run resumes as
+finished, and only finite weights are ever saved."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Callback
+
+from litplate import targets
+from litplate.callbacks import NonFiniteLossError
+from litplate.checkpoint import CheckpointError, SafeCheckpointIO, load_checkpoint
+from litplate.run_directory import lock_run_directory
+from litplate.train import train
+from litplate.validation import ConfigError
+from tests.conftest import read_metrics
+
+QUICK = ["experiment=linear", "trainer.max_epochs=20", "callbacks.progress_bar=null"]
+
+
+def _digests(run_dir: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(run_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(run_dir.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture
+def finished_run(tmp_path: Path, entry_point) -> Path:
+    run_dir = tmp_path / "run"
+    result = entry_point("train.py", *QUICK, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def test_a_second_fresh_run_into_a_taken_directory_stops_and_changes_nothing(
+    finished_run: Path, entry_point
+):
+    before = _digests(finished_run)
+    result = entry_point("train.py", *QUICK, "seed=7", f"hydra.run.dir={finished_run}")
+    assert result.returncode == 1
+    assert f"{finished_run} already holds a run (.hydra, checkpoints, metrics.json)" in (
+        result.stderr
+    )
+    after = _digests(finished_run)
+    after.pop(".run.lock", None)
+    before.pop(".run.lock", None)
+    assert after == before
+
+
+def test_a_live_run_holds_its_directory(tmp_path: Path, entry_point):
+    run_dir = tmp_path / "live"
+    run_dir.mkdir()
+    lock = lock_run_directory(run_dir)  # as a run in progress holds it
+    try:
+        result = entry_point("train.py", *QUICK, f"hydra.run.dir={run_dir}")
+    finally:
+        lock.close()
+    assert result.returncode == 1
+    assert "another run is writing into this directory now" in result.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == [".run.lock"]
+
+
+def test_resuming_a_finished_run_keeps_its_results(finished_run: Path, entry_point):
+    """The README's resume command, with RUN an absolute path."""
+    before = read_metrics(finished_run)
+    run = str(finished_run.resolve())
+    result = entry_point(
+        "train.py",
+        "-cp", f"{run}/.hydra", "-cn", "config",
+        f"hydra.run.dir={run}", f"ckpt_path={run}/checkpoints/last.ckpt",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "was already complete (20 epochs): nothing to train" in result.stdout + result.stderr
+    after = read_metrics(finished_run)
+    assert sorted(after) == sorted(before)
+    for key in ("weight", "bias", "val/loss", "train/loss", "test/loss", "epochs"):
+        assert after[key] == pytest.approx(before[key], abs=1e-7), key
+
+
+@pytest.mark.parametrize("lr", ["inf", "nan", "-inf"])
+def test_a_non_finite_learning_rate_is_refused_before_training(cfg_factory, lr):
+    cfg = cfg_factory(overrides=[*QUICK, f"model.optimizer.lr={lr}"])
+    with pytest.raises(ConfigError, match=f"model.optimizer.lr={float(lr)!r}: expected a finite"):
+        train(cfg)
+    assert not Path(cfg.paths.output_dir).exists()
+
+
+class PoisonBias(Callback):
+    """Sets the bias to NaN after a step of `epoch`: the loss of that step was still finite."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        if trainer.current_epoch == self.epoch:
+            with torch.no_grad():
+                pl_module.bias.fill_(float("nan"))
+
+
+def test_weights_that_become_non_finite_are_never_saved(cfg_factory, monkeypatch):
+    monkeypatch.setattr(targets, "_ALLOWED_HERE", {f"{__name__}."})
+    poison = [f"+callbacks.poison._target_={__name__}.PoisonBias", "+callbacks.poison.epoch=3"]
+    cfg = cfg_factory(overrides=[*QUICK, "callbacks.last_checkpoint.min_interval_s=0", *poison])
+    with pytest.raises(NonFiniteLossError, match=r"weights became NaN or infinite at epoch 3"):
+        train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert not (run_dir / "metrics.json").exists()
+    for name in ("last.ckpt", "best.ckpt"):
+        state = load_checkpoint(run_dir / "checkpoints" / name)["state_dict"]
+        assert all(torch.isfinite(value).all() for value in state.values()), name
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 2
+
+
+def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path: Path):
+    path = tmp_path / "nan.ckpt"
+    with pytest.raises(CheckpointError, match=r"nan\.ckpt not written: NaN or infinite .* in b"):
+        SafeCheckpointIO().save_checkpoint(
+            {"state_dict": {"a": torch.ones(2), "b": torch.tensor([float("nan")])}}, path
+        )
+    assert not path.exists()
