@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from litplate.checkpoint import model_from_checkpoint
 from litplate.serving import ExportError, export
 from litplate.train import predict, train
-from tests.conftest import make_cfg
+from tests.conftest import ROOT, make_cfg
 from tests.test_reference import QUIET
 
 FILES = {
@@ -156,3 +156,21 @@ def test_a_file_that_does_not_reproduce_the_model_is_not_kept(checkpoints, tmp_p
     with pytest.raises(ExportError, match=r"model\.pt2: its predictions differ from the model's"):
         export(cfg)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_csv_model_exports_with_its_feature_columns(tmp_path):
+    import onnxruntime
+
+    run = tmp_path / "run"
+    csv = ROOT / "data" / "houses.csv"
+    overrides = ["data=csv", f"data.path={csv}", "trainer.max_epochs=2", *QUIET, "~logger"]
+    train(make_cfg("train", run, overrides))
+    ckpt = run / "checkpoints" / "best.ckpt"
+    path = exported(ckpt, "onnx", tmp_path / "export")
+    info = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert info["input"]["features"] == ["area", "rooms"] and info["output"]["target"] == "price"
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == ["batch", 2]
+    X, expected = lightning_predictions(ckpt)
+    (got,) = session.run(["y"], {"x": X.numpy()})
+    np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-6)

@@ -84,13 +84,17 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / FORMATS[fmt]
     max_abs_diff = save_checked(model, fmt, path, run_config["model"])
-    n_features = n_features_of(model)
+    inputs = {"name": INPUT, "shape": ["batch", n_features_of(model)], "dtype": "float32"}
+    outputs = {"name": OUTPUT, "shape": ["batch", 1], "dtype": "float32"}
+    data = run_config.get("data") or {}
+    if data.get("features"):  # a CSV's columns, in the order the model takes them
+        inputs["features"], outputs["target"] = list(data["features"]), data.get("target")
     info = {
         "format": fmt,
         "file": path.name,
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
-        "input": {"name": INPUT, "shape": ["batch", n_features], "dtype": "float32"},
-        "output": {"name": OUTPUT, "shape": ["batch", 1], "dtype": "float32"},
+        "input": inputs,
+        "output": outputs,
         "max_abs_diff": max_abs_diff,
         "model": run_config["model"],
         "torch": torch.__version__,
