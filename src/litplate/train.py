@@ -138,12 +138,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     epochs = trainer.current_epoch
     last = fit_checkpoints(trainer).get("last")
     if _fitted_in_spawned_processes(trainer) and last is not None:
-        # ddp_spawn hands back only the weights and the logged metrics: the loss history and
-        # the epoch come from the last checkpoint, the other metrics are measured again.
+        # ddp_spawn hands back only the weights and the metrics logged with self.log: the loss
+        # history and the epoch come from the last checkpoint.
         state = load_checkpoint(last)
         history.load_state_dict(state["callbacks"][history.state_key])
         epochs = state["epoch"] + 1
-        fit_metrics.update(_finished_fit_metrics(trainer, model, datamodule, history))
 
     # 4. Evaluate the chosen checkpoint (none when checkpointing is off), through the safe path.
     checkpoints = fit_checkpoints(trainer)
