@@ -15,7 +15,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from litplate.checkpoint import StoreRunConfig, fit_checkpoints, load_checkpoint, load_weights
-from litplate.config import flat_hparams, instantiate_group, to_plain
+from litplate.config import flat_hparams, instantiate_group, outside_hydra, to_plain
 from litplate.devices import check_devices, check_launch
 from litplate.export import save_weights, to_float, weight_and_bias, write_json
 from litplate.history import LossHistory
@@ -86,6 +86,7 @@ def predict(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the model, test the best checkpoint, write the run's artefacts; return metrics.json."""
+    cfg = outside_hydra(cfg)  # a hydra.compose() config gets its own run directory
     validate(cfg)
     if cfg.get("ckpt_path"):
         load_checkpoint(cfg.ckpt_path)  # a missing or unsafe checkpoint fails here, not silently
