@@ -19,7 +19,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hydra_plugins.litplate_optuna_sweeper.optuna_sweeper import _value, search_space
-from litplate.sweep import summarize, write_summary
+from litplate.sweep import summarize, sweep_failure, write_summary
 from tests.conftest import CONFIG_DIR, ROOT, read_metrics
 
 
@@ -87,7 +87,12 @@ def test_a_failing_job_is_summarised_as_failed_and_the_others_run(tmp_path: Path
         "train.py", "-m", "experiment=linear", "trainer.max_epochs=3", "data.step=0,0.02",
         f"hydra.sweep.dir={sweep_dir}",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    # A grid sweep with a failed job exits 1 once all jobs ran, naming the job in one line.
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Sweep failed: 1 of 2 jobs failed: #0 (data.step=0) ValueError: step must be > 0, "
+        f"got step=0 (summary: {sweep_dir / 'summary.csv'})"
+    )
     rows = {row["job"]: row for row in read_summary(sweep_dir)}
     assert rows.keys() == {"0", "1"}
 
@@ -104,6 +109,72 @@ def test_a_failing_job_is_summarised_as_failed_and_the_others_run(tmp_path: Path
     for name in ("val/loss", "test/loss", "weight", "bias", "epochs"):
         assert float(completed[name]) == metrics[name]
     assert table_jobs(result.stdout) == [1, 0]
+
+
+@pytest.mark.slow
+def test_a_grid_sweep_with_a_failed_job_exits_non_zero_after_every_job(tmp_path: Path):
+    # A real `python scripts/train.py -m`: job 1 fails at run time (no config rule checks
+    # data.step; the data module refuses 0), jobs 0 and 2 complete.
+    sweep_dir = tmp_path / "sweep"
+    result = train_multirun(
+        "experiment=linear", "trainer.max_epochs=2", "callbacks.progress_bar=null",
+        "data.step=0.02,0,0.01", f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.strip() == (
+        "Sweep failed: 1 of 3 jobs failed: #1 (data.step=0) ValueError: step must be > 0, "
+        f"got step=0 (summary: {sweep_dir / 'summary.csv'})"
+    )
+    rows = {row["job"]: row for row in read_summary(sweep_dir)}
+    assert {job: row["status"] for job, row in rows.items()} == {
+        "0": "completed", "1": "failed", "2": "completed",
+    }  # fmt: skip
+    for job in ("0", "2"):
+        assert float(rows[job]["val/loss"]) == read_metrics(sweep_dir / job)["val/loss"]
+
+
+def test_a_sweep_fails_by_its_sweepers_rule():
+    def row(job: int, status: str, step: str) -> dict:
+        error = "ValueError: step must be > 0" if status == "failed" else ""
+        overrides = f"experiment=linear data.step={step}"
+        return {
+            "job": job,
+            "status": status,
+            "overrides": overrides,
+            "error": error,
+            "dir": str(job),
+        }
+
+    ok, bad = row(0, "completed", "0.02"), row(1, "failed", "0")
+    assert sweep_failure([ok], grid=True) is None
+    assert sweep_failure([ok, bad], grid=True) == (
+        "Sweep failed: 1 of 2 jobs failed: #1 (data.step=0) ValueError: step must be > 0"
+    )
+    # A search: a failed trial is a result; it fails only when none of this run's completed.
+    assert sweep_failure([ok, bad], grid=False) is None
+    assert sweep_failure([bad], grid=False) == (
+        "Search failed: none of the 1 trials of this run completed: "
+        "#1 (experiment=linear data.step=0) ValueError: step must be > 0"
+    )
+    # A continued study: job 0 completed in an earlier invocation, this one's only trial failed.
+    assert sweep_failure([ok, bad], grid=False, earlier_jobs={"0"}).startswith(
+        "Search failed: none of the 1 trials of this run completed: #1"
+    )
+    assert sweep_failure([ok], grid=False, earlier_jobs={"0"}) is None  # nothing ran: no failure
+
+
+def test_an_optuna_search_with_no_completed_trial_exits_non_zero(tmp_path: Path, entry_point):
+    sweep_dir = tmp_path / "sweep"
+    result = entry_point(
+        "train.py", "-m", "hydra/sweeper=litplate_optuna", "data.step=choice(0, -1)",
+        "trainer.max_epochs=2", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("Search failed: none of the 2 trials of this run completed: #")
+    assert message.count("ValueError: step must be > 0") == 2
+    rows = read_summary(sweep_dir)
+    assert [row["status"] for row in rows] == ["failed", "failed"]
 
 
 @pytest.mark.slow

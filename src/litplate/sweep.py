@@ -17,8 +17,9 @@ import csv
 import json
 import logging
 import math
+import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,14 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
 FAILURE_FILE = "failure.json"
 METRICS_FILE = "metrics.json"
 SUMMARY_FILE = "summary.csv"
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
@@ -62,10 +64,15 @@ def describe_error(error: BaseException) -> str:
 
 
 class SweepSummary(Callback):
-    """After a multirun: `summary.csv` in the sweep dir, and the same rows as a table.
+    """After a multirun: `summary.csv` in the sweep dir, the same rows as a table, an exit code.
 
     `sort_by` is a metrics.json key (default: the config's `optimized_metric`), best first by
     `mode` (min or max); failed jobs come last.
+
+    The exit code, once every job ran and summary.csv is written: a grid sweep (Hydra's basic
+    sweeper) exits 1 if any job failed; a search (any other sweeper, e.g. Optuna, where a failed
+    trial is a result) exits 1 only if no job of this invocation completed. The failed jobs are
+    named in one line on stderr.
     """
 
     def __init__(self, sort_by: str | None = None, mode: str = "min") -> None:
@@ -73,6 +80,11 @@ class SweepSummary(Callback):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         self.sort_by = sort_by
         self.mode = mode
+        self.earlier_jobs: set[str] = set()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # A continued study adds jobs beside the earlier invocations' ones: remember those.
+        self.earlier_jobs = {row["dir"] for row in summarize(Path(config.hydra.sweep.dir))}
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -82,14 +94,38 @@ class SweepSummary(Callback):
             return
         path = write_summary(rows, sweep_dir / SUMMARY_FILE, self.sort_by)
         print_summary(rows, self.sort_by, title=f"Sweep summary: {path}")
-        failed = [row for row in rows if row["status"] == "failed"]
-        if failed:
-            log.warning(
-                "%d of %d jobs failed: %s",
-                len(failed),
-                len(rows),
-                "; ".join(f"#{row['job']} {row['error']}" for row in failed),
-            )
+        failure = sweep_failure(rows, _is_grid(config), self.earlier_jobs)
+        if failure:
+            # Hydra turns an exception raised by a callback into a warning and exits 0.
+            print(f"{failure} (summary: {path})", file=sys.stderr)
+            sys.exit(1)
+
+
+def _is_grid(config: DictConfig) -> bool:
+    return OmegaConf.select(config, "hydra.sweeper._target_") == BASIC_SWEEPER
+
+
+def sweep_failure(rows: list[dict], grid: bool, earlier_jobs: Collection[str] = ()) -> str | None:
+    """Why the sweep fails, naming the failed jobs; None if it succeeded.
+
+    A grid fails if any job failed; a search fails if none of its jobs not in `earlier_jobs` (the
+    `dir`s of an earlier invocation of a continued study) completed.
+    """
+    if not grid:
+        rows = [row for row in rows if row["dir"] not in earlier_jobs]
+        if not rows or any(row["status"] == "completed" for row in rows):
+            return None
+    failed = [row for row in rows if row["status"] == "failed"]
+    if not failed:
+        return None
+    shared = _shared_overrides(rows)
+    named = "; ".join(
+        f"#{row['job']} ({' '.join(_varying(row, shared)) or row['overrides']}) {row['error']}"
+        for row in failed
+    )
+    if grid:
+        return f"Sweep failed: {len(failed)} of {len(rows)} jobs failed: {named}"
+    return f"Search failed: none of the {len(rows)} trials of this run completed: {named}"
 
 
 def summarize(sweep_dir: Path, sort_by: str | None = None, mode: str = "min") -> list[dict]:
@@ -157,24 +193,33 @@ def print_summary(rows: list[dict], sort_by: str | None, title: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    overrides = [row["overrides"].split() for row in rows]
-    shared = [item for item in overrides[0] if all(item in other for other in overrides[1:])]
-    if len(rows) == 1:
-        shared = []
+    shared = _shared_overrides(rows)
     metrics = [n for n in (sort_by, "weight", "bias") if n and any(n in row for row in rows)]
     caption = f"every job: {' '.join(shared)}" if shared else None
     table = Table(title=title, caption=caption)
     for name in ["job", "status", "overrides", *metrics]:
         right = name == "job" or name in metrics
         table.add_column(name, justify="right" if right else "left", overflow="fold")
-    for row, items in zip(rows, overrides, strict=True):
-        varying = escape(" ".join(item for item in items if item not in shared))
+    for row in rows:
+        varying = escape(" ".join(_varying(row, shared)))
         if row["error"]:
             varying = f"{varying}\n[red]{escape(row['error'])}[/red]"
         table.add_row(
             str(row["job"]), row["status"], varying, *(_format(row.get(name)) for name in metrics)
         )
     Console().print(table)
+
+
+def _shared_overrides(rows: list[dict]) -> list[str]:
+    """The overrides every job has (none when there is one job)."""
+    if len(rows) < 2:
+        return []
+    overrides = [row["overrides"].split() for row in rows]
+    return [item for item in overrides[0] if all(item in other for other in overrides[1:])]
+
+
+def _varying(row: dict, shared: list[str]) -> list[str]:
+    return [item for item in row["overrides"].split() if item not in shared]
 
 
 def _format(value: Any) -> str:
