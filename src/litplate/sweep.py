@@ -4,7 +4,8 @@
   recorded as `failure.json` in that job's directory. A single run still raises (exit code 1).
 - `SweepSummary`, a Hydra callback (configs/hydra/default.yaml), writes `summary.csv` into the
   sweep directory when the sweep ends, one row per job, and prints it sorted by the optimized
-  metric.
+  metric; a failed sweep then exits 1 (docs/sweeps.md).
+- `StopOrphanedWorkers`, another, stops a joblib worker whose sweep process was killed.
 
 It reads what the jobs wrote (`.hydra/hydra.yaml`, `metrics.json`, `failure.json`) instead of
 collecting results in memory, so it works with any launcher, including ones that run jobs in other
@@ -17,7 +18,11 @@ import csv
 import json
 import logging
 import math
+import multiprocessing
+import os
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -54,6 +59,58 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         path = Path(HydraConfig.get().runtime.output_dir) / FAILURE_FILE
         path.write_text(json.dumps(failure, indent=2) + "\n")
         return math.nan
+
+
+class StopOrphanedWorkers(Callback):
+    """A launcher's worker process (joblib's loky workers) stops once the sweep's process is gone,
+    after the job it is running.
+
+    Loky workers whose parent was killed finish their job, start the next queued one and then idle
+    for minutes. The sweep's process id goes to its workers in the environment; only a job in a
+    process that multiprocessing started as its child is guarded (the basic launcher's jobs run
+    in the sweep's own process, and a `nohup` sweep outlives its shell).
+    """
+
+    ENV = "LITPLATE_SWEEP_PID"
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ[self.ENV] = str(os.getpid())
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_pid = os.environ.get(self.ENV)
+        if not sweep_pid or multiprocessing.parent_process() is None:
+            return
+        global _running_job
+        if _running_job is None:  # the worker's first job
+            _running_job = threading.Lock()
+            threading.Thread(
+                target=_exit_when_orphaned, args=(int(sweep_pid),), daemon=True
+            ).start()
+        if os.getppid() != int(sweep_pid):
+            _exit_orphan()  # a job queued before the sweep's process died: do not start it
+        _running_job.acquire()
+
+    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if _running_job is not None and _running_job.locked():
+            _running_job.release()
+
+
+# Held by a worker while its job runs (StopOrphanedWorkers); None outside launcher workers.
+_running_job: threading.Lock | None = None
+
+
+def _exit_when_orphaned(sweep_pid: int) -> None:
+    while os.getppid() == sweep_pid:  # a dead parent's children get another parent
+        time.sleep(1)
+    assert _running_job is not None
+    with _running_job:  # the running job ends first
+        _exit_orphan()
+
+
+def _exit_orphan() -> None:
+    log.warning("The sweep's process is gone: this worker stops")
+    logging.shutdown()
+    os._exit(1)
 
 
 def describe_error(error: BaseException) -> str:
@@ -143,17 +200,15 @@ def summarize(sweep_dir: Path, sort_by: str | None = None, mode: str = "min") ->
 
 
 def _job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
-    hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    num, overrides, metrics, error = read_job(job_dir)
     row: dict[str, Any] = {
-        "job": hydra_cfg["job"]["num"],
-        "overrides": " ".join(hydra_cfg["overrides"]["task"]),
+        "job": num,
+        "overrides": " ".join(overrides),
         "status": "completed",
         "error": "",
         "dir": str(job_dir.relative_to(sweep_dir)),
     }
-    metrics_file, failure_file = job_dir / METRICS_FILE, job_dir / FAILURE_FILE
-    if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
+    if metrics is not None:
         row.update(
             (name, value)
             for name, value in metrics.items()
@@ -161,12 +216,23 @@ def _job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         )
     else:
         row["status"] = "failed"
-        row["error"] = (
-            json.loads(failure_file.read_text())["error"]
-            if failure_file.is_file()
-            else f"no {METRICS_FILE}: the job did not finish"
-        )
+        row["error"] = error or f"no {METRICS_FILE}: the job did not finish"
     return row
+
+
+def read_job(job_dir: Path) -> tuple[int, list[str], dict[str, Any] | None, str | None]:
+    """A job directory's job number and overrides, its metrics.json (None if absent) and
+    failure.json's error (None if absent)."""
+    metrics_file, failure_file = job_dir / METRICS_FILE, job_dir / FAILURE_FILE
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+    error = json.loads(failure_file.read_text())["error"] if failure_file.is_file() else None
+    try:
+        hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]
+        return hydra_cfg["job"]["num"], list(hydra_cfg["overrides"]["task"]), metrics, error
+    except (yaml.YAMLError, TypeError, KeyError):
+        # Hydra writes hydra.yaml as the job starts: a job killed then leaves it incomplete.
+        num = int(job_dir.name) if job_dir.name.isdigit() else -1
+        return num, [], metrics, error or "killed as it started (.hydra/hydra.yaml is incomplete)"
 
 
 def _columns(rows: list[dict], sort_by: str | None) -> list[str]:
