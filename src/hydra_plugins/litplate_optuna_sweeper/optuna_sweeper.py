@@ -402,12 +402,8 @@ def _running(study: Any) -> set[int]:
 
 def _job_dirs(sweep_dir: Path) -> dict[int, Path]:
     """The sweep's job directories by job number (a job's number is its trial's)."""
-    jobs = {}
-    for hydra_yaml in sweep_dir.rglob(".hydra/hydra.yaml"):
-        num = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.job.num")
-        if isinstance(num, int):
-            jobs[num] = hydra_yaml.parent.parent
-    return jobs
+    job_dirs = [hydra_yaml.parent.parent for hydra_yaml in sweep_dir.rglob(".hydra/hydra.yaml")]
+    return {read_job(job_dir)[0]: job_dir for job_dir in job_dirs}
 
 
 @contextmanager
