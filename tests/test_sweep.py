@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from itertools import product
 from pathlib import Path
@@ -19,7 +21,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hydra_plugins.litplate_optuna_sweeper.optuna_sweeper import _value, search_space
-from litplate.sweep import summarize, write_summary
+from litplate.sweep import summarize, sweep_failure, write_summary
 from tests.conftest import CONFIG_DIR, ROOT, read_metrics
 
 
@@ -65,12 +67,17 @@ def test_summary_rows_are_sorted_best_first_with_failures_last(tmp_path: Path):
     _fake_job(tmp_path, 1, ["lr=0"], error="ValueError: lr must be > 0")
     _fake_job(tmp_path, 2, ["lr=0.01"], {**metrics, "val/loss": 0.1})
     _fake_job(tmp_path, 3, ["lr=0.2"])  # killed: neither metrics.json nor failure.json
+    (tmp_path / "4" / ".hydra").mkdir(parents=True)
+    (tmp_path / "4" / ".hydra" / "hydra.yaml").write_text("")  # killed as Hydra wrote it
 
     rows = summarize(tmp_path, "val/loss", "min")
-    assert [row["job"] for row in rows] == [2, 0, 1, 3]
-    assert [row["status"] for row in rows] == ["completed", "completed", "failed", "failed"]
+    assert [row["job"] for row in rows] == [2, 0, 1, 3, 4]
+    assert [row["status"] for row in rows] == [*["completed"] * 2, *["failed"] * 3]
     assert rows[2]["error"] == "ValueError: lr must be > 0"
     assert "did not finish" in rows[3]["error"]
+    assert rows[4]["error"] == "killed as it started (.hydra/hydra.yaml is incomplete)"
+    shutil.rmtree(tmp_path / "4")
+    rows = rows[:4]
     assert "best_checkpoint" not in rows[0]  # numbers only
     assert [row["job"] for row in summarize(tmp_path, "val/loss", "max")] == [0, 2, 1, 3]
 
@@ -87,7 +94,12 @@ def test_a_failing_job_is_summarised_as_failed_and_the_others_run(tmp_path: Path
         "train.py", "-m", "experiment=linear", "trainer.max_epochs=3", "data.step=0,0.02",
         f"hydra.sweep.dir={sweep_dir}",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    # A grid sweep with a failed job exits 1 once all jobs ran, naming the job in one line.
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Sweep failed: 1 of 2 jobs failed: #0 (data.step=0) ValueError: step must be > 0, "
+        f"got step=0 (summary: {sweep_dir / 'summary.csv'})"
+    )
     rows = {row["job"]: row for row in read_summary(sweep_dir)}
     assert rows.keys() == {"0", "1"}
 
@@ -104,6 +116,72 @@ def test_a_failing_job_is_summarised_as_failed_and_the_others_run(tmp_path: Path
     for name in ("val/loss", "test/loss", "weight", "bias", "epochs"):
         assert float(completed[name]) == metrics[name]
     assert table_jobs(result.stdout) == [1, 0]
+
+
+@pytest.mark.slow
+def test_a_grid_sweep_with_a_failed_job_exits_non_zero_after_every_job(tmp_path: Path):
+    # A real `python scripts/train.py -m`: job 1 fails at run time (no config rule checks
+    # data.step; the data module refuses 0), jobs 0 and 2 complete.
+    sweep_dir = tmp_path / "sweep"
+    result = train_multirun(
+        "experiment=linear", "trainer.max_epochs=2", "callbacks.progress_bar=null",
+        "data.step=0.02,0,0.01", f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.strip() == (
+        "Sweep failed: 1 of 3 jobs failed: #1 (data.step=0) ValueError: step must be > 0, "
+        f"got step=0 (summary: {sweep_dir / 'summary.csv'})"
+    )
+    rows = {row["job"]: row for row in read_summary(sweep_dir)}
+    assert {job: row["status"] for job, row in rows.items()} == {
+        "0": "completed", "1": "failed", "2": "completed",
+    }  # fmt: skip
+    for job in ("0", "2"):
+        assert float(rows[job]["val/loss"]) == read_metrics(sweep_dir / job)["val/loss"]
+
+
+def test_a_sweep_fails_by_its_sweepers_rule():
+    def row(job: int, status: str, step: str) -> dict:
+        error = "ValueError: step must be > 0" if status == "failed" else ""
+        overrides = f"experiment=linear data.step={step}"
+        return {
+            "job": job,
+            "status": status,
+            "overrides": overrides,
+            "error": error,
+            "dir": str(job),
+        }
+
+    ok, bad = row(0, "completed", "0.02"), row(1, "failed", "0")
+    assert sweep_failure([ok], grid=True) is None
+    assert sweep_failure([ok, bad], grid=True) == (
+        "Sweep failed: 1 of 2 jobs failed: #1 (data.step=0) ValueError: step must be > 0"
+    )
+    # A search: a failed trial is a result; it fails only when none of this run's completed.
+    assert sweep_failure([ok, bad], grid=False) is None
+    assert sweep_failure([bad], grid=False) == (
+        "Search failed: none of the 1 trials of this run completed: "
+        "#1 (experiment=linear data.step=0) ValueError: step must be > 0"
+    )
+    # A continued study: job 0 completed in an earlier invocation, this one's only trial failed.
+    assert sweep_failure([ok, bad], grid=False, earlier_jobs={"0"}).startswith(
+        "Search failed: none of the 1 trials of this run completed: #1"
+    )
+    assert sweep_failure([ok], grid=False, earlier_jobs={"0"}) is None  # nothing ran: no failure
+
+
+def test_an_optuna_search_with_no_completed_trial_exits_non_zero(tmp_path: Path, entry_point):
+    sweep_dir = tmp_path / "sweep"
+    result = entry_point(
+        "train.py", "-m", "hydra/sweeper=litplate_optuna", "data.step=choice(0, -1)",
+        "trainer.max_epochs=2", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("Search failed: none of the 2 trials of this run completed: #")
+    assert message.count("ValueError: step must be > 0") == 2
+    rows = read_summary(sweep_dir)
+    assert [row["status"] for row in rows] == ["failed", "failed"]
 
 
 @pytest.mark.slow
@@ -286,3 +364,105 @@ def test_a_failing_job_is_a_failed_trial(tmp_path: Path):
     for row in read_summary(sweep_dir):
         failed = row["overrides"].endswith("data.step=0")  # the trial's params come last
         assert row["status"] == ("failed" if failed else "completed")
+
+
+# --- killed sweeps -----------------------------------------------------------------------------
+
+
+def _wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the sweep ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.05)
+
+
+def _kill(process: subprocess.Popen) -> list[int]:
+    """SIGKILL `process`, as a lost SSH session would; returns the pids of its children."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(process.pid)], capture_output=True, text=True
+    ).stdout.split()
+    process.kill()
+    process.wait()
+    return [int(pid) for pid in children]
+
+
+@pytest.mark.slow
+def test_a_killed_optuna_study_is_reconciled_when_continued(tmp_path: Path):
+    import optuna
+
+    # Two trials per round: job 0 finishes and writes metrics.json while trial 0 waits for job 1
+    # to be told, so a kill during job 1 leaves both RUNNING.
+    command = [
+        sys.executable, str(ROOT / "scripts" / "train.py"), "-m", "hparams_search=linear_optuna",
+        "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "trainer.max_epochs=100",
+        "callbacks.progress_bar=null", "hydra.sweeper.heartbeat_interval=1",
+        "hydra.sweeper.grace_period=2",
+    ]  # fmt: skip
+    sweep_dir = tmp_path / "logs" / "train" / "optuna" / "linear_optuna"
+    storage = f"sqlite:///{sweep_dir / 'optuna.db'}"
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    _wait_for(
+        lambda: (
+            (sweep_dir / "0" / "metrics.json").exists()
+            and (sweep_dir / "1" / ".hydra" / "overrides.yaml").exists()
+        ),
+        first,
+        "job 1 running after job 0 finished",
+    )
+    _kill(first)
+    study = optuna.load_study(study_name="linear_optuna", storage=storage)
+    assert [trial.state.name for trial in study.trials] == ["RUNNING", "RUNNING"]
+
+    second = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )  # the same command continues the study
+    assert second.returncode == 0, second.stderr[-3000:]
+    trials = optuna.load_study(study_name="linear_optuna", storage=storage).trials
+    states = {trial.number: trial.state.name for trial in trials}
+    assert states == {0: "COMPLETE", 1: "FAIL", 2: "COMPLETE", 3: "COMPLETE"}
+    assert trials[0].value == read_metrics(sweep_dir / "0")["val/loss"]  # counted with its value
+    assert "Trial 0 of an earlier run: its job finished" in second.stdout
+
+    # best_params.yaml and summary.csv agree with the study.
+    best = yaml.safe_load((sweep_dir / "best_params.yaml").read_text())
+    assert (best["trials"], best["completed"], best["failed"]) == (4, 3, 1)
+    assert best["best_value"] == min(t.value for t in trials if t.value is not None)
+    rows = {row["job"]: row for row in read_summary(sweep_dir)}
+    assert {job: row["status"] for job, row in rows.items()} == {
+        "0": "completed", "1": "failed", "2": "completed", "3": "completed",
+    }  # fmt: skip
+    assert float(rows["0"]["val/loss"]) == trials[0].value
+
+
+@pytest.mark.slow
+def test_joblib_workers_stop_after_their_job_when_the_sweep_is_killed(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    command = [
+        sys.executable, str(ROOT / "scripts" / "train.py"), "-m", "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2", "experiment=linear", "trainer.max_epochs=50",
+        "callbacks.progress_bar=null", "seed=1,2,3,4,5,6", f"hydra.sweep.dir={sweep_dir}",
+    ]  # fmt: skip
+    log = (tmp_path / "sweep.log").open("w")
+    sweep = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+
+    def training(job: str) -> bool:
+        train_log = sweep_dir / job / "train.log"
+        return train_log.exists() and "Run directory:" in train_log.read_text()
+
+    _wait_for(lambda: training("0") and training("1"), sweep, "two jobs training")
+    workers = _kill(sweep)
+    assert len(workers) >= 2  # the loky workers (and resource trackers)
+
+    deadline = time.monotonic() + 300
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "joblib workers outlived the sweep by 300 s"
+        time.sleep(0.5)
+    # Each worker finished the job it was running, and started no other.
+    assert all((sweep_dir / job / "metrics.json").is_file() for job in ("0", "1"))
+    assert not any((sweep_dir / job / "metrics.json").exists() for job in "2345")
+    for job in ("0", "1"):
+        assert "The sweep's process is gone: this worker stops" in (
+            (sweep_dir / job / "train.log").read_text()
+        )

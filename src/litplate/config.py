@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import time
+from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 
 def register_resolvers() -> None:
@@ -51,6 +54,46 @@ def _flatten(node: Any, name: str, out: dict[str, Any]) -> None:
             out[name] = str(value).rsplit(".", 1)[-1]
         elif not key.startswith("_"):
             _flatten(value, f"{name}/{key}", out)
+
+
+def outside_hydra(cfg: DictConfig) -> DictConfig:
+    """The config a run uses: `cfg` itself in a Hydra job, a runnable copy outside one.
+
+    A config from `hydra.compose()` (a notebook, a test) has no Hydra runtime, so the default
+    `paths.output_dir: ${hydra:runtime.output_dir}` cannot resolve. Outside a job, the copy gets
+    a new directory under `paths.log_dir`, named as a command-line run's
+    (`<log_dir>/<task_name>/runs/<date>_<time>_<pid>`, with `_1`, `_2`... when that exists); a
+    `paths.output_dir` that resolves to a path (set by the caller) is kept. The `hydra` node of a
+    `return_hydra_config=True` config is left out, as Hydra leaves it out of a job's config: its
+    runtime keys (`hydra.job.num`, ...) are only filled in by a Hydra run.
+    """
+    output_dir = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False)
+    if "hydra" not in cfg and output_dir is not None:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    with read_write(cfg), open_dict(cfg):
+        cfg.pop("hydra", None)
+        if output_dir is None:
+            cfg.paths.output_dir = str(new_run_dir(Path(cfg.paths.log_dir) / cfg.task_name))
+    return cfg
+
+
+def new_run_dir(parent: Path) -> Path:
+    """A directory made for this run only: `parent/runs/<date>_<time>_<pid>[_<n>]`.
+
+    The name follows `hydra.run.dir` (configs/hydra/default.yaml); the suffix keeps apart two runs
+    that one process starts in the same second.
+    """
+    name = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}"
+    (parent / "runs").mkdir(parents=True, exist_ok=True)
+    for suffix in ["", *(f"_{n}" for n in range(1, 1000))]:
+        path = parent / "runs" / f"{name}{suffix}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free run directory named {name}_<n> in {parent / 'runs'}")
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:

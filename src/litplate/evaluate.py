@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from litplate.checkpoint import model_from_checkpoint
-from litplate.config import to_plain
+from litplate.config import outside_hydra, to_plain
 from litplate.export import to_float, weight_and_bias, write_json
 from litplate.train import build_trainer
 from litplate.validation import validate
@@ -36,6 +36,7 @@ def rebuild(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test the checkpoint and write metrics.json into this run's directory."""
+    cfg = outside_hydra(cfg)  # a hydra.compose() config gets its own run directory
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model, datamodule, _ = rebuild(cfg)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from litplate.config import outside_hydra
 from litplate.evaluate import rebuild
 from litplate.plotting import plot_predictions
 from litplate.train import build_trainer
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 def predict_to_csv(cfg: DictConfig) -> Path:
     """Predict the data module's predict split; write predictions.csv and predictions.png."""
+    cfg = outside_hydra(cfg)  # a hydra.compose() config gets its own run directory
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model, datamodule, _ = rebuild(cfg)

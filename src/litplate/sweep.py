@@ -4,7 +4,8 @@
   recorded as `failure.json` in that job's directory. A single run still raises (exit code 1).
 - `SweepSummary`, a Hydra callback (configs/hydra/default.yaml), writes `summary.csv` into the
   sweep directory when the sweep ends, one row per job, and prints it sorted by the optimized
-  metric.
+  metric; a failed sweep then exits 1 (docs/sweeps.md).
+- `StopOrphanedWorkers`, another, stops a joblib worker whose sweep process was killed.
 
 It reads what the jobs wrote (`.hydra/hydra.yaml`, `metrics.json`, `failure.json`) instead of
 collecting results in memory, so it works with any launcher, including ones that run jobs in other
@@ -17,8 +18,13 @@ import csv
 import json
 import logging
 import math
+import multiprocessing
+import os
+import sys
+import threading
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +32,14 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
 FAILURE_FILE = "failure.json"
 METRICS_FILE = "metrics.json"
 SUMMARY_FILE = "summary.csv"
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
@@ -54,6 +61,58 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         return math.nan
 
 
+class StopOrphanedWorkers(Callback):
+    """A launcher's worker process (joblib's loky workers) stops once the sweep's process is gone,
+    after the job it is running.
+
+    Loky workers whose parent was killed finish their job, start the next queued one and then idle
+    for minutes. The sweep's process id goes to its workers in the environment; only a job in a
+    process that multiprocessing started as its child is guarded (the basic launcher's jobs run
+    in the sweep's own process, and a `nohup` sweep outlives its shell).
+    """
+
+    ENV = "LITPLATE_SWEEP_PID"
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ[self.ENV] = str(os.getpid())
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_pid = os.environ.get(self.ENV)
+        if not sweep_pid or multiprocessing.parent_process() is None:
+            return
+        global _running_job
+        if _running_job is None:  # the worker's first job
+            _running_job = threading.Lock()
+            threading.Thread(
+                target=_exit_when_orphaned, args=(int(sweep_pid),), daemon=True
+            ).start()
+        if os.getppid() != int(sweep_pid):
+            _exit_orphan()  # a job queued before the sweep's process died: do not start it
+        _running_job.acquire()
+
+    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if _running_job is not None and _running_job.locked():
+            _running_job.release()
+
+
+# Held by a worker while its job runs (StopOrphanedWorkers); None outside launcher workers.
+_running_job: threading.Lock | None = None
+
+
+def _exit_when_orphaned(sweep_pid: int) -> None:
+    while os.getppid() == sweep_pid:  # a dead parent's children get another parent
+        time.sleep(1)
+    assert _running_job is not None
+    with _running_job:  # the running job ends first
+        _exit_orphan()
+
+
+def _exit_orphan() -> None:
+    log.warning("The sweep's process is gone: this worker stops")
+    logging.shutdown()
+    os._exit(1)
+
+
 def describe_error(error: BaseException) -> str:
     """`Type: message` of the root cause (Hydra wraps errors raised while instantiating)."""
     while error.__cause__ is not None:
@@ -62,10 +121,15 @@ def describe_error(error: BaseException) -> str:
 
 
 class SweepSummary(Callback):
-    """After a multirun: `summary.csv` in the sweep dir, and the same rows as a table.
+    """After a multirun: `summary.csv` in the sweep dir, the same rows as a table, an exit code.
 
     `sort_by` is a metrics.json key (default: the config's `optimized_metric`), best first by
     `mode` (min or max); failed jobs come last.
+
+    The exit code, once every job ran and summary.csv is written: a grid sweep (Hydra's basic
+    sweeper) exits 1 if any job failed; a search (any other sweeper, e.g. Optuna, where a failed
+    trial is a result) exits 1 only if no job of this invocation completed. The failed jobs are
+    named in one line on stderr.
     """
 
     def __init__(self, sort_by: str | None = None, mode: str = "min") -> None:
@@ -73,6 +137,11 @@ class SweepSummary(Callback):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         self.sort_by = sort_by
         self.mode = mode
+        self.earlier_jobs: set[str] = set()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # A continued study adds jobs beside the earlier invocations' ones: remember those.
+        self.earlier_jobs = {row["dir"] for row in summarize(Path(config.hydra.sweep.dir))}
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -82,14 +151,38 @@ class SweepSummary(Callback):
             return
         path = write_summary(rows, sweep_dir / SUMMARY_FILE, self.sort_by)
         print_summary(rows, self.sort_by, title=f"Sweep summary: {path}")
-        failed = [row for row in rows if row["status"] == "failed"]
-        if failed:
-            log.warning(
-                "%d of %d jobs failed: %s",
-                len(failed),
-                len(rows),
-                "; ".join(f"#{row['job']} {row['error']}" for row in failed),
-            )
+        failure = sweep_failure(rows, _is_grid(config), self.earlier_jobs)
+        if failure:
+            # Hydra turns an exception raised by a callback into a warning and exits 0.
+            print(f"{failure} (summary: {path})", file=sys.stderr)
+            sys.exit(1)
+
+
+def _is_grid(config: DictConfig) -> bool:
+    return OmegaConf.select(config, "hydra.sweeper._target_") == BASIC_SWEEPER
+
+
+def sweep_failure(rows: list[dict], grid: bool, earlier_jobs: Collection[str] = ()) -> str | None:
+    """Why the sweep fails, naming the failed jobs; None if it succeeded.
+
+    A grid fails if any job failed; a search fails if none of its jobs not in `earlier_jobs` (the
+    `dir`s of an earlier invocation of a continued study) completed.
+    """
+    if not grid:
+        rows = [row for row in rows if row["dir"] not in earlier_jobs]
+        if not rows or any(row["status"] == "completed" for row in rows):
+            return None
+    failed = [row for row in rows if row["status"] == "failed"]
+    if not failed:
+        return None
+    shared = _shared_overrides(rows)
+    named = "; ".join(
+        f"#{row['job']} ({' '.join(_varying(row, shared)) or row['overrides']}) {row['error']}"
+        for row in failed
+    )
+    if grid:
+        return f"Sweep failed: {len(failed)} of {len(rows)} jobs failed: {named}"
+    return f"Search failed: none of the {len(rows)} trials of this run completed: {named}"
 
 
 def summarize(sweep_dir: Path, sort_by: str | None = None, mode: str = "min") -> list[dict]:
@@ -107,17 +200,15 @@ def summarize(sweep_dir: Path, sort_by: str | None = None, mode: str = "min") ->
 
 
 def _job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
-    hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    num, overrides, metrics, error = read_job(job_dir)
     row: dict[str, Any] = {
-        "job": hydra_cfg["job"]["num"],
-        "overrides": " ".join(hydra_cfg["overrides"]["task"]),
+        "job": num,
+        "overrides": " ".join(overrides),
         "status": "completed",
         "error": "",
         "dir": str(job_dir.relative_to(sweep_dir)),
     }
-    metrics_file, failure_file = job_dir / METRICS_FILE, job_dir / FAILURE_FILE
-    if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
+    if metrics is not None:
         row.update(
             (name, value)
             for name, value in metrics.items()
@@ -125,12 +216,23 @@ def _job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         )
     else:
         row["status"] = "failed"
-        row["error"] = (
-            json.loads(failure_file.read_text())["error"]
-            if failure_file.is_file()
-            else f"no {METRICS_FILE}: the job did not finish"
-        )
+        row["error"] = error or f"no {METRICS_FILE}: the job did not finish"
     return row
+
+
+def read_job(job_dir: Path) -> tuple[int, list[str], dict[str, Any] | None, str | None]:
+    """A job directory's job number and overrides, its metrics.json (None if absent) and
+    failure.json's error (None if absent)."""
+    metrics_file, failure_file = job_dir / METRICS_FILE, job_dir / FAILURE_FILE
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+    error = json.loads(failure_file.read_text())["error"] if failure_file.is_file() else None
+    try:
+        hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]
+        return hydra_cfg["job"]["num"], list(hydra_cfg["overrides"]["task"]), metrics, error
+    except (yaml.YAMLError, TypeError, KeyError):
+        # Hydra writes hydra.yaml as the job starts: a job killed then leaves it incomplete.
+        num = int(job_dir.name) if job_dir.name.isdigit() else -1
+        return num, [], metrics, error or "killed as it started (.hydra/hydra.yaml is incomplete)"
 
 
 def _columns(rows: list[dict], sort_by: str | None) -> list[str]:
@@ -157,24 +259,33 @@ def print_summary(rows: list[dict], sort_by: str | None, title: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    overrides = [row["overrides"].split() for row in rows]
-    shared = [item for item in overrides[0] if all(item in other for other in overrides[1:])]
-    if len(rows) == 1:
-        shared = []
+    shared = _shared_overrides(rows)
     metrics = [n for n in (sort_by, "weight", "bias") if n and any(n in row for row in rows)]
     caption = f"every job: {' '.join(shared)}" if shared else None
     table = Table(title=title, caption=caption)
     for name in ["job", "status", "overrides", *metrics]:
         right = name == "job" or name in metrics
         table.add_column(name, justify="right" if right else "left", overflow="fold")
-    for row, items in zip(rows, overrides, strict=True):
-        varying = escape(" ".join(item for item in items if item not in shared))
+    for row in rows:
+        varying = escape(" ".join(_varying(row, shared)))
         if row["error"]:
             varying = f"{varying}\n[red]{escape(row['error'])}[/red]"
         table.add_row(
             str(row["job"]), row["status"], varying, *(_format(row.get(name)) for name in metrics)
         )
     Console().print(table)
+
+
+def _shared_overrides(rows: list[dict]) -> list[str]:
+    """The overrides every job has (none when there is one job)."""
+    if len(rows) < 2:
+        return []
+    overrides = [row["overrides"].split() for row in rows]
+    return [item for item in overrides[0] if all(item in other for other in overrides[1:])]
+
+
+def _varying(row: dict, shared: list[str]) -> list[str]:
+    return [item for item in row["overrides"].split() if item not in shared]
 
 
 def _format(value: Any) -> str:

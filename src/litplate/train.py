@@ -22,7 +22,7 @@ from litplate.checkpoint import (
     load_checkpoint,
     load_weights,
 )
-from litplate.config import flat_hparams, instantiate_group, to_plain
+from litplate.config import flat_hparams, instantiate_group, outside_hydra, to_plain
 from litplate.devices import check_devices, check_launch
 from litplate.export import save_weights, to_float, weight_and_bias, write_json
 from litplate.history import LossHistory
@@ -93,6 +93,7 @@ def predict(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the model, test the best checkpoint, write the run's artefacts; return metrics.json."""
+    cfg = outside_hydra(cfg)  # a hydra.compose() config gets its own run directory
     validate(cfg)
     # A missing or unsafe checkpoint to resume from fails here, before anything is written.
     resumed = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None

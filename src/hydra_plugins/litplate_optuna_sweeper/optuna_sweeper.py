@@ -23,12 +23,25 @@ their results: a job that failed, or returned no finite value, is a FAIL trial. 
 same storage and name continues it with `n_trials` more trials. A job's number is its trial's
 number, so a resumed study's jobs get new directories beside the earlier ones. At the end,
 `best_params.yaml` in the sweep dir holds the best trial's value and parameters.
+
+A killed invocation (SIGKILL, a lost SSH session) leaves its trials RUNNING in the storage. While
+its trials run, the sweeper records Optuna heartbeats for them every `heartbeat_interval` seconds
+(Optuna's RDBStorage heartbeat); the next invocation of the study reconciles the RUNNING trials of
+earlier ones from their job directories: a job that wrote metrics.json is told its value
+(`optimized_metric`), one that wrote failure.json is failed, and one that did neither is failed by
+`optuna.storages.fail_stale_trials` once its heartbeat is older than `grace_period` (waiting for
+that at the end of the invocation when needed, so a job that finishes meanwhile still counts).
 """
 
 # No `from __future__ import annotations`: Hydra's plugin scan runs this module before it is in
 # sys.modules, where @dataclass then fails to resolve string annotations.
 import logging
 import math
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +60,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+
+from litplate.sweep import read_job
 
 # Optuna is imported only when a sweep starts: Hydra imports every plugin module on each start.
 
@@ -70,6 +85,10 @@ class LitplateOptunaSweeperConf:
         default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "_partial_": True}
     )
     params: Any = field(default_factory=dict)  # {parameter: override}, see above
+    # Seconds between the heartbeats of running trials, and without one after which a RUNNING
+    # trial of an earlier (killed) invocation is failed (null: 2 * heartbeat_interval).
+    heartbeat_interval: int = 10
+    grace_period: Any = None
 
 
 ConfigStore.instance().store(
@@ -91,11 +110,20 @@ class LitplateOptunaSweeper(Sweeper):
         seed: int | None,
         sampler: Any,
         params: dict[str, Any],
+        heartbeat_interval: int = 10,
+        grace_period: int | None = None,
     ) -> None:
         if direction not in ("minimize", "maximize"):
             raise ValueError(f"direction must be minimize or maximize, got {direction!r}")
         if n_trials < 1 or n_jobs < 1:
             raise ValueError(f"n_trials and n_jobs must be >= 1, got {n_trials} and {n_jobs}")
+        if heartbeat_interval < 1 or (grace_period is not None and grace_period < 1):
+            raise ValueError(
+                "heartbeat_interval and grace_period must be >= 1 s, got "
+                f"{heartbeat_interval} and {grace_period}"
+            )
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = 2 * heartbeat_interval if grace_period is None else grace_period
         self.direction = direction
         self.study_name = study_name
         self.storage = storage
@@ -137,29 +165,125 @@ class LitplateOptunaSweeper(Sweeper):
             self.n_trials,
             ", ".join(f"{name}={distribution}" for name, distribution in space.items()),
         )
+        earlier = self._reconcile(study, sweep_dir, _running(study))
         for start in range(0, self.n_trials, self.n_jobs):
-            trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - start))]
+            with _quiet_heartbeat_warnings():
+                trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - start))]
             overrides = [
                 [*fixed, *(f"{name}={Transformer.str(v)}" for name, v in trial.params.items())]
                 for trial in trials
             ]
-            returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
+            with self._heartbeats(trials):
+                returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
             for trial, job_return in zip(trials, returns, strict=True):
                 value = _value(job_return)
                 if value is None:
                     log.warning("Trial %d failed: %s", trial.number, " ".join(job_return.overrides))
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
                 else:
-                    study.tell(trial, value)
+                    study.tell(trial, value, skip_if_finished=True)
+        self._reconcile(study, sweep_dir, earlier, wait=True)
         return self._report_best(study, sweep_dir)
+
+    def _reconcile(
+        self, study: Any, sweep_dir: Path, numbers: set[int], wait: bool = False
+    ) -> set[int]:
+        """Finish the RUNNING trials `numbers` of earlier invocations from their job directories.
+
+        A finished job's trial gets its metrics.json value (or FAIL from failure.json). With
+        `wait`, the others are failed once their heartbeat is stale, waiting up to the grace
+        period for that; a trial still beating after it is left to the process running it.
+        Returns the numbers still RUNNING.
+        """
+        import optuna
+
+        metric = self.config.get("optimized_metric")
+        deadline = time.monotonic() + self.grace_period + self.heartbeat_interval
+        while True:
+            jobs = _job_dirs(sweep_dir)
+            for trial in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
+                if trial.number in numbers and trial.number in jobs:
+                    self._finish_from_files(study, trial, jobs[trial.number], metric)
+            numbers &= _running(study)
+            if not wait or not numbers or self._rdb is None:
+                return numbers
+            with _quiet_heartbeat_warnings():
+                optuna.storages.fail_stale_trials(study)
+            failed = numbers - _running(study)
+            for number in sorted(failed):
+                log.warning("Trial %d of an earlier run: its job never finished, FAIL", number)
+            numbers -= failed
+            if not numbers:
+                return numbers
+            if time.monotonic() > deadline:
+                log.warning(
+                    "Trials %s of an earlier run are RUNNING and still beating: another process "
+                    "runs them",
+                    sorted(numbers),
+                )
+                return numbers
+            time.sleep(1)
+
+    def _finish_from_files(self, study: Any, trial: Any, job_dir: Path, metric: str | None) -> None:
+        import optuna
+
+        params = {f"{name}={Transformer.str(v)}" for name, v in trial.params.items()}
+        _, overrides, metrics, error = read_job(job_dir)
+        if not params <= set(overrides):
+            return  # the directory of another study's job
+        if error is not None or metrics is not None:
+            value = metrics.get(metric) if metrics and metric else None
+            finite = isinstance(value, (int, float)) and math.isfinite(value)
+            state = optuna.trial.TrialState.COMPLETE if finite else optuna.trial.TrialState.FAIL
+            study.tell(trial.number, value if finite else None, state=state, skip_if_finished=True)
+            log.info(
+                "Trial %d of an earlier run: its job %s, %s",
+                trial.number,
+                f"finished, {metric}={value}" if finite else "failed",
+                state.name,
+            )
+
+    @contextmanager
+    def _heartbeats(self, trials: list[Any]) -> Iterator[None]:
+        """Optuna heartbeats for `trials` while their jobs run (ask/tell has none of its own)."""
+        if self._rdb is None:
+            yield
+            return
+        study_id = self._rdb.get_study_id_from_name(self.study_name)
+        trial_id = self._rdb.get_trial_id_from_study_id_trial_number
+        ids = [trial_id(study_id, trial.number) for trial in trials]
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.is_set():
+                for id_ in ids:
+                    self._rdb.record_heartbeat(id_)
+                stop.wait(self.heartbeat_interval)
+
+        for id_ in ids:  # before the jobs start, so a kill at once still leaves a heartbeat
+            self._rdb.record_heartbeat(id_)
+        thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def _load_study(self) -> Any:
         import optuna
 
+        self._rdb = None
         if self.storage:
             _make_sqlite_dir(self.storage)
+            with _quiet_heartbeat_warnings():
+                self._rdb = optuna.storages.RDBStorage(
+                    self.storage,
+                    heartbeat_interval=self.heartbeat_interval,
+                    grace_period=self.grace_period,
+                )
         study = optuna.create_study(
-            storage=self.storage or None,
+            storage=self._rdb,
             study_name=self.study_name,
             direction=self.direction,
             load_if_exists=True,
@@ -267,6 +391,34 @@ def _value(job_return: JobReturn) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+def _running(study: Any) -> set[int]:
+    import optuna
+
+    states = [optuna.trial.TrialState.RUNNING]
+    return {trial.number for trial in study.get_trials(deepcopy=False, states=states)}
+
+
+def _job_dirs(sweep_dir: Path) -> dict[int, Path]:
+    """The sweep's job directories by job number (a job's number is its trial's)."""
+    job_dirs = [hydra_yaml.parent.parent for hydra_yaml in sweep_dir.rglob(".hydra/hydra.yaml")]
+    return {read_job(job_dir)[0]: job_dir for job_dir in job_dirs}
+
+
+@contextmanager
+def _quiet_heartbeat_warnings() -> Iterator[None]:
+    """Optuna marks its heartbeat experimental and meant for Study.optimize; here it is used as
+    documented for RDBStorage, with ask/tell, on purpose."""
+    with warnings.catch_warnings():
+        for message in (
+            r"Argument ``heartbeat_interval`` is an experimental feature",
+            r"Argument ``grace_period`` is an experimental feature",
+            r"Heartbeat of storage is supposed to be used with Study\.optimize",
+            r".*fail_stale_trials is experimental",
+        ):
+            warnings.filterwarnings("ignore", message=message)
+        yield
 
 
 def _make_sqlite_dir(url: str) -> None:

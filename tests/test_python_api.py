@@ -1,0 +1,128 @@
+"""train(cfg) and evaluate(cfg) on configs from hydra.compose(), outside any Hydra run."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from litplate.checkpoint import load_checkpoint
+from litplate.config import new_run_dir, outside_hydra
+from tests.conftest import CONFIG_DIR, ROOT, read_metrics
+
+RUN_NAME = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+(_\d+)?")
+QUICK = ["experiment=linear", "trainer.max_epochs=2", "callbacks.progress_bar=null"]
+
+
+@pytest.fixture(autouse=True)
+def no_hydra_run():
+    """A plain Python process: no Hydra initialised, no HydraConfig (and none left behind)."""
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None
+    yield
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None
+
+
+def composed(config_name: str, overrides: list[str], **kwargs) -> DictConfig:
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name, overrides=overrides, **kwargs)
+
+
+def run_dir_of(metrics: dict) -> Path:
+    return Path(metrics["tested_checkpoint"]).parent.parent
+
+
+def test_train_from_compose_reproduces_the_tutorial_in_a_new_run_dir(tmp_path: Path):
+    from litplate.evaluate import evaluate
+    from litplate.train import train
+
+    quiet = "callbacks.progress_bar=null"
+    cfg = composed("train", ["experiment=linear_tutorial", quiet, f"paths.log_dir={tmp_path}"])
+    metrics = train(cfg)
+
+    run_dir = run_dir_of(metrics)
+    assert run_dir.parent == tmp_path / "train" / "runs" and RUN_NAME.fullmatch(run_dir.name)
+    written = read_metrics(run_dir)
+    assert (round(written["weight"], 4), round(written["bias"], 4)) == (0.5784, 0.3513)
+    assert written == metrics
+    # The checkpoint holds the config as run, with the directory in it, for eval and predict.
+    stored = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["run_config"]
+    assert stored["paths"]["output_dir"] == str(run_dir) and "hydra" not in stored
+    # The caller's cfg is unchanged.
+    assert OmegaConf.to_container(cfg.paths)["output_dir"] == "${hydra:runtime.output_dir}"
+
+    # evaluate(cfg) the same way: its own directory under eval/runs, the training's test loss.
+    overrides = [f"ckpt_path={metrics['tested_checkpoint']}", quiet, f"paths.log_dir={tmp_path}"]
+    eval_cfg = composed("eval", overrides)
+    evaluated = evaluate(eval_cfg)
+    (eval_dir,) = (tmp_path / "eval" / "runs").iterdir()
+    assert RUN_NAME.fullmatch(eval_dir.name)
+    assert read_metrics(eval_dir) == evaluated
+    assert evaluated["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-7)
+    assert evaluated["weight"] == metrics["weight"]
+
+
+@pytest.mark.parametrize("set_hydra_config", [False, True], ids=["composed", "HydraConfig-set"])
+def test_a_return_hydra_config_config_trains(tmp_path: Path, set_hydra_config: bool):
+    from litplate.train import train
+
+    cfg = composed("train", [*QUICK, f"paths.log_dir={tmp_path}"], return_hydra_config=True)
+    if set_hydra_config:  # what lightning-hydra-template's test fixtures do before train(cfg)
+        HydraConfig().set_config(cfg)
+    metrics = train(cfg)
+
+    run_dir = run_dir_of(metrics)
+    assert run_dir.parent == tmp_path / "train" / "runs" and RUN_NAME.fullmatch(run_dir.name)
+    assert read_metrics(run_dir)["epochs"] == 2
+    stored = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["run_config"]
+    assert "hydra" not in stored and stored["paths"]["output_dir"] == str(run_dir)
+
+
+def test_a_given_output_dir_is_used_as_it_is(tmp_path: Path):
+    cfg = composed("train", [f"paths.output_dir={tmp_path / 'mine'}"], return_hydra_config=True)
+    run_cfg = outside_hydra(cfg)
+    assert run_cfg.paths.output_dir == str(tmp_path / "mine") and "hydra" not in run_cfg
+    assert "hydra" in cfg  # a copy was changed, not the caller's config
+
+    plain = composed("train", [f"paths.output_dir={tmp_path / 'mine'}"])
+    assert outside_hydra(plain) is plain  # nothing to fill in: a Hydra job's config is like this
+
+
+def test_run_dirs_made_in_the_same_second_are_distinct(tmp_path: Path):
+    dirs = [new_run_dir(tmp_path / "train") for _ in range(3)]
+    assert len(set(dirs)) == 3 and all(path.is_dir() for path in dirs)
+    assert all(RUN_NAME.fullmatch(path.name) for path in dirs)
+    assert {path.parent for path in dirs} == {tmp_path / "train" / "runs"}
+
+
+def test_the_run_dir_name_is_the_command_lines(tmp_path: Path):
+    # configs/hydra/default.yaml names a command-line run; new_run_dir must name it the same way.
+    cfg = composed("train", [f"paths.log_dir={tmp_path}"], return_hydra_config=True)
+    cli_dir = Path(cfg.hydra.run.dir)
+    assert cli_dir.parent == tmp_path / "train" / "runs" and RUN_NAME.fullmatch(cli_dir.name)
+
+
+@pytest.mark.slow
+def test_the_docs_example_runs_in_a_plain_python_process(tmp_path: Path):
+    page = (ROOT / "docs" / "python-api.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", page, re.S)
+    # Run from a copy of the project root's configs, so the logs land in tmp_path.
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "weight=0.5784 bias=0.3513" in result.stdout
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    test_loss = read_metrics(run_dir)["test/loss"]
+    assert f"test/loss={test_loss:.4f}" in result.stdout
+    (eval_dir,) = (tmp_path / "logs" / "eval" / "runs").iterdir()
+    assert read_metrics(eval_dir)["test/loss"] == pytest.approx(test_loss, abs=1e-7)
