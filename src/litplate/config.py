@@ -74,21 +74,26 @@ def _flatten(node: Any, name: str, out: dict[str, Any]) -> None:
 
 def print_config_tree(cfg: DictConfig) -> None:
     """The resolved config as a rich tree, one branch per top-level key (`extras.print_config`)."""
-    from rich import print as rich_print
+    from rich.console import Console
     from rich.syntax import Syntax
     from rich.tree import Tree
 
     tree = Tree("config", guide_style="dim")
-    style = {"theme": "ansi_dark", "background_color": "default"}
+    style = {"theme": "ansi_dark", "background_color": "default", "word_wrap": True}
+    texts = []
     for key in cfg:
         node = cfg[key]
         if OmegaConf.is_config(node) and node:
-            text = OmegaConf.to_yaml(node, resolve=True).rstrip()
-            tree.add(str(key)).add(Syntax(text, "yaml", **style))
+            texts.append(OmegaConf.to_yaml(node, resolve=True).rstrip())
+            tree.add(str(key)).add(Syntax(texts[-1], "yaml", **style))
         else:  # a plain value, or an empty dict or list, on one line
-            text = OmegaConf.to_yaml({key: node}, resolve=True).rstrip()
-            tree.add(Syntax(text, "yaml", **style))
-    rich_print(tree)
+            texts.append(OmegaConf.to_yaml({key: node}, resolve=True).rstrip())
+            tree.add(Syntax(texts[-1], "yaml", **style))
+    console = Console()
+    if not console.is_terminal:  # a pipe or log file: wide enough that no line is cut or wrapped
+        longest = max((len(line) for text in texts for line in text.splitlines()), default=0)
+        console.width = max(console.width, longest + 8)  # + the tree's indentation
+    console.print(tree)
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
