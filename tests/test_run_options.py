@@ -98,8 +98,14 @@ def test_configs_local_default_applies_after_the_experiment_and_is_git_ignored(t
         # debug comes after local
         assert compose("train", overrides=["debug=limit"]).trainer.max_epochs == 3
 
+    # The project's .gitignore in a repository of its own (a generated project may have none yet).
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+
     def ignored(path: str) -> bool:
-        return subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=repo).returncode == 0
 
     assert ignored("configs/local/default.yaml") and ignored("configs/local/gpu_box.yaml")
     assert not ignored("configs/local/README.md")
