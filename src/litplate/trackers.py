@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
     import lightning as L
     from omegaconf import DictConfig
 
-log = logging.getLogger(__name__)
-
 # What a run leaves in its directory that the trackers store with it (when the file exists).
 RUN_FILES = ("model.safetensors", "predictions.png", "loss_curves.png")
 METRICS_FILE = "metrics.json"
@@ -35,12 +32,13 @@ class MissingExtraError(ModuleNotFoundError):
     """A tracker's library is not installed; the message names the extra that installs it."""
 
 
-def require(module: str, extra: str, logger: str) -> None:
+def require(name: str) -> None:
+    """`logger=NAME` needs the module NAME, installed by the package's extra of the same name."""
     try:
-        importlib.import_module(module)
+        importlib.import_module(name)
     except ImportError:
         raise MissingExtraError(
-            f"logger={logger} needs {module}, which is not installed: pip install -e '.[{extra}]'"
+            f"logger={name} needs {name}, which is not installed: pip install -e '.[{name}]'"
         ) from None
 
 
@@ -59,7 +57,7 @@ class MLFlowLogger(_MLFlowLogger):
         tags: Sequence[str] | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        require("mlflow", "mlflow", "mlflow")
+        require("mlflow")
         if tracking_uri and tracking_uri.startswith("sqlite:///"):
             Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         if artifact_location and "://" not in artifact_location:
@@ -78,12 +76,12 @@ class WandbLogger(_WandbLogger):
     """
 
     def __init__(self, save_dir: str = ".", offline: bool = True, **kwargs: Any) -> None:
-        require("wandb", "wandb", "wandb")
+        require("wandb")
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         if "tags" in kwargs and kwargs["tags"] is not None:
             kwargs["tags"] = list(kwargs["tags"])
         super().__init__(save_dir=save_dir, offline=offline, **kwargs)
-        # Lightning always passes `anonymous`, which wandb >= 0.2x warns has no effect.
+        # Lightning always passes `anonymous`; recent wandb warns on each run that it does nothing.
         if self._wandb_init.get("anonymous") is None:
             self._wandb_init.pop("anonymous", None)
 
