@@ -137,6 +137,7 @@ def test_console_logs_are_coloured_when_colour_is_on(tmp_path: Path, entry_point
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[\x1b[32mINFO\x1b[0m] - Run directory:" in result.stdout
+    assert "├── data" not in result.stdout  # extras.print_config=false: no tree
     assert "\x1b[" not in (tmp_path / "train.log").read_text()
 
 
