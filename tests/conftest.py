@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import runpy
 import shutil
 import subprocess
@@ -21,11 +22,24 @@ import litplate.config  # noqa: F401  (registers the config resolvers)
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
 
+# The trackers (logger=mlflow, logger=wandb) stay on this machine and quiet in every test, and so
+# do the runs that tests start in fresh processes, which inherit these.
+os.environ.update(
+    WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DISABLE_GIT="true",
+    MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true",
+)  # fmt: skip
+
 
 def make_cfg(config_name: str, output_dir: Path, overrides: list[str] = ()) -> DictConfig:
-    """Compose a config as the script would, writing into `output_dir`."""
+    """Compose a config as the script would, writing into `output_dir`.
+
+    The training config's tree is not printed (`extras.print_config`), unless `overrides` ask.
+    """
+    quiet = ["extras.print_config=false"] if config_name == "train" else []
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name, overrides=[*overrides, f"paths.output_dir={output_dir}"])
+        return compose(
+            config_name, overrides=[*quiet, *overrides, f"paths.output_dir={output_dir}"]
+        )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

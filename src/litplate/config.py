@@ -20,10 +20,25 @@ def register_resolvers() -> None:
     # Cached, so every interpolation in one process sees the same value.
     OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("required", _required, replace=True)
+    OmegaConf.register_new_resolver("project_root", project_root, use_cache=True, replace=True)
 
 
 def _required(how: str) -> Any:
     raise ValueError(f"this run needs a value: {how}")
+
+
+def project_root() -> str:
+    """`${project_root:}`: the checkout this package is installed from (`pip install -e .`).
+
+    `paths.root_dir` defaults to it, so `configs/` and `data/` are found from any launch directory.
+    """
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "configs").is_dir():
+        raise ValueError(
+            f"paths.root_dir: {root} holds no configs/ (is the package not installed with "
+            "`pip install -e .` from the project?); set paths.root_dir=/path/to/the/project"
+        )
+    return str(root)
 
 
 def to_plain(config: Any) -> Any:
@@ -34,12 +49,15 @@ def to_plain(config: Any) -> Any:
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """A run's hyper-parameters as one flat dict, for TensorBoard's HParams view.
+    """A run's hyper-parameters as one flat dict: TensorBoard's HParams, MLflow params, W&B config.
 
-    The seed, `trainer/max_epochs` and every key of `model` and `data`; a `_target_` becomes the
-    class name under its node's own key, e.g. `model/optimizer: Adam`, `model/optimizer/lr: 0.01`.
+    The seed, `trainer/max_epochs`, the run's `tags` (comma-separated) and every key of `model` and
+    `data`; a `_target_` becomes the class name under its node's own key, e.g.
+    `model/optimizer: Adam`, `model/optimizer/lr: 0.01`.
     """
     params = {"seed": cfg.get("seed"), "trainer/max_epochs": cfg.trainer.get("max_epochs")}
+    # One string, which every tracker shows and filters on: "course,linear".
+    params["tags"] = ",".join(cfg.get("tags") or [])
     for section in ("model", "data"):
         _flatten(to_plain(cfg.get(section)), section, params)
     return params
@@ -94,6 +112,30 @@ def new_run_dir(parent: Path) -> Path:
             continue
         return path
     raise FileExistsError(f"no free run directory named {name}_<n> in {parent / 'runs'}")
+
+
+def print_config_tree(cfg: DictConfig) -> None:
+    """The resolved config as a rich tree, one branch per top-level key (`extras.print_config`)."""
+    from rich.console import Console
+    from rich.syntax import Syntax
+    from rich.tree import Tree
+
+    tree = Tree("config", guide_style="dim")
+    style = {"theme": "ansi_dark", "background_color": "default", "word_wrap": True}
+    texts = []
+    for key in cfg:
+        node = cfg[key]
+        if OmegaConf.is_config(node) and node:
+            texts.append(OmegaConf.to_yaml(node, resolve=True).rstrip())
+            tree.add(str(key)).add(Syntax(texts[-1], "yaml", **style))
+        else:  # a plain value, or an empty dict or list, on one line
+            texts.append(OmegaConf.to_yaml({key: node}, resolve=True).rstrip())
+            tree.add(Syntax(texts[-1], "yaml", **style))
+    console = Console()
+    if not console.is_terminal:  # a pipe or log file: wide enough that no line is cut or wrapped
+        longest = max((len(line) for text in texts for line in text.splitlines()), default=0)
+        console.width = max(console.width, longest + 8)  # + the tree's indentation
+    console.print(tree)
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:

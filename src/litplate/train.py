@@ -12,9 +12,11 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from litplate import trackers
 from litplate.checkpoint import (
     StoreRunConfig,
     check_resumable,
@@ -22,7 +24,13 @@ from litplate.checkpoint import (
     load_checkpoint,
     load_weights,
 )
-from litplate.config import flat_hparams, instantiate_group, outside_hydra, to_plain
+from litplate.config import (
+    flat_hparams,
+    instantiate_group,
+    outside_hydra,
+    print_config_tree,
+    to_plain,
+)
 from litplate.devices import check_devices, check_launch
 from litplate.export import save_weights, to_float, weight_and_bias, write_json
 from litplate.history import LossHistory
@@ -95,6 +103,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the model, test the best checkpoint, write the run's artefacts; return metrics.json."""
     cfg = outside_hydra(cfg)  # a hydra.compose() config gets its own run directory
     validate(cfg)
+    if OmegaConf.select(cfg, "extras.print_config") and rank_zero_only.rank == 0:
+        print_config_tree(cfg)
     # A missing or unsafe checkpoint to resume from fails here, before anything is written.
     resumed = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
     output_dir = Path(cfg.paths.output_dir)
@@ -161,6 +171,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **weight_and_bias(model),  # the linear model's; none for e.g. the MLP
         "epochs": epochs,
         "seed": cfg.get("seed"),
+        "tags": list(cfg.get("tags") or []),
         "best_checkpoint": str(checkpoints["best"]) if "best" in checkpoints else None,
         "tested_checkpoint": str(tested) if tested else None,
     }
@@ -177,6 +188,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _log_figure(trainer, "loss_curves", curves)
 
     _log_hparams(trainer, cfg, metrics)
+    trackers.log_run(trainer, cfg, metrics, output_dir)  # MLflow, W&B: params, metrics, files
     write_json(metrics, output_dir / "metrics.json")
     shown = " ".join(
         f"{key}={metrics[key]:.4f}" for key in ("weight", "bias", "test/loss") if key in metrics

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from litplate.errors import UserInputError
 from litplate.targets import check_config
@@ -25,7 +25,7 @@ class ConfigError(UserInputError):
 
 @dataclass(frozen=True)
 class Rule:
-    kind: type  # int or float (an int is accepted for a float; a bool is neither) or str
+    kind: type  # int or float (an int is accepted for a float; a bool is neither), str or list
     check: Callable[[Any], bool]
     expected: str
     nullable: bool = False
@@ -50,6 +50,11 @@ RULES: dict[str, Rule] = {
     "data.val_fraction": Rule(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "data.test_fraction": Rule(float, lambda v: 0 < v < 1, "a number in (0, 1)"),
     "data.noise_std": Rule(float, lambda v: v >= 0, "a number >= 0"),
+    "tags": Rule(
+        list,
+        lambda v: all(isinstance(tag, str) and tag.strip() for tag in v),
+        "a list of names, e.g. 'tags=[course,linear]'",
+    ),
 }
 
 
@@ -60,7 +65,10 @@ def validate(cfg: DictConfig, rules: dict[str, Rule] = RULES) -> None:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is _ABSENT or (value is None and rule.nullable):
             continue
-        ok_type = isinstance(value, str) if rule.kind is str else _number(rule.kind, value)
+        if rule.kind is list:
+            ok_type = isinstance(value, ListConfig | list)
+        else:
+            ok_type = isinstance(value, str) if rule.kind is str else _number(rule.kind, value)
         if ok_type and rule.kind is float and not math.isfinite(value):
             problems.append(f"{key}={value!r}: expected a finite number, {rule.expected}")
         elif not ok_type or not rule.check(value):

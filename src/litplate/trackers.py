@@ -1,0 +1,142 @@
+"""Experiment trackers besides TensorBoard: MLflow (`logger=mlflow`) and W&B (`logger=wandb`).
+
+Per epoch they get what every Lightning logger gets (losses, val metrics, weight and bias); at the
+end of a run `log_run` adds the run's flat hyper-parameters, its final metrics and its files
+(model.safetensors, predictions.png, loss_curves.png, metrics.json). Both libraries are optional
+extras of the package: the loggers here say which one to install when it is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lightning.pytorch.loggers import MLFlowLogger as _MLFlowLogger
+from lightning.pytorch.loggers import WandbLogger as _WandbLogger
+
+from litplate.config import flat_hparams
+
+if TYPE_CHECKING:
+    import lightning as L
+    from omegaconf import DictConfig
+
+# What a run leaves in its directory that the trackers store with it (when the file exists).
+RUN_FILES = ("model.safetensors", "predictions.png", "loss_curves.png")
+METRICS_FILE = "metrics.json"
+
+
+class MissingExtraError(ModuleNotFoundError):
+    """A tracker's library is not installed; the message names the extra that installs it."""
+
+
+def require(name: str) -> None:
+    """`logger=NAME` needs the module NAME, installed by the package's extra of the same name."""
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        raise MissingExtraError(
+            f"logger={name} needs {name}, which is not installed: pip install -e '.[{name}]'"
+        ) from None
+
+
+class MLFlowLogger(_MLFlowLogger):
+    """Lightning's MLFlowLogger for a local store that needs no server.
+
+    `tracking_uri` `sqlite:///DIR/mlflow.db` gets its directory made; a relative
+    `artifact_location` becomes absolute, so `mlflow ui` finds the files from any directory.
+    `tags` may be a list of names (the run's `tags`): each becomes an MLflow run tag.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        artifact_location: str | None = None,
+        tags: Sequence[str] | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        require("mlflow")
+        if tracking_uri and tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if artifact_location and "://" not in artifact_location:
+            artifact_location = Path(artifact_location).resolve().as_uri()
+        if tags is not None and not isinstance(tags, dict):
+            tags = {name: "" for name in tags}
+        super().__init__(
+            tracking_uri=tracking_uri, artifact_location=artifact_location, tags=tags, **kwargs
+        )
+
+
+class WandbLogger(_WandbLogger):
+    """Lightning's WandbLogger, offline unless told otherwise, its files under `save_dir`.
+
+    An offline run is written to `save_dir/wandb/offline-run-*`; `wandb sync` uploads it later.
+    """
+
+    def __init__(self, save_dir: str = ".", offline: bool = True, **kwargs: Any) -> None:
+        require("wandb")
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        if "tags" in kwargs and kwargs["tags"] is not None:
+            kwargs["tags"] = list(kwargs["tags"])
+        super().__init__(save_dir=save_dir, offline=offline, **kwargs)
+        # Lightning always passes `anonymous`; recent wandb warns on each run that it does nothing.
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
+
+
+def log_run(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], output_dir: Path) -> None:
+    """The run's hyper-parameters, final metrics and files, into every MLflow and W&B logger.
+
+    Called before metrics.json is written (the file appears last, when all else succeeded), so
+    `metrics` goes to the trackers as a metrics.json of their own.
+    """
+    files = [output_dir / name for name in RUN_FILES if (output_dir / name).is_file()]
+    for logger in trainer.loggers:
+        if isinstance(logger, _MLFlowLogger):
+            _log_mlflow(logger, cfg, metrics, files, output_dir)
+        elif isinstance(logger, _WandbLogger):
+            _log_wandb(logger, cfg, metrics, files, output_dir)
+
+
+def _log_mlflow(
+    logger: _MLFlowLogger,
+    cfg: DictConfig,
+    metrics: dict[str, Any],
+    files: list[Path],
+    output_dir: Path,
+) -> None:
+    logger.log_hyperparams(flat_hparams(cfg))
+    client, run_id = logger.experiment, logger.run_id
+    client.set_tag(run_id, "run_dir", str(output_dir.resolve()))
+    for path in files:
+        client.log_artifact(run_id, str(path))
+    client.log_dict(run_id, metrics, METRICS_FILE)
+    logger.finalize("success")
+
+
+def _log_wandb(
+    logger: _WandbLogger,
+    cfg: DictConfig,
+    metrics: dict[str, Any],
+    files: list[Path],
+    output_dir: Path,
+) -> None:
+    run = logger.experiment
+    run.config.update(
+        {**flat_hparams(cfg), "run_dir": str(output_dir.resolve())}, allow_val_change=True
+    )
+    # The summary shows metrics.json's values: those of the tested checkpoint, not the last epoch.
+    run.summary.update(
+        {
+            name: value
+            for name, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
+    )
+    for path in files:
+        run.save(str(path), base_path=str(output_dir), policy="now")
+    (Path(run.dir) / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    run.save(str(Path(run.dir) / METRICS_FILE), base_path=run.dir, policy="now")
+    run.finish()

@@ -1,0 +1,148 @@
+"""Run conveniences: the config tree, tags, debug presets, configs/local, paths, coloured logs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from litplate.train import train
+from litplate.validation import ConfigError, validate
+from tests.conftest import CONFIG_DIR, ROOT, read_metrics
+
+
+def test_print_config_shows_the_tree_and_tags_are_recorded(tmp_path: Path, entry_point):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run_dir = tmp_path / "run"
+    result = entry_point(
+        "train.py",
+        "experiment=linear",
+        "trainer.max_epochs=3",
+        "extras.print_config=true",
+        "tags=[course,linear]",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    tree = result.stdout[: result.stdout.index("Run directory")]
+    for branch in ("config", "├── data", "├── model", "├── trainer", "├── logger", "├── paths"):
+        assert branch in tree
+    assert "max_epochs: 3" in tree and f"output_dir: {run_dir}" in tree  # resolved
+    assert "├── tags\n│   └── - course\n│       - linear\n" in tree
+    assert read_metrics(run_dir)["tags"] == ["course", "linear"]
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    data = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(data).session_start_info.hparams
+    assert hparams["tags"].string_value == "course,linear"
+
+
+def test_print_config_is_on_for_the_cli_and_off_in_the_tests_compose(cfg_factory):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        assert compose("train").extras.print_config is True
+    assert cfg_factory().extras.print_config is False
+
+
+@pytest.mark.parametrize(
+    ("tags", "shown"), [("tags=course", "'course'"), ("tags=[course,1]", "['course', 1]")]
+)
+def test_tags_must_be_a_list_of_names(cfg_factory, tags: str, shown: str):
+    with pytest.raises(ConfigError, match=re.escape(f"tags={shown}: expected a list of names")):
+        validate(cfg_factory(overrides=[tags]))
+
+
+def test_debug_profiler_writes_the_report_into_the_run_directory(cfg_factory):
+    cfg = cfg_factory(overrides=["debug=profiler", "callbacks.progress_bar=null"])
+    metrics = train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert metrics["epochs"] == 1
+    fit = (run_dir / "fit-profile.txt").read_text()
+    assert fit.startswith("FIT Profiler Report")
+    for action in ("run_training_epoch", "run_training_batch", "Strategy.training_step"):
+        assert action in fit
+    assert (run_dir / "test-profile.txt").read_text().startswith("TEST Profiler Report")
+
+
+def test_debug_overfit_trains_on_one_batch(cfg_factory):
+    # 5 training batches of 8 points; overfit keeps only the first, unshuffled: one step an epoch.
+    overrides = ["debug=overfit", "trainer.max_epochs=3", "data.batch_size=8"]
+    cfg = cfg_factory(overrides=[*overrides, "callbacks.progress_bar=null"])
+    assert cfg.trainer.limit_train_batches == 1 and cfg.data.shuffle is False
+    metrics = train(cfg)
+    last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert metrics["epochs"] == 3 and last["global_step"] == 3
+
+
+def test_debug_default_is_one_cpu_epoch_with_anomaly_detection(cfg_factory):
+    cfg = cfg_factory(overrides=["trainer=gpu", "debug=default"])
+    assert cfg.trainer.max_epochs == 1 and cfg.trainer.detect_anomaly is True
+    assert cfg.trainer.accelerator == "cpu" and cfg.trainer.devices == 1
+    assert cfg.paths.log_dir == "logs/debug"
+
+
+def test_configs_local_default_applies_after_the_experiment_and_is_git_ignored(tmp_path: Path):
+    configs = shutil.copytree(CONFIG_DIR, tmp_path / "configs")
+    (configs / "local" / "default.yaml").write_text(
+        "# @package _global_\ntrainer:\n  max_epochs: 7\npaths:\n  data_dir: /mnt/data\n"
+    )
+    with initialize_config_dir(str(configs), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=linear"])
+        assert cfg.trainer.max_epochs == 7 and cfg.paths.data_dir == "/mnt/data"
+        # debug comes after local
+        assert compose("train", overrides=["debug=limit"]).trainer.max_epochs == 3
+
+    # The project's .gitignore in a repository of its own (a generated project may have none yet).
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=repo).returncode == 0
+
+    assert ignored("configs/local/default.yaml") and ignored("configs/local/gpu_box.yaml")
+    assert not ignored("configs/local/README.md")
+
+
+def test_runs_find_the_example_csv_from_any_directory_and_log_plain_text(
+    tmp_path: Path, entry_point, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    result = entry_point("train.py", "data=csv", "trainer.max_epochs=2", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "run"  # hydra.run.dir and logs stay relative to the launch directory
+    assert "weight/1" in read_metrics(run_dir)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["run_config"]["paths"]["root_dir"] == str(ROOT)
+    assert last["run_config"]["data"]["path"] == str(ROOT / "data" / "houses.csv")
+    # hydra-colorlog: the log file is in the run directory, and nothing is coloured off a terminal
+    log = (run_dir / "train.log").read_text()
+    assert "[litplate.train][INFO] - Run directory:" in log
+    assert "\x1b[" not in log and "\x1b[" not in result.stdout
+    assert not (tmp_path / "train.log").exists()
+
+
+def test_console_logs_are_coloured_when_colour_is_on(tmp_path: Path, entry_point, monkeypatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")  # colorlog's switch, as a terminal would turn it on
+    result = entry_point(
+        "train.py", "debug=fdr", "extras.print_config=false", f"hydra.run.dir={tmp_path}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[\x1b[32mINFO\x1b[0m] - Run directory:" in result.stdout
+    assert "├── data" not in result.stdout  # extras.print_config=false: no tree
+    assert "\x1b[" not in (tmp_path / "train.log").read_text()
+
+
+def test_paths_root_and_data_dir(cfg_factory):
+    cfg = cfg_factory()
+    assert cfg.paths.root_dir == str(ROOT) and cfg.paths.data_dir == str(ROOT / "data")
+    cfg = cfg_factory(overrides=["data=csv", "paths.data_dir=/elsewhere"])
+    assert cfg.data.path == "/elsewhere/houses.csv"

@@ -1,0 +1,137 @@
+"""Experiment trackers: runs of logger=mlflow and logger=wandb read back with each one's own client.
+
+Both stay on this machine: MLflow writes a SQLite store under the log dir, W&B runs offline
+(tests/conftest.py sets WANDB_MODE=offline and turns telemetry off).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from litplate.train import train
+from tests.conftest import read_metrics
+
+RUN_FILES = {"model.safetensors", "predictions.png", "loss_curves.png", "metrics.json"}
+PER_EPOCH = ("weight", "bias", "train/loss", "val/loss", "val/mae", "val/mse", "val/r2")
+# experiment=linear in 30 epochs (lr 0.1): weight within 0.02 of 0.7 at a tenth of the cost.
+# test_ckpt=last: the last epoch's weight is the one tested and written to metrics.json.
+SHORT_LINEAR = [
+    "experiment=linear",
+    "trainer.max_epochs=30",
+    "model.optimizer.lr=0.1",
+    "test_ckpt=last",
+    "tags=[course,linear]",
+    "callbacks.progress_bar=null",
+]
+
+
+@pytest.mark.slow
+def test_mlflow_run_is_read_back_by_mlflow_client(cfg_factory, tmp_path: Path):
+    from mlflow import MlflowClient
+
+    log_dir = tmp_path / "logs"
+    cfg = cfg_factory(overrides=[*SHORT_LINEAR, "logger=mlflow", f"paths.log_dir={log_dir}"])
+    metrics = train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+
+    client = MlflowClient(f"sqlite:///{log_dir}/mlflow/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("litplate").experiment_id])
+    run_id = run.info.run_id
+    assert run.info.status == "FINISHED"
+    for key in PER_EPOCH:
+        assert len(client.get_metric_history(run_id, key)) == 30 == metrics["epochs"], key
+    weights = [m.value for m in client.get_metric_history(run_id, "weight")]
+    assert weights[-1] == metrics["weight"] and abs(weights[-1] - 0.7) < 0.02
+    assert run.data.metrics["test/loss"] == metrics["test/loss"]
+
+    params = run.data.params
+    assert params["model/optimizer/lr"] == "0.1"
+    assert params["model/optimizer"] == "SGD" and params["trainer/max_epochs"] == "30"
+    assert params["tags"] == "course,linear"
+    assert {"course", "linear"} <= set(run.data.tags)
+    assert run.data.tags["run_dir"] == str(run_dir.resolve())
+
+    assert {a.path for a in client.list_artifacts(run_id)} == RUN_FILES
+    artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+    assert artifacts.is_relative_to(log_dir / "mlflow" / "artifacts")
+    assert json.loads((artifacts / "metrics.json").read_text()) == read_metrics(run_dir)
+    assert (artifacts / "model.safetensors").read_bytes() == (
+        run_dir / "model.safetensors"
+    ).read_bytes()
+
+
+def _wandb_inspect(path: Path, *options: str) -> str:
+    """`wandb leet inspect`: W&B's own reader of a run's .wandb file."""
+    result = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", *options, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_is_read_back_from_its_files(
+    cfg_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    for name in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    cfg = cfg_factory(overrides=[*SHORT_LINEAR, "trainer.max_epochs=5", "logger=wandb"])
+    metrics = train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+
+    (offline_run,) = run_dir.glob("wandb/offline-run-*")
+    (wandb_file,) = offline_run.glob("run-*.wandb")
+    records = [json.loads(line) for line in _wandb_inspect(wandb_file).splitlines()]
+    history = [r["history"]["item"] for r in records if r["type"] == "history"]
+    for key in PER_EPOCH:
+        assert len([row for row in history if key in row]) == 5 == metrics["epochs"], key
+    assert [row["weight"] for row in history if "weight" in row][-1] == metrics["weight"]
+    saved = {file["path"] for r in records if r["type"] == "files" for file in r["files"]["files"]}
+    assert saved >= RUN_FILES
+
+    run = json.loads(_wandb_inspect(wandb_file, "--summary"))
+    assert run["state"] == "finished" and run["project"] == "litplate"
+    assert run["tags"] == ["course", "linear"]
+    for key in ("weight", "bias", "test/loss", "test/r2", "val/loss", "epochs"):
+        assert run["summary"][key] == metrics[key], key
+    assert run["config"]["model/optimizer/lr"] == 0.1
+    assert run["config"]["tags"] == "course,linear"
+    assert run["config"]["run_dir"] == str(run_dir.resolve())
+    files = offline_run / "files"
+    assert json.loads((files / "metrics.json").read_text()) == read_metrics(run_dir)
+    assert (files / "model.safetensors").read_bytes() == (
+        run_dir / "model.safetensors"
+    ).read_bytes()
+
+
+@pytest.mark.parametrize("tracker", ["mlflow", "wandb"])
+def test_a_missing_tracker_names_its_extra(
+    tracker: str, tmp_path: Path, entry_point, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setitem(sys.modules, tracker, None)  # import fails as if it were not installed
+    result = entry_point(
+        "train.py", f"logger={tracker}", "extras.print_config=false", f"hydra.run.dir={tmp_path}"
+    )
+    assert result.returncode == 1
+    message = (
+        f"logger={tracker} needs {tracker}, which is not installed: pip install -e '.[{tracker}]'"
+    )
+    assert message in result.stderr
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_logger_many_needs_no_extra_and_loggers_compose(cfg_factory):
+    assert set(cfg_factory(overrides=["logger=many"]).logger) == {"tensorboard", "csv"}
+    cfg = cfg_factory(overrides=["logger=[tensorboard,mlflow,wandb]", "tags=[a]"])
+    assert set(cfg.logger) == {"tensorboard", "mlflow", "wandb"}
+    assert cfg.logger.mlflow.tags == ["a"] and cfg.logger.wandb.tags == ["a"]
+    assert cfg.logger.wandb.offline is True
+    assert cfg.logger.mlflow.tracking_uri == f"sqlite:///{cfg.paths.log_dir}/mlflow/mlflow.db"
