@@ -12,7 +12,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from litplate.checkpoint import StoreRunConfig, fit_checkpoints, load_checkpoint, load_weights
 from litplate.config import flat_hparams, instantiate_group, to_plain
@@ -72,6 +72,13 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
     `cfg`, so the config saved with the run's checkpoints rebuilds the same model.
     """
     datamodule = instantiate(cfg.data, _convert_="all")  # plain lists, for weights_only checkpoints
+    # What the data settled while loading (a CSV's absolute path and training-split statistics)
+    # goes into the config that checkpoints store, so eval and predict rebuild the same inputs.
+    settled = getattr(datamodule, "settled_config", None)
+    if settled is not None:
+        with open_dict(cfg.data):
+            for key, value in settled().items():
+                cfg.data[key] = value
     if "n_features" in cfg.model and cfg.model.n_features is None:
         cfg.model.n_features = datamodule.n_features
     return datamodule, instantiate(cfg.model, _recursive_=False)
@@ -130,7 +137,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics = {
         **fit_metrics,
         **{key: to_float(value) for key, value in test_metrics.items()},
-        **weight_and_bias(model),  # the linear model's; none for e.g. the MLP
+        # The linear model's (none for e.g. the MLP), also in the data's units if standardized.
+        **weight_and_bias(model, getattr(datamodule, "standardization", None)),
         "epochs": trainer.current_epoch,
         "seed": cfg.get("seed"),
         "best_checkpoint": str(checkpoints["best"]) if "best" in checkpoints else None,
@@ -187,9 +195,11 @@ def _log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -
 def _plot(
     model: L.LightningModule, datamodule: L.LightningDataModule, trainer: L.Trainer, path: Path
 ) -> None:
-    train_X, train_y = datamodule.split("train")
-    test_X, test_y = datamodule.split("test")
-    figure = plot_predictions(train_X, train_y, test_X, test_y, predict(model, test_X), path)
+    # In the data's own units (a CSV's before standardization), as the model sees them for it.
+    predictions = datamodule.to_data_units(predict(model, datamodule.split("test")[0]))
+    train_X, train_y = datamodule.raw_inputs("train"), datamodule.raw_targets("train")
+    test_X, test_y = datamodule.raw_inputs("test"), datamodule.raw_targets("test")
+    figure = plot_predictions(train_X, train_y, test_X, test_y, predictions, path)
     _log_figure(trainer, "predictions", figure)
 
 
