@@ -169,7 +169,8 @@ def _parse(
         )
     except ValueError as err:  # UnicodeDecodeError is one too
         return None, " ".join(str(err).split())
-    data = data[:, columns]
+    if columns != list(range(n_columns)):
+        data = data[:, columns]  # a copy: the wanted columns, features first, then the target
     if not np.isfinite(data).all():
         return None, "a value is NaN or infinite in float32"
     return data, ""
@@ -223,7 +224,8 @@ class CSVDataModule(TensorDataModule):
     and the target is centred on its training mean (see `litplate.data.standardize`), or with the
     given `feature_mean`, `feature_std` and `target_mean`, as a trained run's config stores them.
     `split` gives what the model sees; `raw_inputs`, `raw_targets` and `to_data_units` the file's
-    values.
+    values. Off unless asked for (configs/data/csv.yaml asks), so the config of a run saved before
+    standardization existed still rebuilds its data as it trained on it.
     """
 
     def __init__(
@@ -233,7 +235,7 @@ class CSVDataModule(TensorDataModule):
         target: str,
         shuffle_rows: bool = False,
         rows_seed: int = 0,
-        standardize: bool = True,
+        standardize: bool = False,
         feature_mean: list[float] | None = None,
         feature_std: list[float] | None = None,
         target_mean: float | None = None,

@@ -51,29 +51,29 @@ class Standardization:
 
     @classmethod
     def fit(cls, X: torch.Tensor, y: torch.Tensor) -> Standardization:
-        """The statistics of the rows of X and y (the training split), in float64.
+        """The statistics of the rows of X and y (the training split).
 
         The population std (ddof 0, as scikit-learn's StandardScaler); a feature that is constant
-        in these rows keeps std 1, so it is only centred rather than divided by zero.
+        in these rows keeps std 1, so it is only centred rather than divided by zero. torch sums
+        float32 in float64 on the CPU, so no float64 copy of the data is needed.
         """
-        X = X.double()
-        mean, std = X.mean(dim=0), X.std(dim=0, correction=0)
+        var, mean = torch.var_mean(X, dim=0, correction=0)
+        std = var.double().sqrt()
         std = torch.where(std > 0, std, torch.ones_like(std))
-        return cls.of(mean.tolist(), std.tolist(), y.double().mean().item())
+        return cls.of(mean.tolist(), std.tolist(), y.mean().item())
 
     def apply(self, X: torch.Tensor) -> torch.Tensor:
-        """(X - mean) / std, in X's dtype."""
-        mean = torch.tensor(self.mean, dtype=torch.float64)
-        std = torch.tensor(self.std, dtype=torch.float64)
-        return ((X.double() - mean) / std).to(X.dtype)
+        """(X - mean) / std, a new tensor of X's dtype."""
+        mean = torch.tensor(self.mean, dtype=X.dtype)
+        return (X - mean).div_(torch.tensor(self.std, dtype=X.dtype))
 
     def center(self, y: torch.Tensor) -> torch.Tensor:
-        """The targets less the training mean, in y's dtype."""
-        return (y.double() - self.target_mean).to(y.dtype)
+        """The targets less the training mean, a new tensor of y's dtype."""
+        return y - self.target_mean
 
     def uncenter(self, y: torch.Tensor) -> torch.Tensor:
         """Centred targets or predictions back in the target's own values."""
-        return (y.double() + self.target_mean).to(y.dtype)
+        return y + self.target_mean
 
     def linear_in_original_units(
         self, weights: Sequence[float], bias: float
