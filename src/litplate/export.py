@@ -39,9 +39,9 @@ def weight_and_bias(
     one-element `bias`); `weight/0`, `weight/1`, ... with several features. Other models (e.g. the
     MLP) have none to report: {}.
 
-    On standardized inputs (`standardization`, a CSV's) these are the model's own parameters, in
-    standard deviations of each feature; the same line on the file's values is added as
-    `original_units/weight` (or `original_units/weight/0`, ...) and `original_units/bias`.
+    On standardized data (`standardization`, a CSV's) these are the model's own parameters, per
+    standard deviation of each feature and around the target's mean; the same line on the file's
+    values is added as `original_units/weight` (or `/weight/0`, ...) and `original_units/bias`.
     """
     parameters = dict(model.named_parameters())
     weights, bias = parameters.get("weights"), parameters.get("bias")

@@ -195,7 +195,7 @@ def _log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -
 def _plot(
     model: L.LightningModule, datamodule: L.LightningDataModule, trainer: L.Trainer, path: Path
 ) -> None:
-    # In the data's own units (a CSV's before standardization), as the model sees them for it.
+    # Plotted in the data's own units (a CSV's before standardization), not the model's.
     predictions = datamodule.to_data_units(predict(model, datamodule.split("test")[0]))
     train_X, train_y = datamodule.raw_inputs("train"), datamodule.raw_targets("train")
     test_X, test_y = datamodule.raw_inputs("test"), datamodule.raw_targets("test")
