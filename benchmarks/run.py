@@ -2,7 +2,7 @@
 
     python benchmarks/run.py                # every benchmark (about 5 minutes on 2 cores)
     python benchmarks/run.py --suite        # ... and the wall time of the whole test suite
-    python benchmarks/run.py --only W1,W2   # some of: W1, W2, start, memory
+    python benchmarks/run.py --only W1,W2   # some of: W1, W2, start, memory, csv
     python benchmarks/run.py --profile W1   # only where litplate's time goes in W1 (or W2)
     python benchmarks/run.py --quick        # tiny sizes, one round: checks that every path runs
 
@@ -53,7 +53,7 @@ from litplate.reference import fit_reference
 from litplate.train import build_data_and_model, build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("W1", "W2", "start", "memory")
+SECTIONS = ("W1", "W2", "start", "memory", "csv")
 DEFAULTS = "litplate, defaults"
 FLOOR = "Lightning's floor: steps that only compute the loss, no callbacks/logging"
 QUIETED = "litplate, logger/checkpoints/progress bar/summary off"
@@ -81,6 +81,7 @@ class Sizes:
     repeats: int = 3  # timed rounds per benchmark, after `warmup` discarded ones
     warmup: int = 1
     start_overrides: tuple[str, ...] = ()  # extra overrides of the cold-start train.py run
+    csv_rows: int = 2_000_000  # data=csv: rows of the generated file (issue 12: about 30 MB)
 
 
 QUICK = Sizes(
@@ -90,6 +91,7 @@ QUICK = Sizes(
     repeats=1,
     warmup=0,
     start_overrides=("trainer.max_epochs=2",),
+    csv_rows=20_000,
 )
 
 
@@ -303,6 +305,7 @@ class Report:
     commands: list[tuple[str, float, bool]] = field(default_factory=list)  # (cmd, s, imports torch)
     startup_imports: list[tuple[str, float]] = field(default_factory=list)
     memory: list[dict[str, float | str]] = field(default_factory=list)
+    csv: list[dict[str, float | str]] = field(default_factory=list)
     suite: tuple[float, str, list[tuple[str, str]]] | None = None  # seconds, result, slowest
     profiles: dict[str, str] = field(default_factory=dict)
 
@@ -508,10 +511,15 @@ def bench_memory(report: Report) -> None:
 
 
 def _child_memory(overrides: list[str]) -> dict[str, float]:
-    args = [sys.executable, str(Path(__file__)), "--memory-child", json.dumps(overrides)]
-    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    return _child(["--memory-child", json.dumps(overrides)])
+
+
+def _child(args: list[str]) -> dict[str, Any]:
+    """This script run with `args` in a fresh process; the JSON of its last line of output."""
+    command = [sys.executable, str(Path(__file__)), *args]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"memory child failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"{args[0]} child failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -540,6 +548,87 @@ def peak_rss_mb() -> float:
             return int(match[1]) / 1024
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024  # bytes on macOS
+
+
+# data=csv: reading a large CSV file (issue 12: at most 3 s and baseline + 4x the file's size).
+CSV_GOAL_S, CSV_GOAL_MEMORY = 3.0, 4.0
+CSV_CASES = {
+    "read_csv": "read_csv(path, [area, rooms], price): parse and check every cell",
+    "CSVDataModule": "CSVDataModule (data=csv defaults): read, shuffle, split, standardize",
+    "bad cell": "a bad cell on the last line: time until the error names it",
+}
+
+
+def write_csv(path: Path, rows: int) -> Path:
+    """houses.csv's columns, `rows` rows, from a fixed seed (about 15 bytes a row)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    area = rng.uniform(0.5, 3.0, rows).round(3)
+    rooms = rng.integers(1, 6, rows)
+    price = (0.8 * area + 0.15 * rooms + 0.2 + rng.normal(0, 0.02, rows)).round(4)
+    with path.open("w") as file:
+        file.write("area,rooms,price\n")
+        file.writelines(
+            f"{a},{r},{p}\n"
+            for a, r, p in zip(area.tolist(), rooms.tolist(), price.tolist(), strict=True)
+        )
+    return path
+
+
+def bench_csv(report: Report) -> None:
+    """Each case in a fresh process: wall time, and peak RSS above the process before reading."""
+    rows = report.sizes.csv_rows
+    _say(f"csv: reading a {rows:,}-row CSV file in fresh processes")
+    with scratch() as folder:
+        path = write_csv(folder / "big.csv", rows)
+        bad = folder / "bad.csv"
+        bad.write_bytes(path.read_bytes() + b"1.5,x,2.0\n")
+        size_mb = path.stat().st_size / 2**20
+        for case in CSV_CASES:
+            runs = [
+                _child(["--csv-child", case, str(bad if case == "bad cell" else path)])
+                for _ in range(1 if case == "bad cell" else report.sizes.repeats)
+            ]
+            peak = max(run["maxrss_mb"] - run["baseline_mb"] for run in runs)
+            report.csv.append(
+                {
+                    "case": case,
+                    "rows": rows,
+                    "file_mb": size_mb,
+                    "seconds": statistics.median(run["seconds"] for run in runs),
+                    "peak_mb": peak,
+                    "baseline_mb": runs[0]["baseline_mb"],
+                    "ratio": peak / size_mb,
+                    "error": runs[0].get("error", ""),
+                }
+            )
+
+
+def csv_child(case: str, path: str) -> None:
+    """In a fresh process: read `path` as `case` says, then print seconds and peak RSS as JSON."""
+    from litplate.data import CSVDataModule
+    from litplate.data.csv import CSVDataError, read_csv
+
+    cfg = make_cfg(["data=csv", f"data.path={path}"], Path(tempfile.gettempdir()))
+    error = ""
+    gc.collect()
+    baseline = peak_rss_mb()
+    start = time.perf_counter()
+    if case == "read_csv":
+        read_csv(path, ["area", "rooms"], "price")
+    elif case == "CSVDataModule":
+        instantiate(cfg.data, _convert_="all")
+    else:
+        try:
+            CSVDataModule(path, ["area", "rooms"], "price")
+        except CSVDataError as err:
+            error = str(err).removeprefix(f"{path}, ")
+        else:
+            raise RuntimeError(f"{path}: the bad cell was not found")
+    seconds = time.perf_counter() - start
+    result = {"seconds": seconds, "maxrss_mb": peak_rss_mb(), "baseline_mb": baseline}
+    print(json.dumps({**result, "error": error}))
 
 
 # `make test`'s command, quiet and without a cache.
@@ -748,6 +837,29 @@ def markdown(report: Report, command: str, host: dict[str, str]) -> str:
                 f"{m['baseline_mb']:.0f} MB | {m['ratio']:.1f}x |"
             )
         out.append("")
+    if report.csv:
+        out += [
+            "## Reading a CSV file (data=csv)",
+            "",
+            f"A generated file with houses.csv's columns (`area,rooms,price`), each case in a"
+            f" fresh process (median of {sizes.repeats} run(s); the bad cell: one run). Peak ="
+            " peak RSS (VmHWM) above the process's own just before reading. Goal (issue 12):"
+            f" ≤ {CSV_GOAL_S:g} s and ≤ {CSV_GOAL_MEMORY:g}x the file's size.",
+            "",
+            "| case | rows | file | time | peak - baseline | / file | goal |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for c in report.csv:
+            goal = ""  # the goal is for the issue's file: fixed costs dominate a small one
+            if c["case"] != "bad cell" and c["rows"] >= Sizes.csv_rows:
+                met = c["seconds"] <= CSV_GOAL_S and c["ratio"] <= CSV_GOAL_MEMORY
+                goal = "met" if met else "**missed**"
+            name = CSV_CASES[c["case"]] + (f" (`{c['error']}`)" if c["error"] else "")
+            out.append(
+                f"| {name} | {c['rows']:,} | {c['file_mb']:.1f} MB | {c['seconds']:.2f} s | "
+                f"{c['peak_mb']:.0f} MB | {c['ratio']:.1f}x | {goal} |"
+            )
+        out.append("")
     if report.suite:
         seconds, summary, slowest = report.suite
         verdict = "met" if seconds <= 180 else "**missed**"
@@ -855,10 +967,14 @@ def main(argv: list[str] | None = None) -> int:
         help="where to write the report (default: BENCHMARKS.md for a full run)",
     )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--csv-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.memory_child:
         memory_child(json.loads(args.memory_child))
+        return 0
+    if args.csv_child:
+        csv_child(*args.csv_child)
         return 0
     if args.threads:
         # One thread: on a shared machine, two OpenMP threads stall for milliseconds per operation
@@ -880,7 +996,13 @@ def main(argv: list[str] | None = None) -> int:
     host = machine()
     report = Report(sizes, sections)
     started = time.perf_counter()
-    benches = {"W1": bench_w1, "W2": bench_w2, "start": bench_start, "memory": bench_memory}
+    benches = {
+        "W1": bench_w1,
+        "W2": bench_w2,
+        "start": bench_start,
+        "memory": bench_memory,
+        "csv": bench_csv,
+    }
     for name in sections:
         benches[name](report)
     if args.suite:

@@ -111,6 +111,12 @@ def test_one_command_runs_every_benchmark(tmp_path: Path):
     assert [row[0] for row in memory] == ["W2 MLP, 10,000 points", "W2 linear, 10,000 points"]
     for row in memory:
         assert number(row[1]) > 0 and number(row[2]) > 0 and number(row[3]) > 0
+    read, module, bad = (
+        table_rows(text, start)[0] for start in ("read_csv", "CSVDataModule", "a bad")
+    )
+    for row in (read, module, bad):
+        assert row[1] == "20,000" and number(row[2]) > 0.2 and number(row[3]) > 0
+    assert "`line 20002, column 'rooms': 'x' is not a number`" in bad[0]
     # The cold-start runs went to a temporary directory, not the project's logs/.
     assert sorted((ROOT / "logs").rglob("*")) == logs_before
 
@@ -124,3 +130,17 @@ def test_a_goal_below_lightnings_floor_is_called_out():
     assert line.startswith("- W1, 9 epochs: Lightning's floor alone is 3.3x the plain loop")
     assert "above the 3x goal" in line
     assert bench._reading([row(bench.DEFAULTS, 9.0, 3), row(bench.FLOOR, 2.9, None)]) == []
+
+
+def test_csv_reading_is_held_to_the_issue_goal_at_its_size():
+    report = bench.Report(bench.Sizes(), ["csv"])
+    for case, seconds, peak in (("read_csv", 1.4, 70.0), ("CSVDataModule", 3.5, 90.0)):
+        report.csv.append(
+            {"case": case, "rows": 2_000_000, "file_mb": 28.2, "seconds": seconds,
+             "peak_mb": peak, "baseline_mb": 300.0, "ratio": peak / 28.2, "error": ""}
+        )  # fmt: skip
+    text = bench.markdown(report, "python benchmarks/run.py --only csv", {})
+    (read,) = table_rows(text, "read_csv")
+    (module,) = table_rows(text, "CSVDataModule")
+    assert read[1:] == ["2,000,000", "28.2 MB", "1.40 s", "70 MB", "2.5x", "met"]
+    assert module[-1] == "**missed**"  # 3.5 s > 3 s

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from litplate.data import CSVDataModule
-from litplate.data.csv import CSVDataError
+from litplate.data.csv import CSVDataError, read_csv
+from litplate.data.standardize import Standardization
 from tests.conftest import ROOT
 
+DIABETES = ROOT / "tests" / "data" / "diabetes.csv"
+DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 
-def write(tmp_path: Path, text: str) -> Path:
+
+def write(tmp_path: Path, text: str | bytes) -> Path:
     path = tmp_path / "data.csv"
-    path.write_text(text)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
     return path
 
 
@@ -23,10 +33,20 @@ def good_rows(n: int = 20) -> str:
 
 
 def test_reads_features_and_target(tmp_path: Path):
-    dm = CSVDataModule(str(write(tmp_path, good_rows())), features=["b", "a"], target="y")
+    # Not standardized unless asked (configs/data/csv.yaml asks): the config of a run saved
+    # before standardization existed rebuilds the data it trained on.
+    path = write(tmp_path, good_rows())
+    dm = CSVDataModule(str(path), features=["b", "a"], target="y")
     assert dm.X.shape == (20, 2) and dm.y.shape == (20, 1) and dm.n_features == 2
     assert dm.X[3].tolist() == [6.0, 3.0] and dm.y[3].item() == 10.0
     assert [len(dm.split(s)[0]) for s in ("train", "val", "test")] == [16, 4, 4]
+    assert dm.standardization is None and torch.equal(dm.raw_inputs("test"), dm.split("test")[0])
+
+
+def test_one_feature_may_be_named_without_a_list(tmp_path: Path):
+    dm = CSVDataModule(str(write(tmp_path, good_rows())), features="b", target="y")
+    assert dm.n_features == 1 and dm.feature_names == ["b"]
+    assert dm.raw_inputs("all")[:, 0].tolist() == [2.0 * i for i in range(20)]
 
 
 def test_row_shuffle_is_seeded(tmp_path: Path):
@@ -35,12 +55,74 @@ def test_row_shuffle_is_seeded(tmp_path: Path):
     b = CSVDataModule(path, ["a"], "y", shuffle_rows=True, rows_seed=1)
     c = CSVDataModule(path, ["a"], "y", shuffle_rows=True, rows_seed=2)
     assert torch.equal(a.X, b.X) and not torch.equal(a.X, c.X)
-    assert sorted(a.X[:, 0].tolist()) == [float(i) for i in range(20)]
+    assert sorted(a.raw_X[:, 0].tolist()) == [float(i) for i in range(20)]
 
 
 def test_example_csv_ships_with_the_template():
     dm = CSVDataModule(str(ROOT / "data" / "houses.csv"), ["area", "rooms"], "price")
     assert dm.X.shape == (200, 2)
+
+
+def test_reads_what_spreadsheets_write(tmp_path: Path):
+    # A byte-order mark, CRLF line ends, quoted cells, blank lines and text in unused columns.
+    text = '\ufeffname,a,y\r\n"Smith, J.",1.5,2\r\n\r\nLee,"-3e2", 4 \r\n'
+    X, y = read_csv(write(tmp_path, text), ["a"], "y")
+    assert X[:, 0].tolist() == [1.5, -300.0] and y[:, 0].tolist() == [2.0, 4.0]
+
+
+# --- standardization ---------------------------------------------------------------------------
+
+
+def test_standardization_uses_the_training_split_only(tmp_path: Path):
+    path = write(tmp_path, good_rows(40))
+    dm = CSVDataModule(
+        str(path), ["a", "b"], "y", standardize=True, train_fraction=0.5, test_fraction=0.5
+    )
+    train, test = dm.split("train")[0], dm.split("test")[0]
+    raw_train = dm.raw_inputs("train").double().numpy()
+    assert dm.hparams.feature_mean == pytest.approx(raw_train.mean(axis=0).tolist())
+    assert dm.hparams.feature_std == pytest.approx(raw_train.std(axis=0).tolist())
+    assert train.mean(dim=0).abs().max() < 1e-6 and train.std(0, correction=0).tolist() == (
+        pytest.approx([1.0, 1.0])
+    )
+    shift = 20 / np.std(np.arange(20))  # the test rows' mean, 29.5, is 20 above the train rows'
+    assert test.mean(dim=0).tolist() == pytest.approx([shift, shift], rel=1e-6)
+    assert dm.raw_inputs("test")[0].tolist() == [20.0, 40.0]  # the file's values
+    # The target is centred on its training mean, 29.5, and keeps its units.
+    assert dm.hparams.target_mean == 29.5 and dm.y[0, 0].item() == 1 - 29.5
+    assert dm.raw_targets("all")[:, 0].tolist() == [3.0 * i + 1 for i in range(40)]
+    assert dm.to_data_units(dm.y).tolist() == dm.raw_y.tolist()
+
+
+def test_stored_statistics_are_applied_not_recomputed(tmp_path: Path):
+    path = str(write(tmp_path, good_rows()))
+    stats = {"feature_mean": [1.0, 2.0], "feature_std": [2.0, 4.0], "target_mean": 5.0}
+    dm = CSVDataModule(path, ["a", "b"], "y", standardize=True, **stats)
+    assert dm.X[3].tolist() == [1.0, 1.0] and dm.y[3].item() == 5.0  # (3 - 1) / 2, ..., 10 - 5
+    assert {key: dm.settled_config()[key] for key in stats} == stats
+    off = CSVDataModule(path, ["a", "b"], "y", standardize=False, **stats)
+    assert off.X[3].tolist() == [3.0, 6.0] and off.y[3].item() == 10.0
+    assert off.settled_config()["feature_mean"] is None
+
+
+def test_a_constant_feature_is_centred_not_divided_by_zero(tmp_path: Path):
+    text = "a,c,y\n" + "".join(f"{i},5,{i}\n" for i in range(20))
+    dm = CSVDataModule(str(write(tmp_path, text)), ["a", "c"], "y", standardize=True)
+    assert dm.hparams.feature_std[1] == 1.0 and dm.X[:, 1].abs().max().item() == 0.0
+
+
+def test_weights_in_original_units_give_the_same_line():
+    stats = Standardization.of([10.0, -2.0], [4.0, 0.5], target_mean=100.0)
+    weights, bias = [3.0, -1.0], 7.0
+    original, original_bias = stats.linear_in_original_units(weights, bias)
+    X = torch.tensor([[11.0, 0.0], [2.0, -3.5]], dtype=torch.float64)
+    model = stats.apply(X) @ torch.tensor(weights, dtype=torch.float64) + bias
+    standardized = stats.uncenter(model)
+    direct = X @ torch.tensor(original, dtype=torch.float64) + original_bias
+    assert direct.tolist() == pytest.approx(standardized.tolist())
+
+
+# --- bad input: one error naming the file, line and column -----------------------------------
 
 
 @pytest.mark.parametrize(
@@ -49,12 +131,21 @@ def test_example_csv_ships_with_the_template():
         (None, r"data\.csv: file not found"),
         ("", r"data\.csv: the file is empty \(no header row\)"),
         ("a,b,y\n", r"data\.csv: only a header, no data rows"),
+        ("a,b,y\n\n\n", r"data\.csv: only a header, no data rows"),
         ("a,y\n1,2\n", r"data\.csv: no column 'b' in the header \(line 1\)"),
         ("a,b,y\n1,2,3\n4,x,6\n", r"data\.csv, line 3, column 'b': 'x' is not a number"),
         ("a,b,y\n1,2,3\n4,,6\n", r"data\.csv, line 3, column 'b': empty cell"),
         ("a,b,y\n1,2,3\n1,2,nan\n", r"data\.csv, line 3, column 'y': 'nan' is not a finite number"),
         ("a,b,y\n1,inf,3\n", r"data\.csv, line 2, column 'b': 'inf' is not a finite number"),
         ("a,b,y\n1,2,3\n1,2\n", r"data\.csv, line 3: 2 cells where the header has 3"),
+        ("a,b,y\n1,2,3\n1,2,3,4\n", r"data\.csv, line 3: 4 cells where the header has 3"),
+        ("a,b,y\n1,2,3\n  \n", r"data\.csv, line 3: 1 cells where the header has 3"),
+        ("a,b,y\n1,2,3\n4,1_000,6\n", r"line 3, column 'b': '1_000' is not a number"),
+        # Finite in Python, but inf in float32, the type the model computes in.
+        ("a,b,y\n1,2,3\n4,5,6\n1e39,2,3\n", r"data\.csv, line 4, column 'a': '1e39' is too large"),
+        ("a,b,y\n1,2,3\n1,2,-4e38\n", r"data\.csv, line 3, column 'y': '-4e38' is too large"),
+        # A duplicate column name: which of them is `a`?
+        ("a,b,a,y\n1,2,3,4\n", r"data\.csv, line 1: the header has 2 columns named 'a' \(co"),
         (
             "a,b,y\n1,2,3\n4,5,6\n7,8,9\n",
             r"data\.csv: too few rows for the splits: test_fraction=0.2 of 3 rows gives 0",
@@ -67,19 +158,148 @@ def test_bad_input_names_file_line_and_column(tmp_path: Path, text: str | None, 
         CSVDataModule(str(path), features=["a", "b"], target="y")
 
 
-def test_training_on_the_example_csv_learns_one_weight_per_feature(cfg_factory):
+def test_an_unused_column_may_repeat_a_name_or_hold_text(tmp_path: Path):
+    path = write(tmp_path, "note,a,note,y\nx,1,,2\ny,3,z,4\n")
+    X, y = read_csv(path, ["a"], "y")
+    assert X[:, 0].tolist() == [1.0, 3.0] and y[:, 0].tolist() == [2.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        ("a,b,y\n1,2,3\n4,5,6\ncaf\xe9,1,2\n".encode("latin-1"), 4),  # Latin-1, not UTF-8
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64, 1),  # binary, 16 KB
+    ],
+)
+def test_a_file_that_is_not_utf8_is_one_short_error_naming_its_line(
+    tmp_path: Path, data: bytes, line: int
+):
+    path = write(tmp_path, data)
+    with pytest.raises(CSVDataError) as error:
+        CSVDataModule(str(path), features=["a", "b"], target="y")
+    message = str(error.value)
+    assert message.startswith(f"{path}, line {line}: not UTF-8 text (byte 0x")
+    assert message.endswith("save the file as UTF-8") and len(message) < len(str(path)) + 120
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    ("features", "target", "message"),
+    [
+        (None, "y", r"data\.features is null: name the input columns, e\.g\. data\.features=\["),
+        ([], "y", r"data\.features is empty"),
+        (["a", "y"], "y", r"data\.target='y' is also in data\.features=\['a', 'y'\]"),
+        (["a", "b", "a"], "y", r"data\.features=\['a', 'b', 'a'\] names 'a' twice"),
+        (["a"], None, r"data\.target: expected a column name, got None"),
+        (["a", ["b"]], "y", r"data\.features: expected a column name, got \['b'\]"),
+        ({"a": 1}, "y", r"data\.features=\{'a': 1\}: expected a column name or a list of them"),
+    ],
+)
+def test_config_mistakes_are_named(tmp_path: Path, features, target, message: str):
+    with pytest.raises(CSVDataError, match=message):
+        CSVDataModule(str(write(tmp_path, good_rows())), features=features, target=target)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"standardize": "yes"}, r"data\.standardize='yes': expected true or false"),
+        ({"feature_mean": [0.0, 0.0]}, r"data\.feature_mean, data\.feature_std and data\.ta"),
+        (
+            {"feature_mean": [0.0], "feature_std": [1.0], "target_mean": 0.0},
+            r"have 1 values for the 2 features \['a', 'b'\]",
+        ),
+        (
+            {"feature_mean": [0.0, 0.0], "feature_std": [1.0, 0.0], "target_mean": 0.0},
+            r"feature_std must be > 0",
+        ),
+        (
+            {"feature_mean": [0.0, 0.0], "feature_std": [1.0, 1.0], "target_mean": "x"},
+            r"data\.feature_mean/feature_std/target_mean: could not convert string to float",
+        ),
+        ({"path": None}, r"data\.path=None: expected the path of a CSV file"),
+    ],
+)
+def test_standardization_arguments_are_checked(tmp_path: Path, arguments: dict, message: str):
+    arguments = {"path": str(write(tmp_path, good_rows())), "standardize": True, **arguments}
+    with pytest.raises(CSVDataError, match=message):
+        CSVDataModule(features=["a", "b"], target="y", **arguments)
+
+
+def test_fast_reader_agrees_with_the_csv_module(tmp_path: Path):
+    """numpy parses; the csv module only looks for the bad cell. Same numbers as float()."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(0, 1e3, (200, 3)) * 10.0 ** rng.integers(-30, 30, (200, 3))
+    rows = [",".join(repr(float(v)) for v in row) for row in values]
+    X, y = read_csv(write(tmp_path, "a,b,y\n" + "\n".join(rows) + "\n"), ["a", "b"], "y")
+    expected = torch.tensor([[float(c) for c in row.split(",")] for row in rows])
+    assert torch.equal(torch.cat([X, y], dim=1), expected)
+
+
+def test_cli_csv_errors_are_one_message_without_traceback(tmp_path: Path, entry_point):
+    latin1 = write(tmp_path, "a,b,y\n1,2,3\ncaf\xe9,1,2\n".encode("latin-1"))
+    common = [f"data.path={latin1}", "data.target=y", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = entry_point("train.py", "data=csv", "data.features=[a,b]", *common)
+    assert result.returncode == 1
+    assert f"{latin1}, line 3: not UTF-8 text (byte 0xe9 at position 4" in result.stderr
+    assert "Traceback" not in result.stderr and "UnicodeDecodeError" not in result.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+    result = entry_point("train.py", "data=csv", "data.features=null", *common)
+    assert result.returncode == 1 and "data.features is null" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- training, and eval/predict of the run from anywhere ---------------------------------------
+
+
+def test_training_on_the_example_csv_learns_one_weight_per_feature(
+    cfg_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from litplate.evaluate import evaluate
+    from litplate.predict import predict_to_csv
     from litplate.train import train
 
+    monkeypatch.chdir(ROOT)  # data.path=data/houses.csv is relative to the launch directory
     cfg = cfg_factory(overrides=["experiment=linear", "data=csv", "callbacks.progress_bar=null"])
     metrics = train(cfg)
     # data/houses.csv: price = 0.8 * area + 0.15 * rooms + 0.2 + noise(0.02)
-    assert abs(metrics["weight/0"] - 0.8) < 0.02 and abs(metrics["weight/1"] - 0.15) < 0.02
-    assert abs(metrics["bias"] - 0.2) < 0.03 and metrics["test/r2"] > 0.99
+    assert abs(metrics["original_units/weight/0"] - 0.8) < 0.02
+    assert abs(metrics["original_units/weight/1"] - 0.15) < 0.02
+    assert abs(metrics["original_units/bias"] - 0.2) < 0.05 and metrics["test/r2"] > 0.99
     run_dir = Path(cfg.paths.output_dir)
+    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
+    last = run_dir / "checkpoints" / "last.ckpt"
     for checkpoint in (run_dir / "checkpoints").glob("*.ckpt"):
         loaded = torch.load(checkpoint, weights_only=True)
+        data = loaded["run_config"]["data"]
         assert loaded["state_dict"]["weights"].shape == (2,)
         assert loaded["run_config"]["model"]["n_features"] == 2
+        assert data["path"] == str(ROOT / "data" / "houses.csv")  # stored absolute
+        assert len(data["feature_mean"]) == len(data["feature_std"]) == 2
+        assert all(type(v) is float for v in data["feature_mean"] + data["feature_std"])
+        weights = loaded["state_dict"]["weights"].tolist()
+        if checkpoint == last:  # the model parameters are in standard deviations of each feature
+            assert weights[0] == pytest.approx(0.8 * data["feature_std"][0], rel=0.03)
+
+    # Elsewhere: the stored absolute path and statistics rebuild the same test split.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    tested = metrics["tested_checkpoint"]
+    evaluated = evaluate(cfg_factory("eval", [f"ckpt_path={tested}"], name="eval"))
+    assert evaluated["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
+    assert evaluated["original_units/weight/0"] == metrics["original_units/weight/0"]
+    predictions = predict_to_csv(cfg_factory("predict", [f"ckpt_path={tested}"], name="pred"))
+    with predictions.open() as file:
+        rows = list(csv.DictReader(file))
+    with (ROOT / "data" / "houses.csv").open() as file:
+        # As float32, the type the data is held in.
+        houses = {(float(np.float32(r["area"])), float(r["rooms"])) for r in csv.DictReader(file)}
+    assert len(rows) == 20 and list(rows[0]) == ["area", "rooms", "prediction", "target"]
+    # The inputs as the file has them, not standardized; predictions close to the target.
+    assert all((float(r["area"]), float(r["rooms"])) in houses for r in rows)
+    assert all(abs(float(r["prediction"]) - float(r["target"])) < 0.1 for r in rows)
 
 
 def test_bad_csv_leaves_no_run_artefacts(cfg_factory, tmp_path: Path):
@@ -92,3 +312,45 @@ def test_bad_csv_leaves_no_run_artefacts(cfg_factory, tmp_path: Path):
         train(cfg)
     run_dir = Path(cfg.paths.output_dir)
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists()
+
+
+def r2(y: np.ndarray, prediction: np.ndarray) -> float:
+    return float(1 - ((y - prediction) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+
+
+@pytest.mark.slow
+def test_raw_unscaled_csv_trains_as_well_as_least_squares_with_the_defaults(cfg_factory):
+    """scikit-learn's diabetes data as published: ages in years, serum levels in the hundreds.
+
+    Without standardization the defaults reach a test R² of 0.03 on it.
+    """
+    from hydra.utils import instantiate
+
+    from litplate.train import train
+
+    overrides = [
+        "experiment=linear",
+        "data=csv",
+        f"data.path={DIABETES}",
+        f"data.features=[{','.join(DIABETES_FEATURES)}]",
+        "data.target=progression",
+        "callbacks.progress_bar=null",
+        "~logger",
+    ]
+    cfg = cfg_factory(overrides=overrides)
+    metrics = train(cfg)
+    dm = instantiate(cfg.data, _convert_="all")  # the run's split, and its stored statistics
+    X = {s: np.c_[dm.raw_inputs(s).double().numpy(), np.ones(len(dm.raw_inputs(s)))] for s in
+         ("train", "test")}  # fmt: skip
+    y = {s: dm.raw_targets(s)[:, 0].double().numpy() for s in ("train", "test")}
+    # Closed-form least squares on the file's values of the same training rows.
+    least_squares = np.linalg.lstsq(X["train"], y["train"], rcond=None)[0]
+    # The model as the line in original units it reports: the same test R² as Lightning measured.
+    line = np.array([*(metrics[f"original_units/weight/{i}"] for i in range(10)),
+                     metrics["original_units/bias"]])  # fmt: skip
+    assert r2(y["test"], X["test"] @ line) == pytest.approx(metrics["test/r2"], abs=1e-4)
+    # The goal: as good as least squares on the test rows (the L1 loss may do a little better),
+    # and on the training rows, where least squares is the best any line can do, close to it.
+    assert metrics["test/r2"] >= r2(y["test"], X["test"] @ least_squares) - 0.02
+    train_r2 = r2(y["train"], X["train"] @ least_squares)
+    assert train_r2 - 0.02 <= r2(y["train"], X["train"] @ line) <= train_r2

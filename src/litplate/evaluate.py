@@ -44,7 +44,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics = {
         **{key: to_float(value) for key, value in test_metrics.items()},
-        **weight_and_bias(model),
+        **weight_and_bias(model, getattr(datamodule, "standardization", None)),
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
     }
     if not trainer.is_global_zero:  # under DDP every rank tests; rank 0 writes the file

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save_file
 from torch import nn
+
+if TYPE_CHECKING:
+    from litplate.data.standardize import Standardization
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
@@ -29,17 +32,32 @@ def write_json(data: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def weight_and_bias(model: nn.Module) -> dict[str, float]:
+def weight_and_bias(
+    model: nn.Module, standardization: Standardization | None = None
+) -> dict[str, float]:
     """`weight` and `bias` for metrics.json when the model is the course's line (`weights` and a
     one-element `bias`); `weight/0`, `weight/1`, ... with several features. Other models (e.g. the
-    MLP) have none to report: {}."""
+    MLP) have none to report: {}.
+
+    On standardized data (`standardization`, a CSV's) these are the model's own parameters, per
+    standard deviation of each feature and around the target's mean; the same line on the file's
+    values is added as `original_units/weight` (or `/weight/0`, ...) and `original_units/bias`.
+    """
     parameters = dict(model.named_parameters())
     weights, bias = parameters.get("weights"), parameters.get("bias")
     if weights is None or bias is None or bias.numel() != 1 or weights.dim() != 1:
         return {}
-    if weights.numel() == 1:
-        return {"weight": weights.item(), "bias": bias.item()}
-    return {**{f"weight/{i}": w for i, w in enumerate(weights.tolist())}, "bias": bias.item()}
+    values = _named(weights.tolist(), bias.item())
+    if standardization is not None:
+        original = _named(*standardization.linear_in_original_units(weights.tolist(), bias.item()))
+        values.update({f"original_units/{key}": value for key, value in original.items()})
+    return values
+
+
+def _named(weights: list[float], bias: float) -> dict[str, float]:
+    if len(weights) == 1:
+        return {"weight": weights[0], "bias": bias}
+    return {**{f"weight/{i}": w for i, w in enumerate(weights)}, "bias": bias}
 
 
 def to_float(value: Any) -> Any:

@@ -31,7 +31,12 @@ def predict_to_csv(cfg: DictConfig) -> Path:
             " processes: use trainer=cpu, trainer=gpu or trainer=mps"
         )
     predictions = torch.cat(trainer.predict(model, datamodule=datamodule))
-    X, y = datamodule.split(datamodule.predict_split)
+    # In the data's own units (a CSV's before standardization), not as the model sees them.
+    predictions = datamodule.to_data_units(predictions)
+    X, y = (
+        datamodule.raw_inputs(datamodule.predict_split),
+        datamodule.raw_targets(datamodule.predict_split),
+    )
 
     path = output_dir / "predictions.csv"
     tmp = path.with_name(f".{path.name}.tmp")
@@ -43,7 +48,7 @@ def predict_to_csv(cfg: DictConfig) -> Path:
         ):
             writer.writerow([*inputs, prediction, target])
     os.replace(tmp, path)
-    train_X, train_y = datamodule.split("train")
+    train_X, train_y = datamodule.raw_inputs("train"), datamodule.raw_targets("train")
     plot_predictions(train_X, train_y, X, y, predictions, output_dir / "predictions.png")
     log.info("%d predictions -> %s", len(predictions), path)
     return path

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litplate import trackers
 from litplate.checkpoint import (
@@ -87,6 +87,13 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
     `cfg`, so the config saved with the run's checkpoints rebuilds the same model.
     """
     datamodule = instantiate(cfg.data, _convert_="all")  # plain lists, for weights_only checkpoints
+    # What the data settled while loading (a CSV's absolute path and training-split statistics)
+    # goes into the config that checkpoints store, so eval and predict rebuild the same inputs.
+    settled = getattr(datamodule, "settled_config", None)
+    if settled is not None:
+        with open_dict(cfg.data):
+            for key, value in settled().items():
+                cfg.data[key] = value
     if "n_features" in cfg.model and cfg.model.n_features is None:
         cfg.model.n_features = datamodule.n_features
     return datamodule, instantiate(cfg.model, _recursive_=False)
@@ -168,7 +175,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **(json.loads(previous.read_text()) if resumed is not None and previous.is_file() else {}),
         **fit_metrics,
         **{key: to_float(value) for key, value in test_metrics.items()},
-        **weight_and_bias(model),  # the linear model's; none for e.g. the MLP
+        # The linear model's (none for e.g. the MLP), also in the data's units if standardized.
+        **weight_and_bias(model, getattr(datamodule, "standardization", None)),
         "epochs": epochs,
         "seed": cfg.get("seed"),
         "tags": list(cfg.get("tags") or []),
@@ -245,9 +253,11 @@ def _log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -
 def _plot(
     model: L.LightningModule, datamodule: L.LightningDataModule, trainer: L.Trainer, path: Path
 ) -> None:
-    train_X, train_y = datamodule.split("train")
-    test_X, test_y = datamodule.split("test")
-    figure = plot_predictions(train_X, train_y, test_X, test_y, predict(model, test_X), path)
+    # Plotted in the data's own units (a CSV's before standardization), not the model's.
+    predictions = datamodule.to_data_units(predict(model, datamodule.split("test")[0]))
+    train_X, train_y = datamodule.raw_inputs("train"), datamodule.raw_targets("train")
+    test_X, test_y = datamodule.raw_inputs("test"), datamodule.raw_targets("test")
+    figure = plot_predictions(train_X, train_y, test_X, test_y, predictions, path)
     _log_figure(trainer, "predictions", figure)
 
 

@@ -1,56 +1,198 @@
-"""Bring your own data: a CSV file of numeric columns, some features and one target."""
+"""Bring your own data: a CSV file of numeric columns, some features and one target.
+
+numpy's C reader (`np.loadtxt`) parses the file. It reports a problem without saying where it is
+in a way a user can act on, so when it fails, or reads a value that is not a finite float32, a
+second pass with Python's csv module finds the first bad cell and names its line and column.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, BinaryIO
 
+import numpy as np
 import torch
 
+from litplate.data.standardize import Standardization
 from litplate.data.tensors import TensorDataModule
+
+# Doubles from here up round to inf in float32 (half an ulp above its largest value, 3.4e38).
+FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
 
 
 class CSVDataError(ValueError):
-    """The CSV file cannot be used; the message names the file, line and column."""
+    """The CSV file or its config cannot be used; the message names the file, line and column."""
+
+
+def column_names(features: Any, target: Any) -> tuple[list[str], str]:
+    """`data.features` as a list of column names (one name alone is accepted) and the target."""
+    if features is None:
+        raise CSVDataError(
+            "data.features is null: name the input columns, e.g. data.features=[area,rooms] "
+            "(or data.features=area for one)"
+        )
+    if isinstance(features, (str, int)) and not isinstance(features, bool):
+        features = [features]
+    if not isinstance(features, Sequence) or isinstance(features, str):
+        raise CSVDataError(
+            f"data.features={features!r}: expected a column name or a list of them, "
+            "e.g. data.features=[area,rooms]"
+        )
+    names = [_name("data.features", name) for name in features]
+    if not names:
+        raise CSVDataError("data.features is empty: name at least one feature column")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise CSVDataError(f"data.features={names} names {', '.join(map(repr, repeated))} twice")
+    target = _name("data.target", target)
+    if target in names:
+        raise CSVDataError(
+            f"data.target={target!r} is also in data.features={names}: a column is either an "
+            "input or the target, not both"
+        )
+    return names, target
+
+
+def _name(key: str, value: Any) -> str:
+    # Hydra reads `data.features=[1,2]` as integers: a header can name its columns 1 and 2.
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise CSVDataError(f"{key}: expected a column name, got {value!r}")
+    return str(value)
 
 
 def read_csv(
     path: str | Path, features: list[str], target: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(X, y) as float tensors of shape [rows, len(features)] and [rows, 1], strictly checked."""
+    """(X, y) as float32 tensors of shape [rows, len(features)] and [rows, 1], strictly checked."""
     path = Path(path)
-    if not features:
-        raise CSVDataError(f"{path}: data.features is empty; name at least one feature column")
+    features, target = column_names(features, target)
     if not path.is_file():
-        raise CSVDataError(f"{path}: file not found")
-    with path.open(newline="") as file:
-        reader = csv.reader(file)
-        header = next(reader, None)
-        if not header:
-            raise CSVDataError(f"{path}: the file is empty (no header row)")
-        header = [name.strip() for name in header]
-        wanted = [*features, target]
-        missing = [name for name in wanted if name not in header]
-        if missing:
+        raise CSVDataError(f"{path}: " + ("not a file" if path.exists() else "file not found"))
+    header, header_lines = _header(path)
+    columns = _columns(path, header, [*features, target])
+    data, problem = _parse(path, len(header), header_lines, columns)
+    if data is None:
+        _find_bad_cell(path, header, columns)
+        # The csv module found nothing numpy refused: say what numpy said.
+        raise CSVDataError(f"{path}: cannot be read as numbers: {problem}")
+    tensor = torch.from_numpy(data)
+    return tensor[:, :-1], tensor[:, -1:]
+
+
+def _decoded(path: Path, file: BinaryIO) -> Iterator[str]:
+    """The file's lines as text; a line that is not UTF-8 is one short error naming it."""
+    for number, line in enumerate(file, start=1):
+        try:
+            # utf-8-sig: drop the byte-order mark that spreadsheet programs put before the header.
+            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as err:
             raise CSVDataError(
-                f"{path}: no column {', '.join(map(repr, missing))} in the header (line 1); "
-                f"the columns are {header}"
+                f"{path}, line {number}: not UTF-8 text (byte 0x{line[err.start]:02x} at "
+                f"position {err.start + 1} of the line); save the file as UTF-8"
+            ) from None
+
+
+def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of each record of the file, the header first."""
+    try:
+        file = path.open("rb")
+    except OSError as err:
+        raise CSVDataError(f"{path}: cannot be read: {err.strerror}") from None
+    with file:
+        reader = csv.reader(_decoded(path, file))
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                raise CSVDataError(f"{path}, line {reader.line_num}: {err}") from None
+            yield reader.line_num, row
+
+
+def _header(path: Path) -> tuple[list[str], int]:
+    """The header's column names and how many lines it spans; the file must have data rows."""
+    with contextlib.closing(_records(path)) as records:
+        first = next(records, None)
+        if first is None:
+            raise CSVDataError(f"{path}: the file is empty (no header row)")
+        header_lines, header = first
+        if not header:
+            raise CSVDataError(f"{path}, line 1: empty; the first line must be the header row")
+        if not any(row for _, row in records):
+            raise CSVDataError(f"{path}: only a header, no data rows")
+    return [name.strip() for name in header], header_lines
+
+
+def _columns(path: Path, header: list[str], wanted: list[str]) -> list[int]:
+    """The header positions of the wanted columns, each of which must be there exactly once."""
+    missing = [name for name in wanted if name not in header]
+    if missing:
+        raise CSVDataError(
+            f"{path}: no column {', '.join(map(repr, missing))} in the header (line 1); "
+            f"the columns are {header}"
+        )
+    for name in wanted:
+        positions = [str(i + 1) for i, column in enumerate(header) if column == name]
+        if len(positions) > 1:
+            raise CSVDataError(
+                f"{path}, line 1: the header has {len(positions)} columns named {name!r} "
+                f"(columns {', '.join(positions)}); rename all but one"
             )
-        columns = [header.index(name) for name in wanted]
-        rows = []
-        for line, row in enumerate(reader, start=2):
+    return [header.index(name) for name in wanted]
+
+
+def _parse(
+    path: Path, n_columns: int, header_lines: int, columns: list[int]
+) -> tuple[np.ndarray | None, str]:
+    """The wanted columns as float32 rows, or None and numpy's reason.
+
+    Every column is read, so a row with too few or too many cells is an error; the columns that
+    are not wanted (which may hold text) go through a converter that ignores them.
+    """
+    ignored = {i: _ignore for i in range(n_columns) if i not in columns}
+    try:
+        data = np.loadtxt(
+            path,
+            dtype=np.float32,
+            delimiter=",",
+            comments=None,  # "#" is not special in a CSV file
+            quotechar='"',
+            skiprows=header_lines,
+            ndmin=2,
+            encoding="utf-8",
+            converters=ignored or None,
+        )
+    except ValueError as err:  # UnicodeDecodeError is one too
+        return None, " ".join(str(err).split())
+    if columns != list(range(n_columns)):
+        data = data[:, columns]  # a copy: the wanted columns, features first, then the target
+    if not np.isfinite(data).all():
+        return None, "a value is NaN or infinite in float32"
+    return data, ""
+
+
+def _ignore(cell: str) -> float:
+    return 0.0
+
+
+def _find_bad_cell(path: Path, header: list[str], columns: list[int]) -> None:
+    """Raise a CSVDataError naming the first bad row or cell of the file, if there is one."""
+    with contextlib.closing(_records(path)) as records:
+        next(records)  # the header
+        for line, row in records:
             if not row:
                 continue  # a blank line
             if len(row) != len(header):
                 raise CSVDataError(
                     f"{path}, line {line}: {len(row)} cells where the header has {len(header)}"
                 )
-            rows.append([_number(path, line, header[c], row[c]) for c in columns])
-    if not rows:
-        raise CSVDataError(f"{path}: only a header, no data rows")
-    data = torch.tensor(rows, dtype=torch.float32)
-    return data[:, :-1], data[:, -1:]
+            for column in columns:
+                _number(path, line, header[column], row[column])
 
 
 def _number(path: Path, line: int, column: str, cell: str) -> float:
@@ -58,11 +200,19 @@ def _number(path: Path, line: int, column: str, cell: str) -> float:
     if not cell.strip():
         raise CSVDataError(f"{where}: empty cell")
     try:
+        # numpy reads ASCII decimals only; Python's float() also takes "1_000" and Arabic digits.
+        if not cell.isascii() or "_" in cell:
+            raise ValueError(cell)
         value = float(cell)
     except ValueError:
         raise CSVDataError(f"{where}: {cell!r} is not a number") from None
     if not math.isfinite(value):
         raise CSVDataError(f"{where}: {cell!r} is not a finite number (NaN and inf are refused)")
+    if abs(value) >= FLOAT32_OVERFLOW:
+        raise CSVDataError(
+            f"{where}: {cell!r} is too large for float32, the type the model computes in "
+            "(largest magnitude 3.4e38); rescale the column"
+        )
     return value
 
 
@@ -70,20 +220,36 @@ class CSVDataModule(TensorDataModule):
     """Rows of a CSV file: `features` columns in, the `target` column out.
 
     Rows are split in file order, or shuffled once first with `shuffle_rows` and `rows_seed`.
+    With `standardize` the features are standardized with the mean and std of the training split
+    and the target is centred on its training mean (see `litplate.data.standardize`), or with the
+    given `feature_mean`, `feature_std` and `target_mean`, as a trained run's config stores them.
+    `split` gives what the model sees; `raw_inputs`, `raw_targets` and `to_data_units` the file's
+    values. Off unless asked for (configs/data/csv.yaml asks), so the config of a run saved before
+    standardization existed still rebuilds its data as it trained on it.
     """
 
     def __init__(
         self,
         path: str,
-        features: list[str],
+        features: list[str] | str,
         target: str,
         shuffle_rows: bool = False,
         rows_seed: int = 0,
+        standardize: bool = False,
+        feature_mean: list[float] | None = None,
+        feature_std: list[float] | None = None,
+        target_mean: float | None = None,
         **split_and_batch: object,
     ) -> None:
         super().__init__(**split_and_batch)
         self.save_hyperparameters()
-        X, y = read_csv(path, list(features), target)
+        features, target = column_names(features, target)
+        if not isinstance(path, (str, Path)) or not str(path):
+            raise CSVDataError(f"data.path={path!r}: expected the path of a CSV file")
+        if not isinstance(standardize, bool):
+            raise CSVDataError(f"data.standardize={standardize!r}: expected true or false")
+        path = Path(path).expanduser()
+        X, y = read_csv(path, features, target)
         if shuffle_rows:
             order = torch.randperm(len(X), generator=torch.Generator().manual_seed(rows_seed))
             X, y = X[order], y[order]
@@ -91,6 +257,65 @@ class CSVDataModule(TensorDataModule):
             self.set_data(X, y, what="rows")
         except ValueError as err:
             raise CSVDataError(f"{path}: too few rows for the splits: {err}") from None
+        self.raw_X, self.raw_y = X, y
+        stats = None
+        if standardize:
+            stats = self._standardization(features, feature_mean, feature_std, target_mean)
+            self.X, self.y = stats.apply(X), stats.center(y)
+        self.standardization = stats
+        # As loaded: what eval and predict need to rebuild exactly this data from anywhere.
+        self.hparams.update(
+            path=str(path.resolve()),
+            features=features,
+            target=target,
+            feature_mean=list(stats.mean) if stats else None,
+            feature_std=list(stats.std) if stats else None,
+            target_mean=stats.target_mean if stats else None,
+        )
+
+    def _standardization(
+        self,
+        features: list[str],
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+        target_mean: float | None,
+    ) -> Standardization:
+        given = (mean, std, target_mean)
+        if all(value is None for value in given):
+            return Standardization.fit(*self.split("train"))
+        if any(value is None for value in given):
+            raise CSVDataError(
+                "data.feature_mean, data.feature_std and data.target_mean go together: give all "
+                "three, or none to compute them from the training split"
+            )
+        try:
+            stats = Standardization.of(mean, std, target_mean)
+        except (TypeError, ValueError) as err:
+            raise CSVDataError(f"data.feature_mean/feature_std/target_mean: {err}") from None
+        if len(stats.mean) != len(features):
+            raise CSVDataError(
+                f"data.feature_mean and data.feature_std have {len(stats.mean)} values for the "
+                f"{len(features)} features {features}"
+            )
+        return stats
+
+    def settled_config(self) -> dict[str, Any]:
+        """The data config as loaded: the absolute path, the column names and the statistics.
+
+        train() writes these over the run's `data` config, which every checkpoint stores, so eval,
+        predict and export rebuild the same inputs from any directory.
+        """
+        keys = ("path", "features", "target", "feature_mean", "feature_std", "target_mean")
+        return {key: self.hparams[key] for key in keys}
+
+    def raw_inputs(self, name: str) -> torch.Tensor:
+        return self.raw_X[self.splits[name]]
+
+    def raw_targets(self, name: str) -> torch.Tensor:
+        return self.raw_y[self.splits[name]]
+
+    def to_data_units(self, predictions: torch.Tensor) -> torch.Tensor:
+        return self.standardization.uncenter(predictions) if self.standardization else predictions
 
     @property
     def feature_names(self) -> list[str]:

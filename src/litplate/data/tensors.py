@@ -209,6 +209,22 @@ class TensorDataModule(L.LightningDataModule):
         part = self.splits[name]
         return self.X[part], self.y[part]
 
+    def raw_inputs(self, name: str) -> torch.Tensor:
+        """A split's inputs in the data's own units, for predictions.csv and plots.
+
+        The same as `split(name)[0]` here; a data module that transforms its data for the model
+        (the CSV module's standardization) gives them as they were before the transform.
+        """
+        return self.split(name)[0]
+
+    def raw_targets(self, name: str) -> torch.Tensor:
+        """A split's targets in the data's own units (see `raw_inputs`)."""
+        return self.split(name)[1]
+
+    def to_data_units(self, predictions: torch.Tensor) -> torch.Tensor:
+        """The model's predictions in the targets' own units (see `raw_inputs`)."""
+        return predictions
+
     def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
         X, y = self.split(name)
         trainer = self.trainer  # set by Lightning when the data module is attached
