@@ -36,11 +36,13 @@ def checkpoints(linear_run: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 def lightning_predictions(ckpt: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs (the run's test split, then one row alone) and the Lightning model's predictions."""
+    """Inputs (the run's test split, then one row alone) and the Lightning model's predictions,
+    both in the data's own units (a CSV's standardization undone), as predict.py writes them."""
     model, run_config = model_from_checkpoint(ckpt)
-    X, _ = instantiate(run_config["data"]).split("test")
-    X = torch.cat([X, X[:1]])
-    return X, predict(model, X)
+    datamodule = instantiate(run_config["data"])
+    X, _ = datamodule.split("test")
+    X, raw = torch.cat([X, X[:1]]), datamodule.raw_inputs("test")
+    return torch.cat([raw, raw[:1]]), datamodule.to_data_units(predict(model, X))
 
 
 def exported(ckpt: Path, fmt: str, out: Path) -> Path:
@@ -169,6 +171,7 @@ def test_csv_model_exports_with_its_feature_columns(tmp_path):
     path = exported(ckpt, "onnx", tmp_path / "export")
     info = json.loads((tmp_path / "export" / "export.json").read_text())
     assert info["input"]["features"] == ["area", "rooms"] and info["output"]["target"] == "price"
+    assert info["input"]["standardization"]["inside_the_file"] is True
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape == ["batch", 2]
     X, expected = lightning_predictions(ckpt)

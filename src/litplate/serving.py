@@ -33,6 +33,7 @@ from litplate.checkpoint import (
     load_weights,
     model_from_checkpoint,
 )
+from litplate.data.standardize import Standardization
 from litplate.export import save_weights, write_json
 
 log = logging.getLogger(__name__)
@@ -83,12 +84,23 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / FORMATS[fmt]
+    data = run_config.get("data") or {}
+    stats = standardization_of(data)
+    if stats is not None and fmt != "safetensors":  # the file takes and gives the data's units
+        model = InDataUnits(model, stats)
     max_abs_diff = save_checked(model, fmt, path, run_config["model"])
     inputs = {"name": INPUT, "shape": ["batch", n_features_of(model)], "dtype": "float32"}
     outputs = {"name": OUTPUT, "shape": ["batch", 1], "dtype": "float32"}
-    data = run_config.get("data") or {}
     if data.get("features"):  # a CSV's columns, in the order the model takes them
         inputs["features"], outputs["target"] = list(data["features"]), data.get("target")
+    if stats is not None:
+        inputs["standardization"] = {
+            "feature_mean": list(stats.mean),
+            "feature_std": list(stats.std),
+            "target_mean": stats.target_mean,
+            # safetensors holds the bare weights: apply (x - mean) / std and add target_mean.
+            "inside_the_file": fmt != "safetensors",
+        }
     info = {
         "format": fmt,
         "file": path.name,
@@ -102,6 +114,29 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     write_json(info, output_dir / "export.json")
     log.info("%s -> %s (max |difference| from the model: %.3g)", fmt, path, max_abs_diff)
     return info
+
+
+def standardization_of(data: dict[str, Any]) -> Standardization | None:
+    """The run's standardization of a CSV's features (docs/data.md), if it had one."""
+    if not data.get("standardize") or data.get("feature_mean") is None:
+        return None
+    return Standardization.of(data["feature_mean"], data["feature_std"], data.get("target_mean", 0))
+
+
+class InDataUnits(torch.nn.Module):
+    """The model with its run's standardization around it: the file's raw features in, the
+    target's own values out, as eval and predict see them."""
+
+    def __init__(self, model: torch.nn.Module, stats: Standardization) -> None:
+        super().__init__()
+        self.model = model
+        self.hparams = model.hparams
+        self.register_buffer("mean", torch.tensor(stats.mean))
+        self.register_buffer("std", torch.tensor(stats.std))
+        self.register_buffer("target_mean", torch.tensor(stats.target_mean))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std) + self.target_mean
 
 
 def require_onnx() -> None:
