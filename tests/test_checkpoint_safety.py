@@ -7,6 +7,7 @@ create a file if it were ever instantiated (the first test proves they are live)
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -215,3 +216,31 @@ def test_safetensors_of_another_dtype_is_converted_with_a_warning(tmp_path: Path
     save_file({"weights": torch.tensor([1], dtype=torch.int64), "bias": torch.zeros(1)}, path)
     with pytest.raises(CheckpointError, match=r"other dtype: weights torch\.int64 vs model"):
         load_weights(model, load_state_dict(path), path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "experiment",
+    [["experiment=linear"], ["experiment=linear_tutorial"], ["experiment=mlp"],
+     ["experiment=linear", "data=csv"], ["experiment=linear_finetune", "model.init_from=FROM"]],
+    ids=["linear", "tutorial", "mlp", "csv", "finetune"],
+)  # fmt: skip
+def test_honest_checkpoints_of_every_experiment_evaluate_and_predict(
+    experiment, linear_run: Path, tmp_path: Path, entry_point
+):
+    overrides = [o.replace("FROM", str(linear_run / "model.safetensors")) for o in experiment]
+    run = tmp_path / "run"
+    result = entry_point(
+        "train.py", *overrides, "trainer.max_epochs=3", "callbacks.progress_bar=null",
+        f"hydra.run.dir={run}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained = json.loads((run / "metrics.json").read_text())
+    ckpt = trained["tested_checkpoint"]
+    for script, output in (("eval.py", "metrics.json"), ("predict.py", "predictions.csv")):
+        out = tmp_path / script
+        result = entry_point(script, f"ckpt_path={ckpt}", f"hydra.run.dir={out}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert (out / output).is_file()
+    evaluated = json.loads((tmp_path / "eval.py" / "metrics.json").read_text())
+    assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-5)
