@@ -238,14 +238,17 @@ def test_fast_reader_agrees_with_the_csv_module(tmp_path: Path):
 
 def test_cli_csv_errors_are_one_message_without_traceback(tmp_path: Path, entry_point):
     latin1 = write(tmp_path, "a,b,y\n1,2,3\ncaf\xe9,1,2\n".encode("latin-1"))
-    common = [f"data.path={latin1}", "data.target=y", f"hydra.run.dir={tmp_path / 'run'}"]
-    result = entry_point("train.py", "data=csv", "data.features=[a,b]", *common)
+    common = [f"data.path={latin1}", "data.target=y"]
+    run = f"hydra.run.dir={tmp_path / 'run'}"
+    result = entry_point("train.py", "data=csv", "data.features=[a,b]", *common, run)
     assert result.returncode == 1
     assert f"{latin1}, line 3: not UTF-8 text (byte 0xe9 at position 4" in result.stderr
     assert "Traceback" not in result.stderr and "UnicodeDecodeError" not in result.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
 
-    result = entry_point("train.py", "data=csv", "data.features=null", *common)
+    result = entry_point(
+        "train.py", "data=csv", "data.features=null", *common, f"hydra.run.dir={tmp_path / 'r2'}"
+    )
     assert result.returncode == 1 and "data.features is null" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -49,6 +49,12 @@ class OneRunPerDirectory(Callback):
             print(f"Error: {err}", file=sys.stderr)
             raise SystemExit(1) from None
 
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra calls this after the job, failed or not: another run in this process may start.
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     def claim(self, config: DictConfig) -> None:
         if not _rank_zero():
             return
