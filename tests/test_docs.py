@@ -80,6 +80,13 @@ def checked_commands() -> list[tuple[str, list[str]]]:
     return found
 
 
+def test_readme_is_a_front_page():
+    readme = (ROOT / "README.md").read_bytes()
+    # The first line is the heading hooks/post_gen_project.py replaces in a generated project.
+    assert readme.startswith(b"# ")
+    assert len(readme) <= 15_000
+
+
 def test_docs_have_blocks_and_every_marker_is_known():
     blocks = bash_blocks()
     assert len(blocks) >= 15
