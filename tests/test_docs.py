@@ -30,7 +30,7 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from tests.conftest import CONFIG_DIR, ROOT, copy_tracked_files
 
@@ -105,10 +105,33 @@ def test_every_unmarked_command_is_one_this_test_checks():
     assert unchecked == []
 
 
+# Composing is the dear part, so each choice of config groups is composed once.
+_COMPOSED: dict[tuple[str, tuple[str, ...]], DictConfig] = {}
+
+
 def compose_job(config_name: str, overrides: list[str]) -> None:
+    """Compose the config groups the overrides choose; then every `key=value` must name a key of
+    that config (what Hydra's "Could not override 'KEY'" checks), unless it adds one (`+KEY`)."""
     loader = GlobalHydra.instance().config_loader()
-    cfg = loader.load_configuration(config_name, overrides, run_mode=RunMode.RUN)
-    OmegaConf.to_container(cfg.hydra, resolve=False)  # the launcher's and sweeper's nodes exist
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    is_group = [bool(loader.get_group_options(o.key_or_group)) for o in parsed]
+    groups = tuple(o.input_line for o, group in zip(parsed, is_group, strict=True) if group)
+    if (config_name, groups) not in _COMPOSED:
+        cfg = loader.load_configuration(config_name, list(groups), run_mode=RunMode.RUN)
+        _COMPOSED[config_name, groups] = cfg
+    cfg = _COMPOSED[config_name, groups]
+    for override, group in zip(parsed, is_group, strict=True):
+        if not group and not override.is_add():
+            assert has_key(cfg, override.key_or_group), (
+                f"Could not override '{override.key_or_group}'"
+            )
+
+
+def has_key(cfg: DictConfig, key: str) -> bool:
+    """Whether `key` (a.b.c) is in `cfg`, its value unresolved (`???` and `${...}` included)."""
+    parent, _, last = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, throw_on_resolution_failure=False) if parent else cfg
+    return isinstance(node, DictConfig) and last in list(node)  # `in node` skips `???` values
 
 
 def first_job(overrides: list[str]) -> tuple[list[str], dict[str, list[str]]]:
