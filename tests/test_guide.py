@@ -73,5 +73,6 @@ def test_every_guide_block_runs_as_written(tmp_path: Path):
 
     runs = sorted((project / "logs" / "train" / "runs").glob("*/metrics.json"))
     assert len(runs) == 2  # experiment=quadratic, then the new default
-    assert not (project / "src" / "litplate" / "models" / "linear.py").exists()
+    models = project / "src" / "litplate" / "models"
+    assert not (models / "linear.py").exists()
     assert (project / "configs" / "train.yaml").read_text().count("quadratic") == 2
