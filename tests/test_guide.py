@@ -1,4 +1,4 @@
-"""The README's "Make it yours" guide, run block by block on a copy of the project."""
+"""docs/make-it-yours.md, the guide, run block by block on a copy of the project."""
 
 from __future__ import annotations
 
@@ -12,22 +12,39 @@ import pytest
 
 from tests.conftest import ROOT, copy_tracked_files
 
-pytestmark = pytest.mark.slow
+# A block, with the file it belongs in when the line above it says "File `PATH`:".
+BLOCK = re.compile(r"(?:^File `([^`]+)`:\n\n)?^```(\w+)\n(.*?)^```", re.S | re.M)
 
-BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
 
-
-def guide_blocks() -> list[tuple[str, str]]:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Make it yours", 1)[1].split("\n## ", 1)[0]
-    return BLOCK.findall(section)
+def guide_blocks() -> list[tuple[str, str, str]]:
+    """(file path or "", language, body) for each block of the guide."""
+    return BLOCK.findall((ROOT / "docs" / "make-it-yours.md").read_text())
 
 
 def test_guide_has_files_commands_and_the_removal():
-    kinds = [kind for kind, _ in guide_blocks()]
+    blocks = guide_blocks()
+    kinds = [kind for _, kind, _ in blocks]
     assert kinds.count("bash") == 2 and kinds.count("python") == 3 and kinds.count("yaml") == 3
+    assert [path for path, _, _ in blocks if path] == [
+        "src/litplate/data/quadratic.py",
+        "configs/data/quadratic.yaml",
+        "src/litplate/models/quadratic.py",
+        "configs/model/quadratic.yaml",
+        "configs/experiment/quadratic.yaml",
+        "tests/test_quadratic.py",
+    ]
 
 
+def test_file_blocks_paste_whole():
+    """A block is the whole file: nothing of the guide's (such as its path) sits inside it, so an
+    experiment's `# @package _global_` stays the first line, where Hydra reads it."""
+    for path, _, body in guide_blocks():
+        assert "# file:" not in body, path
+        if path.startswith("configs/experiment/"):
+            assert body.startswith("# @package _global_\n"), path
+
+
+@pytest.mark.slow
 def test_every_guide_block_runs_as_written(tmp_path: Path):
     project = copy_tracked_files(tmp_path / "project")
     # The copy's own package, not the installed one; `python` is this interpreter.
@@ -36,14 +53,13 @@ def test_every_guide_block_runs_as_written(tmp_path: Path):
         "PYTHONPATH": str(project / "src"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
-    for kind, body in guide_blocks():
-        first, _, rest = body.partition("\n")
-        if first.startswith("# file: "):
-            path = project / first.removeprefix("# file: ").strip()
+    for file, kind, body in guide_blocks():
+        if file:
+            path = project / file
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(rest)
+            path.write_text(body)
             continue
-        assert kind == "bash", f"a {kind} block without a '# file:' line"
+        assert kind == "bash", f"a {kind} block without a 'File `PATH`:' line above it"
         result = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", body],
             cwd=project,
@@ -57,5 +73,6 @@ def test_every_guide_block_runs_as_written(tmp_path: Path):
 
     runs = sorted((project / "logs" / "train" / "runs").glob("*/metrics.json"))
     assert len(runs) == 2  # experiment=quadratic, then the new default
-    assert not (project / "src" / "litplate" / "models" / "linear.py").exists()
+    models = project / "src" / "litplate" / "models"
+    assert not (models / "linear.py").exists()
     assert (project / "configs" / "train.yaml").read_text().count("quadratic") == 2
