@@ -24,7 +24,7 @@ train: setup  ## the reference example: y = 0.7x + 0.3
 test: setup  ## every test, the slow ones included, one worker per core (what CI runs)
 	$(BIN)/python -m pytest -m "" -n auto --dist worksteal
 
-test-fast: setup  ## the default selection (about a minute)
+test-fast: setup  ## the default selection: every test but the slow ones
 	$(BIN)/python -m pytest
 
 bench: setup  ## litplate against the plain PyTorch loop -> BENCHMARKS.md (about 5 minutes)
