@@ -112,5 +112,17 @@ def copy_tracked_files(destination: Path) -> Path:
     return destination
 
 
+def project_copy(destination: Path) -> tuple[Path, dict[str, str]]:
+    """The tracked files copied to `destination`, and an environment in which `python` is this
+    interpreter and imports the copy's own package, not the installed one."""
+    project = copy_tracked_files(destination)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(project / "src"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    return project, env
+
+
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())

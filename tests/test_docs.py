@@ -32,7 +32,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from tests.conftest import CONFIG_DIR, ROOT, copy_tracked_files
+from tests.conftest import CONFIG_DIR, ROOT, project_copy
 
 HARDWARE = {"gpu", "mps", "slurm"}
 MARKER = re.compile(r"<!-- (needs: (?P<needs>\w+)|not run: (?P<reason>.+?)) -->")
@@ -214,12 +214,7 @@ def test_real_runs_are_documented_commands():
 
 @pytest.mark.slow
 def test_selected_commands_run_as_written(tmp_path: Path):
-    project = copy_tracked_files(tmp_path / "project")
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(project / "src"),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
+    project, env = project_copy(tmp_path / "project")
     run_dir = None
     for line in REAL_RUNS:
         if run_dir is not None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, copy_tracked_files
+from tests.conftest import ROOT, project_copy
 
 # A block, with the file it belongs in when the line above it says "File `PATH`:".
 BLOCK = re.compile(r"(?:^File `([^`]+)`:\n\n)?^```(\w+)\n(.*?)^```", re.S | re.M)
@@ -46,13 +44,7 @@ def test_file_blocks_paste_whole():
 
 @pytest.mark.slow
 def test_every_guide_block_runs_as_written(tmp_path: Path):
-    project = copy_tracked_files(tmp_path / "project")
-    # The copy's own package, not the installed one; `python` is this interpreter.
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(project / "src"),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
+    project, env = project_copy(tmp_path / "project")
     for file, kind, body in guide_blocks():
         if file:
             path = project / file

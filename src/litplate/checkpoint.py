@@ -234,9 +234,12 @@ class SafeCheckpointIO(TorchCheckpointIO):
             os.replace(tmp, path)
         except (OSError, RuntimeError) as err:
             # torch reports a full disk as "[enforce fail at inline_container.cc] ... error 28".
-            if isinstance(err, OSError) and err.errno not in (errno.ENOSPC, errno.EFBIG):
-                raise
-            if isinstance(err, RuntimeError) and "enforce fail" not in str(err):
+            disk_full = (
+                err.errno in (errno.ENOSPC, errno.EFBIG)
+                if isinstance(err, OSError)
+                else "enforce fail" in str(err)
+            )
+            if not disk_full:
                 raise
             raise CheckpointError(
                 f"{path} not written: no space left on the device, or the file is too large "

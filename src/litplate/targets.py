@@ -48,13 +48,8 @@ def allow(*names: str) -> None:
 
 def is_allowed_name(name: str) -> bool:
     namespaces, exact = allowlist()
-    extra = tuple(_ALLOWED_HERE)
-    return (
-        name in exact
-        or name.startswith(namespaces)
-        or name in extra
-        or name.startswith(tuple(n for n in extra if n.endswith(".")))
-    )
+    namespaces += tuple(n for n in _ALLOWED_HERE if n.endswith("."))
+    return name in exact or name in _ALLOWED_HERE or name.startswith(namespaces)
 
 
 def check_target(target: Any) -> str | None:

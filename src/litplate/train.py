@@ -154,16 +154,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
         fit_metrics.update(_finished_fit_metrics(trainer, model, datamodule, history))
     epochs = trainer.current_epoch
-    last = fit_checkpoints(trainer).get("last")
-    if _fitted_in_spawned_processes(trainer) and last is not None:
+    checkpoints = fit_checkpoints(trainer)
+    if _fitted_in_spawned_processes(trainer) and "last" in checkpoints:
         # ddp_spawn hands back only the weights and the metrics logged with self.log: the loss
         # history and the epoch come from the last checkpoint.
-        state = load_checkpoint(last)
+        state = load_checkpoint(checkpoints["last"])
         history.load_state_dict(state["callbacks"][history.state_key])
         epochs = state["epoch"] + 1
 
     # 4. Evaluate the chosen checkpoint (none when checkpointing is off), through the safe path.
-    checkpoints = fit_checkpoints(trainer)
     tested = checkpoints.get(cfg.get("test_ckpt", "best"))
     if tested is not None:
         load_weights(model, load_checkpoint(tested)["state_dict"], tested)

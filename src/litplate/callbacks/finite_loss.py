@@ -28,6 +28,7 @@ class StopOnNonFiniteLoss(L.Callback):
         self.every_step = every_step
         # The unchecked steps: (epoch, step, batch) and the loss, still on the device.
         self._unchecked: list[tuple[tuple[int, int, int], torch.Tensor]] = []
+        self._weights_checked_at = -1
 
     def on_train_batch_end(
         self,
@@ -64,6 +65,9 @@ class StopOnNonFiniteLoss(L.Callback):
 
     def _check_weights(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """A finite loss can still leave non-finite weights after the step; never save those."""
+        if trainer.global_step == self._weights_checked_at:  # validation already looked
+            return
+        self._weights_checked_at = trainer.global_step
         bad = non_finite_parameters(
             {**dict(pl_module.named_parameters()), **dict(pl_module.named_buffers())}
         )
