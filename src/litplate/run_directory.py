@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict, read_write
 
 from litplate.errors import UserInputError
 
@@ -57,6 +57,10 @@ class OneRunPerDirectory(Callback):
 
     def claim(self, config: DictConfig) -> None:
         if not _rank_zero():
+            # Rank 0 writes the run's .hydra; another rank writing it first would look like a
+            # run already in the directory when rank 0 checks.
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.output_subdir = None
             return
         run_dir = Path(config.hydra.run.dir)
         run_dir.mkdir(parents=True, exist_ok=True)
