@@ -125,10 +125,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 else "no epoch had finished, so there is no checkpoint to resume from"
             )
         ) from None
-    fit_metrics = {
-        **getattr(model, "epoch_metrics", {}),  # the last epoch's values logged past Lightning
-        **{key: to_float(value) for key, value in trainer.callback_metrics.items()},
-    }
+    fit_metrics = {key: to_float(value) for key, value in trainer.callback_metrics.items()}
     if resumed is not None and trainer.global_step == resumed.get("global_step"):
         log.info(
             "The fit of %s was already complete (%d epochs): nothing to train, testing it again",
