@@ -145,6 +145,7 @@ def fit_seeing_batches(tmp_path, max_epochs: int, ckpt_path=None) -> SeenBatches
 
 
 @pytest.mark.filterwarnings("ignore:.*does not have many workers")
+@pytest.mark.filterwarnings("ignore:The dirpath has changed from")  # the resumed fit saves apart
 def test_a_fit_resumed_with_worker_processes_sees_the_batches_of_one_never_stopped(tmp_path):
     straight = fit_seeing_batches(tmp_path, max_epochs=4).batches
     resumed = fit_seeing_batches(tmp_path / "b", 4, ckpt_path=tmp_path / "epoch=1.ckpt").batches
