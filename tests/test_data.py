@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from litplate.data import LinearDataModule
+from litplate.models import LinearRegression
 
 
 def test_defaults_are_the_courses_data():
@@ -116,6 +119,39 @@ def test_an_epochs_batches_depend_only_on_seed_and_epoch():
     straight = epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True), epochs=6)
     resumed = epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True), epochs=1, first=5)
     assert resumed[0] == straight[5]
+
+
+class SeenBatches(L.Callback):
+    """The training points of every batch, by epoch."""
+
+    def __init__(self) -> None:
+        self.batches: dict[int, list[list[float]]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches.setdefault(trainer.current_epoch, []).append(batch[0][:, 0].tolist())
+
+
+def fit_seeing_batches(tmp_path, max_epochs: int, ckpt_path=None) -> SeenBatches:
+    seen = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", save_top_k=-1)
+    spy = SeenBatches()
+    trainer = L.Trainer(
+        max_epochs=max_epochs, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[seen, spy],
+    )  # fmt: skip
+    # A worker process draws its first batches before Lightning calls the sampler's set_epoch.
+    datamodule = LinearDataModule(batch_size=8, shuffle=True, num_workers=1)
+    trainer.fit(LinearRegression(), datamodule=datamodule, ckpt_path=ckpt_path)
+    return spy
+
+
+@pytest.mark.filterwarnings("ignore:.*does not have many workers")
+@pytest.mark.filterwarnings("ignore:The dirpath has changed from")  # the resumed fit saves apart
+def test_a_fit_resumed_with_worker_processes_sees_the_batches_of_one_never_stopped(tmp_path):
+    straight = fit_seeing_batches(tmp_path, max_epochs=4).batches
+    resumed = fit_seeing_batches(tmp_path / "b", 4, ckpt_path=tmp_path / "epoch=1.ckpt").batches
+    assert sorted(resumed) == [2, 3]
+    assert resumed[2] == straight[2] and resumed[3] == straight[3]
+    assert straight[2] != straight[1]  # reshuffled every epoch
 
 
 def test_batches_are_gathered_by_index_not_per_sample():

@@ -28,7 +28,7 @@ class LossHistory(L.Callback):
         self._record(trainer, "train/loss")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Not on_validation_epoch_end: the model logs val/loss in that hook, after the callbacks.
+        # After the validation epoch's end, when Lightning has computed its epoch values.
         if not trainer.sanity_checking:
             self._record(trainer, "val/loss")
 

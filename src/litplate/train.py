@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from litplate import trackers
+from litplate import fast_log, trackers
 from litplate.checkpoint import (
     StoreRunConfig,
     check_resumable,
@@ -73,6 +73,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback] | None = None) ->
     Devices that are not there (`trainer=gpu` without a GPU) stop here, with one clear message.
     """
     check_devices(cfg.trainer)
+    fast_log.enable()
     callbacks = instantiate_group(cfg.get("callbacks")) + (callbacks or [])
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -142,10 +143,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 else "no epoch had finished, so there is no checkpoint to resume from"
             )
         ) from None
-    fit_metrics = {
-        **getattr(model, "epoch_metrics", {}),  # the last epoch's values logged past Lightning
-        **{key: to_float(value) for key, value in trainer.callback_metrics.items()},
-    }
+    fit_metrics = {key: to_float(value) for key, value in trainer.callback_metrics.items()}
     if resumed is not None and trainer.global_step == resumed.get("global_step"):
         log.info(
             "The fit of %s was already complete (%d epochs): nothing to train, testing it again",

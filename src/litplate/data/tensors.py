@@ -7,7 +7,8 @@ gathers the whole batch with one indexing operation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import lightning as L
 import torch
@@ -38,16 +39,10 @@ class BatchIndexSampler(Sampler[torch.Tensor]):
     """
 
     def __init__(
-        self,
-        size: int,
-        batch_size: int,
-        shuffle: bool = False,
-        seed: int = 0,
-        epoch_source: Callable[[], int] | None = None,
+        self, size: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0
     ) -> None:
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
-        self.epoch_source = epoch_source
-        self.epoch = 0
+        self.epoch = epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Called at the start of every training epoch (by Lightning, or by a plain loop)."""
@@ -57,10 +52,7 @@ class BatchIndexSampler(Sampler[torch.Tensor]):
         """The epoch's order of the rows."""
         if not self.shuffle:
             return torch.arange(self.size)
-        # With persistent workers Lightning reads the sampler before it calls set_epoch (on
-        # resume the restored epoch would get epoch 0's order), so ask the trainer instead.
-        epoch = self.epoch_source() if self.epoch_source else self.epoch
-        generator = torch.Generator().manual_seed(self.seed + epoch)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
         return torch.randperm(self.size, generator=generator)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
@@ -162,6 +154,7 @@ class TensorDataModule(L.LightningDataModule):
         self.predict_split = predict_split
         self.split_seed = split_seed
         self.num_workers = num_workers
+        self.resume_epoch = 0  # the first epoch of a fit resumed from a checkpoint
 
     def set_data(self, X: torch.Tensor, y: torch.Tensor, what: str = "points") -> None:
         """Keep (X, y) and cut the splits; too small a split is a ValueError naming its fraction."""
@@ -228,16 +221,13 @@ class TensorDataModule(L.LightningDataModule):
     def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
         X, y = self.split(name)
         trainer = self.trainer  # set by Lightning when the data module is attached
+        epoch = 0
+        if shuffle and trainer is not None:
+            # Worker processes draw their first batches before Lightning calls set_epoch, and on
+            # a resume current_epoch still reads the epoch before: start at the right one here.
+            epoch, self.resume_epoch = max(self.resume_epoch, trainer.current_epoch), 0
         sampler = BatchIndexSampler(
-            len(X),
-            self.batch_size or len(X),
-            shuffle,
-            self.shuffle_seed,
-            # The epoch being run: on a resume `current_epoch` still reads the restored epoch
-            # while its successor is about to run; the fit loop's `processed` count does not.
-            epoch_source=(lambda: trainer.fit_loop.epoch_progress.current.processed)
-            if trainer is not None
-            else None,
+            len(X), self.batch_size or len(X), shuffle, self.shuffle_seed, epoch
         )
         if trainer is not None and trainer.world_size > 1:  # DDP: this rank's share of the rows
             sampler = DistributedBatchIndexSampler(
@@ -253,6 +243,13 @@ class TensorDataModule(L.LightningDataModule):
             # which dropout also draws from, and a resumed run would see other dropout masks.
             generator=torch.Generator().manual_seed(self.shuffle_seed),
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Kept in checkpoints, which are written at an epoch's end: the epoch that follows."""
+        return {"resume_epoch": self.trainer.current_epoch + 1} if self.trainer else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.resume_epoch = state_dict.get("resume_epoch", 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=self.shuffle)

@@ -32,9 +32,10 @@ class LinearRegression(RegressionModel):
 
     def on_train_epoch_end(self) -> None:
         # The learned values, to watch them approach the ideal ones in TensorBoard.
+        # sync_dist: the same on every DDP rank; Lightning warns about every key otherwise.
         if self.hparams.n_features == 1:
-            values = {"weight": self.weights[0].detach(), "bias": self.bias[0].detach()}
+            self.log("weight", self.weights[0], sync_dist=True)
         else:
-            weights = {f"weight/{i}": w for i, w in enumerate(self.weights.detach())}
-            values = {**weights, "bias": self.bias[0].detach()}
-        self.log_epoch(values)
+            for i, weight in enumerate(self.weights):
+                self.log(f"weight/{i}", weight, sync_dist=True)
+        self.log("bias", self.bias[0], sync_dist=True)

@@ -1,7 +1,8 @@
 """What every regression model of litplate shares: loss, optimizer, metrics, the steps, fine-tuning.
 
 A model subclasses `RegressionModel`, creates its parameters and writes `forward()`; the training,
-testing and prediction steps, the optimizer and starting from pre-trained weights are here.
+testing and prediction steps, the optimizer and starting from pre-trained weights are here. A
+model with values of its own to watch logs them in `on_train_epoch_end` (see LinearRegression).
 """
 
 from __future__ import annotations
@@ -55,28 +56,15 @@ class RegressionModel(L.LightningModule):
         # They may come from a file (a checkpoint's hyper-parameters): allowlisted classes only.
         check_config(dict(self.hparams), f"{type(self).__name__} hyper-parameters")
         self.loss_fn = instantiate(self.hparams.loss)
-        # Accumulated over the epoch's batches and logged once at its end: each self.log call
-        # costs Lightning about 0.2 ms, an update here 0.02 ms, and a step of the course's model
-        # 0.3 ms. torchmetrics also sums across DDP ranks exactly, whatever their shares of data.
+        # Means over each epoch's samples, computed and reset by Lightning at the epoch's end;
+        # torchmetrics sums their states across DDP ranks exactly, whatever each rank's share.
         self.train_loss = SampleMean()
+        self.val_loss, self.test_loss = SampleMean(), SampleMean()
         metrics = MetricCollection(
             {"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}
         )
-        self.val_metrics = MetricCollection(
-            {"loss": SampleMean(), **metrics.clone()}, prefix="val/"
-        )
-        self.test_metrics = MetricCollection(
-            {"loss": SampleMean(), **metrics.clone()}, prefix="test/"
-        )
-        # The last values of the epoch metrics that went straight to the loggers (see log_epoch).
-        self.epoch_metrics: dict[str, float] = {}
-        self._callback_keys: set[str] = set()
-
-    def on_fit_start(self) -> None:
-        # Keys that callbacks read from trainer.callback_metrics (the checkpoint's and early
-        # stopping's monitor, the LR scheduler's) go through self.log; see log_epoch.
-        monitors = [getattr(callback, "monitor", None) for callback in self.trainer.callbacks]
-        self._callback_keys = {"train/loss", "val/loss"} | {m for m in monitors if m}
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
 
     def setup(self, stage: str) -> None:
         # Here, not in __init__: the parameters exist by now, a resumed fit (ckpt_path) restores its
@@ -105,78 +93,39 @@ class RegressionModel(L.LightningModule):
                 f"(its parameters: {', '.join(parameters)})"
             )
 
-    def training_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
-    ) -> torch.Tensor:
+    def model_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The loss of a batch, with the predictions and targets it compared."""
         X, y = batch
         y_pred = self(X)  # forward pass
         loss = self.loss_fn(y_pred, y)  # how wrong the predictions are
+        return loss, y_pred, y
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        loss, _, y = self.model_step(batch)
         # Lightning then does optimizer.zero_grad(), loss.backward() and optimizer.step();
         # src/litplate/reference.py writes that loop out by hand.
-        self.train_loss.update(loss, weight=len(X))
-        trainer = self._trainer  # None when the step is called by hand, outside a Trainer
-        if trainer and (trainer.is_last_batch or trainer.global_step + 1 == trainer.max_steps):
-            # The epoch's mean over all samples (and all DDP ranks, whose shares are equal in
-            # training), logged here rather than in on_train_epoch_end, where callbacks (the
-            # loss history) would only see it after their own hook.
-            # batch_size=1: one value per epoch, nothing for Lightning to average or measure.
-            mean = self.train_loss.compute()
-            self.log("train/loss", mean, on_step=False, on_epoch=True, prog_bar=True,
-                     batch_size=1, sync_dist=True)  # fmt: skip
-            self.train_loss.reset()
+        self.train_loss.update(loss, weight=len(y))
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
-        # Lightning has already called model.eval() and entered torch.inference_mode().
-        X, y = batch
-        y_pred = self(X)
-        metrics = getattr(self, f"{stage}_metrics")
-        metrics["loss"].update(self.loss_fn(y_pred, y), weight=len(X))
-        for name, metric in metrics.items():
-            if not name.endswith("loss"):
-                metric.update(y_pred.squeeze(-1), y.squeeze(-1))
-
-    def log_epoch(self, values: dict[str, torch.Tensor]) -> None:
-        """Log values of the whole epoch (the same on every DDP rank).
-
-        While fitting, only the losses and the keys that callbacks monitor go through self.log
-        (about 0.2 ms each per epoch in Lightning); the rest go straight to the loggers at the
-        current step and into `epoch_metrics`, for metrics.json.
-        """
-        fitting = self.trainer.state.fn == "fit" and not self.trainer.sanity_checking
-        direct = {}
-        for key, value in values.items():
-            if fitting and key not in self._callback_keys:
-                direct[key] = value
-            else:
-                # sync_dist=True only tells Lightning that the value is the same on every rank;
-                # it warns about every key of a distributed run otherwise.
-                self.log(key, value, prog_bar=key.endswith("/loss"), sync_dist=True)
-        if direct:
-            # One device sync for all of them (Lightning's own logging syncs each value).
-            direct = dict(zip(direct, torch.stack(list(direct.values())).tolist(), strict=True))
-            self.epoch_metrics.update(direct)
-            for logger in self.loggers:
-                logger.log_metrics(direct, step=self.trainer.global_step)
-
-    def _log_evaluation(self, stage: str) -> None:
-        """The epoch's mean loss and metrics (over all its samples, on every rank)."""
-        metrics = getattr(self, f"{stage}_metrics")
-        values = metrics.compute()  # synced across DDP ranks
-        metrics.reset()
-        self.log_epoch(values)
-
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+        # Lightning has already called model.eval() and entered torch.inference_mode().
+        loss, y_pred, y = self.model_step(batch)
+        self.val_loss.update(loss, weight=len(y))
+        self.val_metrics.update(y_pred.squeeze(-1), y.squeeze(-1))
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_dict(self.val_metrics, on_step=False, on_epoch=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_evaluation("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_evaluation("test")
+        loss, y_pred, y = self.model_step(batch)
+        self.test_loss.update(loss, weight=len(y))
+        self.test_metrics.update(y_pred.squeeze(-1), y.squeeze(-1))
+        self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
+        self.log_dict(self.test_metrics, on_step=False, on_epoch=True)
 
     def predict_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
