@@ -1,4 +1,4 @@
-"""fast_log: Lightning's per-call device move of a logged result is skipped only when it moves nothing."""
+"""fast_log: the device move of a logged result is skipped only when it would move nothing."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _result() -> _ResultMetric:
 
 def test_a_result_already_on_the_device_is_not_walked_again():
     result = _result()
-    # A tensor that Lightning's own move would bring to the CPU, but that the check does not look at.
+    # A tensor that Lightning's move would bring to the CPU, which the check does not look at.
     object.__setattr__(result, "_forward_cache", torch.zeros(1, device="meta"))
     assert result.to(CPU) is result
     assert result._forward_cache.device.type == "meta"
