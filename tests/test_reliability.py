@@ -26,7 +26,7 @@ LONG_RUN = [
     "data.batch_size=16",
     "data.shuffle=true",
     "data.num_workers=2",
-    "trainer.max_epochs=40",
+    "trainer.max_epochs=16",
     "callbacks.progress_bar=null",
     # last.ckpt after every epoch (not at most every 2 s), so the kill lands at a known epoch.
     "callbacks.last_checkpoint.min_interval_s=0",
@@ -76,7 +76,7 @@ def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_run_resumes_bit_identically(tmp_path: Path, straight_run: Path, sig: int):
     proc = _start(tmp_path)
-    _wait_for_epochs(tmp_path, proc, 10)
+    _wait_for_epochs(tmp_path, proc, 5)
     proc.send_signal(sig)
     code = proc.wait(timeout=120)
     stderr = proc.stderr.read()
@@ -85,7 +85,7 @@ def test_killed_run_resumes_bit_identically(tmp_path: Path, straight_run: Path, 
     if sig == signal.SIGTERM:
         assert f"ckpt_path={tmp_path}/checkpoints/last.ckpt" in stderr
     epoch = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["epoch"]
-    assert 10 <= epoch < 39
+    assert 5 <= epoch < 15
 
     resumed = _start(tmp_path, f"ckpt_path={tmp_path}/checkpoints/last.ckpt")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-3000:]
@@ -119,6 +119,7 @@ for trial in range(int(sys.argv[2])):
 """
 
 
+@pytest.mark.slow
 def test_a_kill_during_save_never_leaves_a_corrupt_checkpoint(tmp_path: Path):
     path, trials = tmp_path / "last.ckpt", 10
     killer = subprocess.Popen(

@@ -42,7 +42,11 @@ def test_tensorboard_holds_weight_bias_losses_and_the_figure(linear_run: Path):
     assert [e.value for e in events.Scalars("test/loss")] == [read_metrics(linear_run)["test/loss"]]
     weights = [e.value for e in events.Scalars("weight")]
     assert abs(weights[-1] - 0.7) < 0.01
-    assert "predictions" in events.Tags()["images"]
+    from PIL import Image
+
+    (image,) = events.Images("predictions")  # the saved PNG's pixels, as TensorBoard shows them
+    with Image.open(linear_run / "predictions.png") as png:
+        assert (image.width, image.height) == png.size == (1000, 700)
 
 
 def test_every_checkpoint_loads_with_weights_only(linear_run: Path):

@@ -6,9 +6,10 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -36,9 +37,6 @@ from litplate.export import save_weights, to_float, weight_and_bias, write_json
 from litplate.history import LossHistory
 from litplate.plotting import plot_loss_curves, plot_predictions
 from litplate.validation import validate
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +185,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # 6. Save the model that was tested, and show its predictions and loss curves.
     save_weights(model, output_dir / "model.safetensors")
     _plot(model, datamodule, trainer, output_dir / "predictions.png")
-    curves = plot_loss_curves(
-        history.curve("train/loss"), history.curve("val/loss"), output_dir / "loss_curves.png"
-    )
+    curves = output_dir / "loss_curves.png"
+    plot_loss_curves(history.curve("train/loss"), history.curve("val/loss"), curves)
     _log_figure(trainer, "loss_curves", curves)
 
     _log_hparams(trainer, cfg, metrics)
@@ -254,12 +251,21 @@ def _plot(
     predictions = datamodule.to_data_units(predict(model, datamodule.split("test")[0]))
     train_X, train_y = datamodule.raw_inputs("train"), datamodule.raw_targets("train")
     test_X, test_y = datamodule.raw_inputs("test"), datamodule.raw_targets("test")
-    figure = plot_predictions(train_X, train_y, test_X, test_y, predictions, path)
-    _log_figure(trainer, "predictions", figure)
+    plot_predictions(train_X, train_y, test_X, test_y, predictions, path)
+    _log_figure(trainer, "predictions", path)
 
 
-def _log_figure(trainer: L.Trainer, name: str, figure: Figure) -> None:
-    """Show the figure in TensorBoard's Images tab (when a TensorBoard logger is on)."""
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_figure(name, figure, global_step=trainer.global_step)
+def _log_figure(trainer: L.Trainer, name: str, png: Path) -> None:
+    """Show the saved figure in TensorBoard's Images tab (when a TensorBoard logger is on).
+
+    The PNG's pixels, not the figure: matplotlib would draw it a second time.
+    """
+    loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+    if not loggers:
+        return
+    from PIL import Image  # matplotlib's own dependency
+
+    with Image.open(png) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    for logger in loggers:
+        logger.experiment.add_image(name, pixels, trainer.global_step, dataformats="HWC")
