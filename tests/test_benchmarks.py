@@ -94,8 +94,13 @@ def test_the_process_level_benchmarks_run_from_the_command_line(tmp_path: Path):
     logs_before = sorted((ROOT / "logs").rglob("*"))
     output = tmp_path / "bench.md"
     result = subprocess.run(
-        [sys.executable, "benchmarks/run.py", "--quick", "--only", "start,memory,csv",
-         "--output", str(output)],  # fmt: skip
+        [
+            sys.executable,
+            "benchmarks/run.py",
+            "--quick",
+            *("--only", "start,memory,csv"),
+            *("--output", str(output)),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
