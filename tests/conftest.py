@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import runpy
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 import litplate.config  # noqa: F401  (registers the config resolvers)
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "configs"
+from tests.helpers.project import ROOT, make_cfg
 
 # The trackers (logger=mlflow, logger=wandb) stay on this machine and quiet in every test, and so
 # do the runs that tests start in fresh processes, which inherit these.
@@ -28,18 +23,6 @@ os.environ.update(
     WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DISABLE_GIT="true",
     MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true",
 )  # fmt: skip
-
-
-def make_cfg(config_name: str, output_dir: Path, overrides: list[str] = ()) -> DictConfig:
-    """Compose a config as the script would, writing into `output_dir`.
-
-    The training config's tree is not printed (`extras.print_config`), unless `overrides` ask.
-    """
-    quiet = ["extras.print_config=false"] if config_name == "train" else []
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(
-            config_name, overrides=[*quiet, *overrides, f"paths.output_dir={output_dir}"]
-        )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -98,31 +81,3 @@ def entry_point(capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
         return subprocess.CompletedProcess(sys.argv, code, out, err)
 
     return run
-
-
-def copy_tracked_files(destination: Path) -> Path:
-    """The git-tracked files of the working tree (as edited) copied to `destination`."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.decode()
-    for name in filter(None, files.split("\0")):
-        if (ROOT / name).is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, destination / name)
-    return destination
-
-
-def project_copy(destination: Path) -> tuple[Path, dict[str, str]]:
-    """The tracked files copied to `destination`, and an environment in which `python` is this
-    interpreter and imports the copy's own package, not the installed one."""
-    project = copy_tracked_files(destination)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(project / "src"),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    return project, env
-
-
-def read_metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())

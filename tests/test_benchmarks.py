@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from benchmarks import run as bench
 
-from tests.conftest import ROOT
+from tests.helpers.project import ROOT
 
 KEEP = ["--threads", "0"]  # in-process: leave torch's threads to the rest of the test session
 

@@ -13,17 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
-
-def run_script(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests.helpers.project import ROOT
+from tests.helpers.scripts import run_script
 
 
 def test_train_eval_predict_scripts(tmp_path: Path, entry_point):

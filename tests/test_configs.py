@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from litplate.train import build_data_and_model
-from tests.conftest import CONFIG_DIR, ROOT
+from tests.helpers.project import CONFIG_DIR
+from tests.helpers.scripts import run_script
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 DEBUGS = sorted(p.stem for p in (CONFIG_DIR / "debug").glob("*.yaml"))
@@ -54,30 +52,20 @@ def test_early_stopping_is_off_by_default_and_available(cfg_factory):
     assert cfg.callbacks.last_checkpoint.filename == "last"
 
 
-def _train_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "scripts/train.py", *args, "--cfg", "job"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_unknown_experiment_is_hydras_error():
-    result = _train_cli("experiment=does_not_exist")
+    result = run_script("train.py", "experiment=does_not_exist", "--cfg", "job", timeout=120)
     assert result.returncode != 0
     assert "Could not find 'experiment/does_not_exist'" in result.stderr
 
 
 def test_unknown_key_is_hydras_error():
-    result = _train_cli("no_such_key=1")
+    result = run_script("train.py", "no_such_key=1", "--cfg", "job", timeout=120)
     assert result.returncode != 0
     assert "Could not override 'no_such_key'" in result.stderr
 
 
 def test_cfg_job_prints_the_experiment():
-    result = _train_cli("experiment=linear")
+    result = run_script("train.py", "experiment=linear", "--cfg", "job", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "momentum: 0.9" in result.stdout
     assert "CosineAnnealingLR" in result.stdout

@@ -13,7 +13,7 @@ import torch
 from litplate.data import CSVDataModule
 from litplate.data.csv import CSVDataError, read_csv
 from litplate.data.standardize import Standardization
-from tests.conftest import ROOT
+from tests.helpers.project import ROOT
 
 DIABETES = ROOT / "tests" / "data" / "diabetes.csv"
 DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]

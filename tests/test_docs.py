@@ -32,7 +32,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from tests.conftest import CONFIG_DIR, ROOT, project_copy
+from tests.helpers.project import CONFIG_DIR, ROOT, project_copy
 
 HARDWARE = {"gpu", "mps", "slurm"}
 MARKER = re.compile(r"<!-- (needs: (?P<needs>\w+)|not run: (?P<reason>.+?)) -->")

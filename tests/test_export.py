@@ -15,8 +15,8 @@ from hydra.utils import instantiate
 from litplate.checkpoint import model_from_checkpoint
 from litplate.serving import ExportError, export
 from litplate.train import predict, train
-from tests.conftest import ROOT, make_cfg
-from tests.test_reference import QUIET
+from tests.helpers.project import ROOT, make_cfg
+from tests.helpers.runs import QUIET
 
 FILES = {
     "onnx": "model.onnx",

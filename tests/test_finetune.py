@@ -13,8 +13,7 @@ from litplate.checkpoint import CheckpointError, load_checkpoint, load_state_dic
 from litplate.export import save_weights
 from litplate.models import LinearRegression, MLPRegression
 from litplate.train import train
-from tests.conftest import read_metrics
-from tests.test_reference import QUIET, lightning_epochs
+from tests.helpers.runs import QUIET, lightning_epochs, read_metrics
 
 
 def finetune_overrides(init_from: Path | str, *more: str) -> list[str]:

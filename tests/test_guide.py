@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, project_copy
+from tests.helpers.project import ROOT, project_copy
 
 # A block, with the file it belongs in when the line above it says "File `PATH`:".
 BLOCK = re.compile(r"(?:^File `([^`]+)`:\n\n)?^```(\w+)\n(.*?)^```", re.S | re.M)

@@ -10,8 +10,7 @@ import torch
 from litplate.history import LossHistory
 from litplate.plotting import plot_loss_curves
 from litplate.train import train
-from tests.conftest import read_metrics
-from tests.test_reference import QUIET
+from tests.helpers.runs import QUIET, read_metrics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

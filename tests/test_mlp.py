@@ -15,8 +15,7 @@ from litplate.export import weight_and_bias
 from litplate.models import LinearRegression, MLPRegression, RegressionModel
 from litplate.predict import predict_to_csv
 from litplate.train import train
-from tests.conftest import read_metrics
-from tests.test_reference import QUIET
+from tests.helpers.runs import QUIET, read_metrics
 
 
 def test_architecture_comes_from_config():

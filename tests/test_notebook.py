@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import ROOT
+from tests.helpers.project import ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "01_workflow.ipynb"
 

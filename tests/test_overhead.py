@@ -10,8 +10,7 @@ import pytest
 from litplate.callbacks import NonFiniteLossError
 from litplate.checkpoint import load_checkpoint
 from litplate.train import build_data_and_model, build_trainer, train
-from tests.conftest import read_metrics
-from tests.test_reference import QUIET, lightning_epochs
+from tests.helpers.runs import QUIET, lightning_epochs, read_metrics
 
 
 class SavedEpochs(L.Callback):

@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from litplate.checkpoint import load_checkpoint
 from litplate.config import new_run_dir, outside_hydra
-from tests.conftest import CONFIG_DIR, ROOT, read_metrics
+from tests.helpers.project import CONFIG_DIR, ROOT
+from tests.helpers.runs import read_metrics
 
 RUN_NAME = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+(_\d+)?")
 QUICK = ["experiment=linear", "trainer.max_epochs=2", "callbacks.progress_bar=null"]

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 
 from litplate.reference import fit_reference
 from litplate.train import train
-
-QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]
-
-
-def lightning_epochs(run_dir: Path) -> dict[str, list[float]]:
-    """Per-epoch values as Lightning's CSV logger wrote them (one row per epoch and key)."""
-    columns: dict[str, list[float]] = {}
-    with (run_dir / "csv" / "metrics.csv").open() as file:
-        for row in csv.DictReader(file):
-            for key, value in row.items():
-                if value:
-                    columns.setdefault(key, []).append(float(value))
-    return columns
+from tests.helpers.runs import QUIET, lightning_epochs
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ from litplate.callbacks import NonFiniteLossError
 from litplate.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from litplate.train import train
 from litplate.validation import ConfigError
-from tests.conftest import ROOT, read_metrics
+from tests.helpers.project import ROOT
+from tests.helpers.runs import read_metrics
 
 TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
 # Every source of run-to-run difference at once: shuffled mini-batches, dropout, worker processes.

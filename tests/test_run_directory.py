@@ -16,7 +16,7 @@ from litplate.checkpoint import CheckpointError, SafeCheckpointIO, load_checkpoi
 from litplate.run_directory import lock_run_directory
 from litplate.train import train
 from litplate.validation import ConfigError
-from tests.conftest import read_metrics
+from tests.helpers.runs import read_metrics
 
 QUICK = ["experiment=linear", "trainer.max_epochs=20", "callbacks.progress_bar=null"]
 

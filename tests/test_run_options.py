@@ -13,7 +13,8 @@ from hydra import compose, initialize_config_dir
 
 from litplate.train import train
 from litplate.validation import ConfigError, validate
-from tests.conftest import CONFIG_DIR, ROOT, read_metrics
+from tests.helpers.project import CONFIG_DIR, ROOT
+from tests.helpers.runs import read_metrics
 
 
 def test_print_config_shows_the_tree_and_tags_are_recorded(tmp_path: Path, entry_point):

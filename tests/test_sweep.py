@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shutil
@@ -22,22 +21,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from hydra_plugins.litplate_optuna_sweeper.optuna_sweeper import _value, search_space
 from litplate.sweep import summarize, sweep_failure, write_summary
-from tests.conftest import CONFIG_DIR, ROOT, read_metrics
-
-
-def train_multirun(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def read_summary(sweep_dir: Path) -> list[dict[str, str]]:
-    with (sweep_dir / "summary.csv").open(newline="") as file:
-        return list(csv.DictReader(file))
+from tests.helpers.project import CONFIG_DIR, ROOT
+from tests.helpers.runs import read_metrics, read_summary
+from tests.helpers.scripts import run_script
 
 
 def table_jobs(stdout: str) -> list[int]:
@@ -123,9 +109,11 @@ def test_a_grid_sweep_with_a_failed_job_exits_non_zero_after_every_job(tmp_path:
     # A real `python scripts/train.py -m`: job 1 fails at run time (no config rule checks
     # data.step; the data module refuses 0), jobs 0 and 2 complete.
     sweep_dir = tmp_path / "sweep"
-    result = train_multirun(
+    result = run_script(
+        "train.py", "-m",
         "experiment=linear", "trainer.max_epochs=2", "callbacks.progress_bar=null",
         "data.step=0.02,0,0.01", f"hydra.sweep.dir={sweep_dir}",
+        timeout=600,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr[-3000:]
     assert result.stderr.strip() == (
@@ -302,9 +290,13 @@ def test_an_optuna_study_is_continued_from_its_storage(tmp_path: Path):
     import optuna
 
     args = ["hparams_search=linear_optuna", "trainer.max_epochs=choice(3, 5)"]
-    first = train_multirun(*args, "hydra.sweeper.n_trials=3", cwd=tmp_path)
+    first = run_script(
+        "train.py", "-m", *args, "hydra.sweeper.n_trials=3", cwd=tmp_path, timeout=600
+    )
     assert first.returncode == 0, first.stderr[-3000:]
-    second = train_multirun(*args, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    second = run_script(
+        "train.py", "-m", *args, "hydra.sweeper.n_trials=2", cwd=tmp_path, timeout=600
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     assert "3 earlier trials, 2 more" in second.stdout + second.stderr
 
@@ -351,9 +343,11 @@ def test_a_failing_job_is_a_failed_trial(tmp_path: Path):
     import optuna
 
     sweep_dir = tmp_path / "sweep"
-    result = train_multirun(
+    result = run_script(
+        "train.py", "-m",
         "hydra/sweeper=litplate_optuna", "data.step=choice(0, 0.02)", "trainer.max_epochs=3",
         "hydra.sweeper.n_trials=4", "hydra.sweeper.seed=0", f"hydra.sweep.dir={sweep_dir}",
+        timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(study_name="litplate", storage=f"sqlite:///{sweep_dir}/optuna.db")

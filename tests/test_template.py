@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_tracked_files
+from tests.helpers.project import copy_tracked_files
 
 pytestmark = pytest.mark.slow
 

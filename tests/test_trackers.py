@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from litplate.train import train
-from tests.conftest import read_metrics
+from tests.helpers.runs import read_metrics
 
 RUN_FILES = {"model.safetensors", "predictions.png", "loss_curves.png", "metrics.json"}
 PER_EPOCH = ("weight", "bias", "train/loss", "val/loss", "val/mae", "val/mse", "val/r2")

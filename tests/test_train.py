@@ -15,7 +15,7 @@ from litplate.evaluate import evaluate
 from litplate.models import LinearRegression
 from litplate.predict import predict_to_csv
 from litplate.train import predict, train
-from tests.conftest import read_metrics
+from tests.helpers.runs import read_metrics
 
 
 def test_linear_run_converges_and_writes_its_artefacts(linear_run: Path):

@@ -1,0 +1,241 @@
+"""DDP on the CPU: data split across ranks, one run directory, the same metrics as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from litplate.data import LinearDataModule, TensorDataModule
+from litplate.train import train
+from tests.helpers.runs import job_statuses, read_metrics
+from tests.helpers.scripts import run_script
+
+# --- DDP: data split across ranks ----------------------------------------------------------------
+
+
+def test_ddp_evaluation_splits_points_across_ranks_without_repeats():
+    # 15 test points over 2 ranks: 8 + 7. A padding DistributedSampler would evaluate 16.
+    datamodule = LinearDataModule(train_fraction=0.7, test_fraction=0.3)
+    seen = []
+    for rank in range(2):
+        datamodule.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        seen += [x for X, _ in datamodule.test_dataloader() for x in X.squeeze(-1).tolist()]
+    assert sorted(seen) == datamodule.split("test")[0].squeeze(-1).tolist()
+    datamodule.trainer = None
+    ((X, _),) = list(datamodule.test_dataloader())  # one process: the whole split, one batch
+    assert len(X) == 15
+
+
+def test_tensor_data_rows_are_split_across_ranks():
+    from litplate.data.tensors import BatchIndexSampler, DistributedBatchIndexSampler
+
+    def shards(pad: bool, epoch: int) -> list[list[int]]:
+        out = []
+        for rank in range(2):
+            rows = BatchIndexSampler(15, 4, shuffle=True, seed=3)
+            sampler = DistributedBatchIndexSampler(rows, num_replicas=2, rank=rank, pad=pad)
+            sampler.set_epoch(epoch)
+            batches = list(sampler)
+            assert len(batches) == len(sampler) and all(len(b) <= 4 for b in batches)
+            out.append(torch.cat(batches).tolist())
+        return out
+
+    evaluation = shards(pad=False, epoch=0)
+    assert sorted(evaluation[0] + evaluation[1]) == list(range(15))  # each row once
+    assert [len(rows) for rows in evaluation] == [8, 7]
+    training = shards(pad=True, epoch=0)
+    assert [len(rows) for rows in training] == [8, 8]  # equal steps: one row repeated
+    assert set(training[0] + training[1]) == set(range(15))
+    assert shards(pad=True, epoch=1) != training  # reshuffled every epoch, the same on all ranks
+
+
+class _LineTensors(TensorDataModule):
+    """The course's line as a TensorDataModule (the base of data=csv)."""
+
+    def __init__(self, **split_and_batch) -> None:
+        super().__init__(**split_and_batch)
+        X = torch.arange(0, 1, 0.02).unsqueeze(1)
+        self.set_data(X, 0.7 * X + 0.3)
+
+
+@pytest.fixture
+def own_environ():
+    """Restore os.environ afterwards: ddp_spawn sets MASTER_PORT & co. in this process, and every
+    later subprocess would inherit them (two SLURM test jobs then met on one port)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("own_environ")
+def test_tensor_data_test_metrics_under_ddp_equal_a_single_process():
+    """TensorDataModule's own sampler under DDP (ddp_spawn, in this process): 15 rows, 3 ranks.
+
+    Lightning's own sampler would deal out the 4 batches of 4 rows to 3 ranks padded to 6, i.e.
+    evaluate 2 batches twice: the metrics would differ.
+    """
+    import lightning as L
+
+    from litplate.models import LinearRegression
+
+    model = LinearRegression()
+    with torch.no_grad():
+        model.weights.fill_(0.4)
+        model.bias.fill_(0.33)
+    results = {}
+    for name, strategy, devices in (("single", "auto", 1), ("ddp", "ddp_spawn", 3)):
+        trainer = L.Trainer(
+            accelerator="cpu", devices=devices, strategy=strategy, logger=False,
+            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        )  # fmt: skip
+        datamodule = _LineTensors(train_fraction=0.7, test_fraction=0.3, batch_size=4)
+        (results[name],) = trainer.test(model, datamodule=datamodule, verbose=False)
+    single, ddp = results["single"], results["ddp"]
+    assert single["test/mae"] > 0.01
+    for key in ("test/loss", "test/mae", "test/mse"):
+        assert ddp[key] == pytest.approx(single[key], rel=1e-5), key
+    assert ddp["test/r2"] == pytest.approx(single["test/r2"], rel=1e-4)
+
+
+def test_predict_refuses_several_processes(linear_run: Path, cfg_factory):
+    from litplate.predict import predict_to_csv
+
+    ckpt = linear_run / "checkpoints" / "last.ckpt"
+    cfg = cfg_factory("predict", overrides=[f"ckpt_path={ckpt}", "trainer=ddp_cpu"], name="pred")
+    with pytest.raises(ValueError, match=r"predict\.py writes one CSV from one process"):
+        predict_to_csv(cfg)
+
+
+@pytest.mark.slow
+def test_ddp_cpu_trains_linear_in_one_run_directory(tmp_path: Path, linear_run: Path):
+    # The default run directory (logs/train/runs/<time>_<pid>), to check that the re-launched
+    # rank 1 joins rank 0's directory instead of making its own.
+    result = run_script("train.py", "experiment=linear", "trainer=ddp_cpu", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "distributed_backend=gloo" in output and "MEMBER: 2/2" in output
+    assert "sync_dist=True` when logging on epoch level" not in output  # every value is reduced
+    runs = list((tmp_path / "logs" / "train" / "runs").iterdir())
+    assert len(runs) == 1, runs
+    run = runs[0]
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("metrics.json")] == [
+        (run / "metrics.json").relative_to(tmp_path)
+    ]
+    assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran, and logged here
+    assert output.count("[litplate.train][INFO] - weight=") == 1  # rank 1 wrote nothing
+
+    metrics = read_metrics(run)
+    assert abs(metrics["weight"] - 0.7) < 0.01 and abs(metrics["bias"] - 0.3) < 0.01
+    for name in ("model.safetensors", "predictions.png", "checkpoints/last.ckpt"):
+        assert (run / name).is_file()
+    # Each rank trained on half of the 40 points; with the gradients all-reduced that is the
+    # single-process full-batch step, so the run matches the single-process one.
+    single = read_metrics(linear_run)
+    for key in ("weight", "bias"):
+        assert metrics[key] == pytest.approx(single[key], abs=1e-5)
+    for key in ("test/loss", "test/mae", "test/mse", "val/loss", "train/loss"):
+        assert metrics[key] == pytest.approx(single[key], abs=1e-6)
+    assert metrics["epochs"] == single["epochs"] == 300
+
+
+@pytest.mark.slow
+def test_ddp_spawn_trains_linear_like_ddp(tmp_path: Path, linear_run: Path):
+    """ddp_spawn fits in spawned processes; the main process writes the run's files once, with
+    the same metrics, loss curves and epoch count as a single process."""
+    result = run_script("train.py",
+        "experiment=linear", "trainer=ddp_cpu", "trainer.strategy=ddp_spawn",
+        "callbacks.progress_bar=null", cwd=tmp_path,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "MEMBER: 2/2" in output
+    (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("metrics.json")] == [
+        (run / "metrics.json").relative_to(tmp_path)
+    ]
+    assert not list(run.rglob(".temp.ckpt"))
+    metrics, single = read_metrics(run), read_metrics(linear_run)
+    assert sorted(metrics) == sorted(single)  # spawned processes hand back all they logged
+    for key in ("weight", "bias"):
+        assert metrics[key] == pytest.approx(single[key], abs=1e-5)
+    for key in ("test/loss", "test/mae", "val/loss", "val/mae", "train/loss"):
+        assert metrics[key] == pytest.approx(single[key], abs=1e-6)
+    assert metrics["epochs"] == single["epochs"] == 300
+    assert (run / "loss_curves.png").stat().st_size > 10_000  # 300 epochs drawn, not empty axes
+
+
+@pytest.mark.slow
+def test_ddp_spawn_in_a_multirun(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    result = run_script("train.py",
+        "-m", "experiment=linear", "trainer=ddp_cpu", "trainer.strategy=ddp_spawn",
+        "trainer.max_epochs=5", "callbacks.progress_bar=null", "seed=1,2",
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert job_statuses(sweep) == {"0": "completed", "1": "completed"}
+    first, second = (read_metrics(sweep / job) for job in ("0", "1"))
+    assert first["epochs"] == second["epochs"] == 5
+    assert first["seed"] == 1 and second["seed"] == 2 and first["weight"] != second["weight"]
+    assert sorted(p.parent.name for p in sweep.rglob("metrics.json")) == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_ddp_test_metrics_equal_a_single_process(tmp_path: Path, cfg_factory):
+    """One checkpoint tested by one process and by two: the same metrics.json.
+
+    15 test points split 8 + 7; the loss and the torchmetrics are reduced over both ranks.
+    """
+    cfg = cfg_factory(
+        overrides=[
+            "experiment=linear_tutorial",
+            "data.train_fraction=0.7",
+            "data.test_fraction=0.3",
+            "trainer.max_epochs=20",  # a model that is still off: metrics far from zero
+            "callbacks.progress_bar=null",
+        ]
+    )
+    train(cfg)
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    results = {}
+    for trainer in ("cpu", "ddp_cpu"):
+        out = tmp_path / f"eval_{trainer}"
+        result = run_script(
+            "eval.py", f"ckpt_path={ckpt}", f"trainer={trainer}", f"hydra.run.dir={out}"
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        results[trainer] = json.loads((out / "metrics.json").read_text())
+    single, ddp = results["cpu"], results["ddp_cpu"]
+    assert single["test/mae"] > 0.01  # a real error to compare, not zeros
+    for key in ("test/loss", "test/mae", "test/mse"):
+        assert ddp[key] == pytest.approx(single[key], rel=1e-5), key
+    # R² = 1 - SSE/SST, with SST from float32 sums of y and y² that nearly cancel: the order in
+    # which the ranks' sums are added shows in the 5th digit.
+    assert ddp["test/r2"] == pytest.approx(single["test/r2"], rel=1e-4)
+
+
+def test_ddp_in_a_multirun_is_refused_with_the_way_out(tmp_path: Path, entry_point):
+    # In a multirun a failed job is recorded (failure.json, summary.csv) and the sweep goes on.
+    result = entry_point(
+        "train.py",
+        "-m",
+        "trainer=ddp_cpu",
+        "seed=1,2",
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert result.returncode == 1, result.stderr[-3000:]  # after summary.csv, naming the jobs
+    assert "Sweep failed: 2 of 2 jobs failed: #0 (seed=1)" in result.stderr
+    for job in ("0", "1"):
+        error = json.loads((tmp_path / job / "failure.json").read_text())["error"]
+        assert error.startswith("DistributedLaunchError: strategy=ddp with 2 devices")
+        assert "in a multirun (-m) is the whole sweep" in error and "ddp_spawn" in error
+    assert not list(tmp_path.rglob("metrics.json"))
+    assert not list(tmp_path.rglob("train_ddp_process_1.log"))  # no rank was started
