@@ -12,6 +12,7 @@ import torch
 
 from litplate.data import LinearDataModule, TensorDataModule
 from litplate.train import train
+from tests.helpers.project import make_cfg
 from tests.helpers.runs import job_statuses, read_metrics
 from tests.helpers.scripts import run_script
 
@@ -113,11 +114,23 @@ def test_predict_refuses_several_processes(linear_run: Path, cfg_factory):
         predict_to_csv(cfg)
 
 
+# DDP runs are short: what they must show is that they equal one process, epoch for epoch.
+SHORT = ["experiment=linear", "trainer.max_epochs=30", "callbacks.progress_bar=null"]
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SHORT run in one process: what the DDP runs must reproduce."""
+    run_dir = tmp_path_factory.mktemp("short_run")
+    train(make_cfg("train", run_dir, SHORT))
+    return run_dir
+
+
 @pytest.mark.slow
-def test_ddp_cpu_trains_linear_in_one_run_directory(tmp_path: Path, linear_run: Path):
+def test_ddp_cpu_trains_linear_in_one_run_directory(tmp_path: Path, short_run: Path):
     # The default run directory (logs/train/runs/<time>_<pid>), to check that the re-launched
     # rank 1 joins rank 0's directory instead of making its own.
-    result = run_script("train.py", "experiment=linear", "trainer=ddp_cpu", cwd=tmp_path)
+    result = run_script("train.py", *SHORT, "trainer=ddp_cpu", cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "distributed_backend=gloo" in output and "MEMBER: 2/2" in output
@@ -132,63 +145,48 @@ def test_ddp_cpu_trains_linear_in_one_run_directory(tmp_path: Path, linear_run: 
     assert output.count("[litplate.train][INFO] - weight=") == 1  # rank 1 wrote nothing
 
     metrics = read_metrics(run)
-    assert abs(metrics["weight"] - 0.7) < 0.01 and abs(metrics["bias"] - 0.3) < 0.01
     for name in ("model.safetensors", "predictions.png", "checkpoints/last.ckpt"):
         assert (run / name).is_file()
     # Each rank trained on half of the 40 points; with the gradients all-reduced that is the
     # single-process full-batch step, so the run matches the single-process one.
-    single = read_metrics(linear_run)
+    single = read_metrics(short_run)
     for key in ("weight", "bias"):
         assert metrics[key] == pytest.approx(single[key], abs=1e-5)
     for key in ("test/loss", "test/mae", "test/mse", "val/loss", "train/loss"):
         assert metrics[key] == pytest.approx(single[key], abs=1e-6)
-    assert metrics["epochs"] == single["epochs"] == 300
+    assert metrics["epochs"] == single["epochs"] == 30
 
 
 @pytest.mark.slow
-def test_ddp_spawn_trains_linear_like_ddp(tmp_path: Path, linear_run: Path):
-    """ddp_spawn fits in spawned processes; the main process writes the run's files once, with
-    the same metrics, loss curves and epoch count as a single process."""
+def test_ddp_spawn_runs_in_a_multirun_like_one_process(tmp_path: Path, short_run: Path):
+    """ddp_spawn fits (and tests) in spawned processes; the main process writes each job's files
+    once, with the same metrics, loss curves and epoch count as a single process. Two jobs: the
+    second runs in the process the first one used (spawned twice per job: fit, then test)."""
+    sweep = tmp_path / "sweep"
     result = run_script("train.py",
-        "experiment=linear", "trainer=ddp_cpu", "trainer.strategy=ddp_spawn",
-        "callbacks.progress_bar=null", cwd=tmp_path,
+        "-m", *SHORT, "trainer=ddp_cpu", "trainer.strategy=ddp_spawn", "seed=42,7",
+        f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "MEMBER: 2/2" in output
-    (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()
-    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("metrics.json")] == [
-        (run / "metrics.json").relative_to(tmp_path)
-    ]
-    assert not list(run.rglob(".temp.ckpt"))
-    metrics, single = read_metrics(run), read_metrics(linear_run)
+    assert job_statuses(sweep) == {"0": "completed", "1": "completed"}
+    assert sorted(p.parent.name for p in sweep.rglob("metrics.json")) == ["0", "1"]
+    assert not list(sweep.rglob(".temp.ckpt"))
+    metrics, other = (read_metrics(sweep / job) for job in ("0", "1"))
+    single = read_metrics(short_run)  # seed 42, as job 0
     assert sorted(metrics) == sorted(single)  # spawned processes hand back all they logged
     for key in ("weight", "bias"):
         assert metrics[key] == pytest.approx(single[key], abs=1e-5)
     for key in ("test/loss", "test/mae", "val/loss", "val/mae", "train/loss"):
         assert metrics[key] == pytest.approx(single[key], abs=1e-6)
-    assert metrics["epochs"] == single["epochs"] == 300
-    assert (run / "loss_curves.png").stat().st_size > 10_000  # 300 epochs drawn, not empty axes
+    assert metrics["epochs"] == other["epochs"] == single["epochs"] == 30
+    assert other["seed"] == 7 and other["weight"] != metrics["weight"]
+    assert (sweep / "0" / "loss_curves.png").stat().st_size > 10_000  # drawn, not empty axes
 
 
 @pytest.mark.slow
-def test_ddp_spawn_in_a_multirun(tmp_path: Path):
-    sweep = tmp_path / "sweep"
-    result = run_script("train.py",
-        "-m", "experiment=linear", "trainer=ddp_cpu", "trainer.strategy=ddp_spawn",
-        "trainer.max_epochs=5", "callbacks.progress_bar=null", "seed=1,2",
-        f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    assert job_statuses(sweep) == {"0": "completed", "1": "completed"}
-    first, second = (read_metrics(sweep / job) for job in ("0", "1"))
-    assert first["epochs"] == second["epochs"] == 5
-    assert first["seed"] == 1 and second["seed"] == 2 and first["weight"] != second["weight"]
-    assert sorted(p.parent.name for p in sweep.rglob("metrics.json")) == ["0", "1"]
-
-
-@pytest.mark.slow
-def test_ddp_test_metrics_equal_a_single_process(tmp_path: Path, cfg_factory):
+def test_ddp_test_metrics_equal_a_single_process(tmp_path: Path, cfg_factory, entry_point):
     """One checkpoint tested by one process and by two: the same metrics.json.
 
     15 test points split 8 + 7; the loss and the torchmetrics are reduced over both ranks.
@@ -207,9 +205,8 @@ def test_ddp_test_metrics_equal_a_single_process(tmp_path: Path, cfg_factory):
     results = {}
     for trainer in ("cpu", "ddp_cpu"):
         out = tmp_path / f"eval_{trainer}"
-        result = run_script(
-            "eval.py", f"ckpt_path={ckpt}", f"trainer={trainer}", f"hydra.run.dir={out}"
-        )
+        run = entry_point if trainer == "cpu" else run_script  # DDP re-launches the script
+        result = run("eval.py", f"ckpt_path={ckpt}", f"trainer={trainer}", f"hydra.run.dir={out}")
         assert result.returncode == 0, result.stderr[-3000:]
         results[trainer] = json.loads((out / "metrics.json").read_text())
     single, ddp = results["cpu"], results["ddp_cpu"]

@@ -286,17 +286,14 @@ def test_hparams_search_selects_the_plugin_and_a_stable_sweep_dir():
 
 
 @pytest.mark.slow
-def test_an_optuna_study_is_continued_from_its_storage(tmp_path: Path):
+def test_an_optuna_study_is_continued_from_its_storage(tmp_path: Path, entry_point, monkeypatch):
     import optuna
 
+    monkeypatch.chdir(tmp_path)  # the study's default storage is relative: logs/train/optuna/...
     args = ["hparams_search=linear_optuna", "trainer.max_epochs=choice(3, 5)"]
-    first = run_script(
-        "train.py", "-m", *args, "hydra.sweeper.n_trials=3", cwd=tmp_path, timeout=600
-    )
+    first = entry_point("train.py", "-m", *args, "hydra.sweeper.n_trials=3")
     assert first.returncode == 0, first.stderr[-3000:]
-    second = run_script(
-        "train.py", "-m", *args, "hydra.sweeper.n_trials=2", cwd=tmp_path, timeout=600
-    )
+    second = entry_point("train.py", "-m", *args, "hydra.sweeper.n_trials=2")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "3 earlier trials, 2 more" in second.stdout + second.stderr
 
