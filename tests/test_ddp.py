@@ -149,8 +149,8 @@ def test_ddp_cpu_trains_linear_in_one_run_directory(tmp_path: Path, linear_run: 
 def test_ddp_spawn_trains_linear_like_ddp(tmp_path: Path, linear_run: Path):
     """ddp_spawn fits in spawned processes; the main process writes the run's files once, with
     the same metrics, loss curves and epoch count as a single process."""
-    result = run_script("train.py",
-        "experiment=linear", "trainer=ddp_cpu", "trainer.strategy=ddp_spawn",
+    result = run_script(
+        "train.py", "experiment=linear", "trainer=ddp_cpu", "trainer.strategy=ddp_spawn",
         "callbacks.progress_bar=null", cwd=tmp_path,
     )  # fmt: skip
     output = result.stdout + result.stderr
@@ -176,8 +176,8 @@ def test_ddp_spawn_trains_linear_like_ddp(tmp_path: Path, linear_run: Path):
 @pytest.mark.slow
 def test_ddp_spawn_in_a_multirun(tmp_path: Path):
     sweep = tmp_path / "sweep"
-    result = run_script("train.py",
-        "-m", "experiment=linear", "trainer=ddp_cpu", "trainer.strategy=ddp_spawn",
+    result = run_script(
+        "train.py", "-m", "experiment=linear", "trainer=ddp_cpu", "trainer.strategy=ddp_spawn",
         "trainer.max_epochs=5", "callbacks.progress_bar=null", "seed=1,2",
         f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
