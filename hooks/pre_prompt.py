@@ -6,7 +6,8 @@ project files stay runnable at the root of the repository (no Jinja in them); he
 (`_copy_without_render: ["*"]`). Only files git tracks are kept, so run output, virtual
 environments and caches never reach a generated project. What only concerns the template (its
 benchmarks, its bake test, how to generate) stays behind: the files in TEMPLATE_ONLY, and in the
-docs and the Makefile the blocks between a `template-only` marker line and its `/template-only`.
+docs, the Makefile and pyproject.toml the blocks between a `template-only` marker line and its
+`/template-only`.
 """
 
 import re
