@@ -82,7 +82,7 @@ def main() -> None:
             path.write_text(new, encoding="utf-8")
     if not tidy(root):
         print(
-            "ruff was not found (or failed): to sort the imports and wrap the renamed lines, run"
+            "ruff was not found (or failed): to sort the imports and wrap the renamed lines, run\n"
             f"  cd {SLUG} && ruff check --fix --select I . && ruff format ."
             " && ruff check --select E501 --add-noqa ."
         )
