@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup train test test-fast bench lint format tensorboard clean
+.PHONY: setup train test test-fast lint format tensorboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,12 @@ test: setup  ## every test, the slow ones included, one worker per core (what CI
 test-fast: setup  ## the default selection: every test but the slow ones
 	$(BIN)/python -m pytest
 
+# template-only
+.PHONY: bench
 bench: setup  ## litplate against the plain PyTorch loop -> BENCHMARKS.md (about 5 minutes)
 	$(BIN)/python benchmarks/run.py
 
+# /template-only
 lint: setup  ## ruff: lint and formatting check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -1,6 +1,11 @@
-"""Rename the package `litplate` to the chosen name everywhere in the generated project."""
+"""Rename the package `litplate` to the chosen name everywhere in the generated project, then
+let ruff re-sort the imports and re-wrap the lines the new name made longer or shorter."""
 
+import importlib.util
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 OLD = "litplate"
@@ -35,6 +40,33 @@ def rewrite(path: Path, text: str) -> str:
     return text.replace(OLD.capitalize(), CAMEL)
 
 
+# Imports sort by the package's name and lines change length with it: ruff re-sorts and re-wraps;
+# a line the name made too long that no formatter can break (a name inside a string, comment or
+# docstring) then gets a noqa comment for E501 alone, so `ruff check` stays clean for any name.
+TIDY = [
+    ["check", "--fix", "--select", "I", "--quiet", "."],
+    ["format", "--quiet", "."],
+    ["check", "--select", "E501", "--add-noqa", "--quiet", "."],
+]
+
+
+def ruff_command() -> list[str] | None:
+    if importlib.util.find_spec("ruff") is not None:
+        return [sys.executable, "-m", "ruff"]
+    found = shutil.which("ruff")
+    return [found] if found else None
+
+
+def tidy(root: Path) -> bool:
+    ruff = ruff_command()
+    if ruff is None:
+        return False
+    codes = [
+        subprocess.run([*ruff, *args], cwd=root, capture_output=True).returncode for args in TIDY
+    ]
+    return codes == [0] * len(TIDY)
+
+
 def main() -> None:
     root = Path.cwd()
     rename_paths(root)
@@ -48,6 +80,12 @@ def main() -> None:
         new = rewrite(path, text)
         if new != text:
             path.write_text(new, encoding="utf-8")
+    if not tidy(root):
+        print(
+            "ruff was not found (or failed): to sort the imports and wrap the renamed lines, run\n"
+            f"  cd {SLUG} && ruff check --fix --select I . && ruff format ."
+            " && ruff check --select E501 --add-noqa ."
+        )
     print(f"Created {SLUG}/ with package {PACKAGE}. Next: cd {SLUG} && make train")
 
 

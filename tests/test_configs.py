@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from litplate.train import build_data_and_model
+from litplate.train import build_data_and_model, train
+from litplate.validation import ConfigError
 from tests.helpers.project import CONFIG_DIR
 from tests.helpers.scripts import run_script
 
@@ -69,3 +72,20 @@ def test_cfg_job_prints_the_experiment():
     assert result.returncode == 0, result.stderr
     assert "momentum: 0.9" in result.stdout
     assert "CosineAnnealingLR" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs='abc': expected an integer >= 1"),
+        ("model.optimizer.lr=-0.1", "model.optimizer.lr=-0.1: expected a number > 0"),
+        ("data.test_fraction=0.3", "data.train_fraction + data.val_fraction + data.test_fraction"),
+        ("seed=abc", "seed='abc': expected an integer"),
+        ("test_ckpt=first", "test_ckpt='first': expected 'best' or 'last'"),
+    ],
+)
+def test_invalid_config_values_fail_before_training(cfg_factory, override, message):
+    cfg = cfg_factory(overrides=[override])
+    with pytest.raises(ConfigError, match=message.replace("+", r"\+").replace("(", r"\(")):
+        train(cfg)
+    assert not Path(cfg.paths.output_dir).exists()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from litplate.data import LinearDataModule
 from litplate.models import LinearRegression
+from litplate.train import train
 
 
 def test_defaults_are_the_courses_data():
@@ -175,3 +177,9 @@ def test_ddp_ranks_share_out_the_single_process_order():
         )
         sampler.set_epoch(5)
         assert torch.equal(torch.cat(list(sampler)), order[rank::2])
+
+
+def test_nan_in_the_data_is_refused_naming_the_argument(cfg_factory):
+    # Hydra wraps the data module's ValueError, keeping its message and adding the config key.
+    with pytest.raises(InstantiationException, match="bias must be a finite number, got bias=nan"):
+        train(cfg_factory(overrides=["data.bias=nan"]))

@@ -45,11 +45,11 @@ def test_precision_is_a_trainer_option(cfg_factory, precision):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Precision bf16-mixed is not supported by the model summary")
-def test_bf16_mixed_trains_on_the_cpu(cfg_factory):
-    overrides = ["experiment=linear", "trainer.precision=bf16-mixed", "callbacks.progress_bar=null"]
+def test_bf16_mixed_trains_on_the_cpu(cfg_factory, tiny_overrides, assert_learned):
+    overrides = [*tiny_overrides, "trainer.precision=bf16-mixed", "callbacks.progress_bar=null"]
     cfg = cfg_factory(overrides=overrides)
     metrics = train(cfg)
-    assert abs(metrics["weight"] - 0.7) < 0.01 and abs(metrics["bias"] - 0.3) < 0.01
+    assert_learned(metrics)
 
 
 # --- asking for devices that are not there --------------------------------------------------------
@@ -94,10 +94,10 @@ def test_cpu_auto_and_others_are_not_checked(monkeypatch):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_trainer_gpu_without_a_gpu_exits_non_zero_with_one_message(tmp_path: Path, entry_point):
-    result = entry_point(
-        "train.py", "experiment=linear", "trainer=gpu", f"hydra.run.dir={tmp_path}"
-    )
+def test_trainer_gpu_without_a_gpu_exits_non_zero_with_one_message(
+    tmp_path: Path, entry_point, tiny_overrides
+):
+    result = entry_point("train.py", *tiny_overrides, "trainer=gpu", f"hydra.run.dir={tmp_path}")
     assert result.returncode != 0
     assert (
         "trainer=gpu (accelerator=gpu, devices=1) asks for 1 CUDA device but torch sees none "
@@ -114,22 +114,22 @@ def test_trainer_gpu_without_a_gpu_exits_non_zero_with_one_message(tmp_path: Pat
 @needs_cuda
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_linear_trains_on_a_gpu(tmp_path: Path, precision: str):
-    result = run_script("train.py",
-        "experiment=linear", "trainer=gpu", f"trainer.precision={precision}",
+def test_trains_on_a_gpu(tmp_path: Path, precision: str, tiny_overrides, assert_learned):
+    result = run_script(
+        "train.py", *tiny_overrides, "trainer=gpu", f"trainer.precision={precision}",
         f"hydra.run.dir={tmp_path}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(tmp_path)
-    assert abs(metrics["weight"] - 0.7) < 0.01 and abs(metrics["bias"] - 0.3) < 0.01
+    assert_learned(metrics)
 
 
 @needs_cuda
 @pytest.mark.gpu
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
-def test_linear_trains_with_ddp_on_two_gpus(tmp_path: Path):
-    result = run_script("train.py", "experiment=linear", "trainer=ddp", cwd=tmp_path)
+def test_trains_with_ddp_on_two_gpus(tmp_path: Path, tiny_overrides, assert_learned):
+    result = run_script("train.py", *tiny_overrides, "trainer=ddp", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()
     metrics = read_metrics(run)
-    assert abs(metrics["weight"] - 0.7) < 0.01 and abs(metrics["bias"] - 0.3) < 0.01
+    assert_learned(metrics)

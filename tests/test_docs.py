@@ -2,7 +2,7 @@
 
 A ```bash block is either checked or marked, on the line right above it, with
 `<!-- needs: gpu -->` (or `mps`, `slurm`: hardware this machine lacks; its scripts' configs are
-still composed) or `<!-- not run: REASON -->` (the network, a server, minutes of benchmarks).
+still composed) or `<!-- not run: REASON -->` (the network, a server, minutes of running).
 Every line of an unmarked block must be one of:
 
 - `python scripts/NAME.py ARGS`: the config composes (every group, option and key exists; each
@@ -32,6 +32,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from tests.helpers.markdown import broken_links
 from tests.helpers.project import CONFIG_DIR, ROOT, project_copy
 
 HARDWARE = {"gpu", "mps", "slurm"}
@@ -85,6 +86,10 @@ def test_readme_is_a_front_page():
     # The first line is the heading hooks/post_gen_project.py replaces in a generated project.
     assert readme.startswith(b"# ")
     assert len(readme) <= 15_000
+
+
+def test_every_relative_link_resolves():
+    assert broken_links(ROOT) == []
 
 
 def test_docs_have_blocks_and_every_marker_is_known():

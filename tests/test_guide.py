@@ -63,6 +63,9 @@ def test_every_guide_block_runs_as_written(tmp_path: Path):
         assert result.returncode == 0, (body, result.stdout[-3000:], result.stderr[-3000:])
         assert re.search(r"\d+ passed", result.stdout), result.stdout[-2000:]
 
+    # Step 5 keeps the infrastructure tests; its last command ran them on the new example.
+    kept = {path.name for path in (project / "tests").glob("test_*.py")}
+    assert {"test_devices.py", "test_reliability.py", "test_run_directory.py"} <= kept, kept
     runs = sorted((project / "logs" / "train" / "runs").glob("*/metrics.json"))
     assert len(runs) == 2  # experiment=quadratic, then the new default
     models = project / "src" / "litplate" / "models"

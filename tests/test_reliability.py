@@ -10,33 +10,35 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.errors import InstantiationException
 
 from litplate.callbacks import NonFiniteLossError
 from litplate.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from litplate.train import train
-from litplate.validation import ConfigError
 from tests.helpers.project import ROOT
 from tests.helpers.runs import read_metrics
 
 TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
-# Every source of run-to-run difference at once: shuffled mini-batches, dropout, worker processes.
-LONG_RUN = [
-    "experiment=mlp",
-    "model.dropout=0.1",
-    "data.batch_size=16",
-    "data.shuffle=true",
-    "data.num_workers=2",
-    "trainer.max_epochs=16",
-    "callbacks.progress_bar=null",
-    # last.ckpt after every epoch (not at most every 2 s), so the kill lands at a known epoch.
-    "callbacks.last_checkpoint.min_interval_s=0",
-]
 
 
-def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
+@pytest.fixture(scope="module")
+def long_run(tiny_random_overrides: list[str]) -> list[str]:
+    """Every source of run-to-run difference at once: random numbers drawn in the model (dropout),
+    shuffled mini-batches, worker processes (`++`: the data config may not list them)."""
+    return [
+        *tiny_random_overrides,
+        "++data.batch_size=16",
+        "++data.shuffle=true",
+        "++data.num_workers=2",
+        "trainer.max_epochs=20",
+        "callbacks.progress_bar=null",
+        # last.ckpt after every epoch (not at most every 2 s), so the kill lands at a known epoch.
+        "callbacks.last_checkpoint.min_interval_s=0",
+    ]
+
+
+def _start(long_run: list[str], run_dir: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [*TRAIN, *LONG_RUN, f"hydra.run.dir={run_dir}", *extra],
+        [*TRAIN, *long_run, f"hydra.run.dir={run_dir}", *extra],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -66,17 +68,19 @@ def _same_result(a: Path, b: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def straight_run(tmp_path_factory: pytest.TempPathFactory, long_run: list[str]) -> Path:
     run_dir = tmp_path_factory.mktemp("straight")
-    proc = _start(run_dir)
+    proc = _start(long_run, run_dir)
     assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
     return run_dir
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_run_resumes_bit_identically(tmp_path: Path, straight_run: Path, sig: int):
-    proc = _start(tmp_path)
+def test_killed_run_resumes_bit_identically(
+    tmp_path: Path, straight_run: Path, sig: int, long_run: list[str]
+):
+    proc = _start(long_run, tmp_path)
     _wait_for_epochs(tmp_path, proc, 5)
     proc.send_signal(sig)
     code = proc.wait(timeout=120)
@@ -86,9 +90,9 @@ def test_killed_run_resumes_bit_identically(tmp_path: Path, straight_run: Path, 
     if sig == signal.SIGTERM:
         assert f"ckpt_path={tmp_path}/checkpoints/last.ckpt" in stderr
     epoch = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["epoch"]
-    assert 5 <= epoch < 15
+    assert 5 <= epoch < 19
 
-    resumed = _start(tmp_path, f"ckpt_path={tmp_path}/checkpoints/last.ckpt")
+    resumed = _start(long_run, tmp_path, f"ckpt_path={tmp_path}/checkpoints/last.ckpt")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-3000:]
     _same_result(straight_run, tmp_path)
 
@@ -140,12 +144,12 @@ def test_a_kill_during_save_never_leaves_a_corrupt_checkpoint(tmp_path: Path):
     assert not [p for p in tmp_path.iterdir() if p.name == "last.ckpt" and p.stat().st_size == 0]
 
 
-def test_non_finite_loss_stops_with_epoch_and_step(cfg_factory):
+def test_non_finite_loss_stops_with_epoch_and_step(cfg_factory, tiny_overrides):
     cfg = cfg_factory(
         overrides=[
-            "experiment=linear",
+            *tiny_overrides,
             "model.loss._target_=torch.nn.MSELoss",
-            "model.optimizer.lr=1e6",
+            "model.optimizer.lr=1e30",  # diverges whatever the optimizer: Adam steps by about lr
             "callbacks.progress_bar=null",
         ]
     )
@@ -159,12 +163,6 @@ def test_non_finite_loss_stops_with_epoch_and_step(cfg_factory):
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
-def test_nan_in_the_data_is_refused_naming_the_argument(cfg_factory):
-    # Hydra wraps the data module's ValueError, keeping its message and adding the config key.
-    with pytest.raises(InstantiationException, match="bias must be a finite number, got bias=nan"):
-        train(cfg_factory(overrides=["data.bias=nan"]))
-
-
 class _Payload:
     """Pickles into a call that creates a file: proof of code execution if it ever runs."""
 
@@ -176,8 +174,8 @@ class _Payload:
 
 
 @pytest.fixture
-def malicious_checkpoint(linear_run: Path, tmp_path: Path) -> tuple[Path, Path]:
-    checkpoint = load_checkpoint(linear_run / "checkpoints" / "last.ckpt")
+def malicious_checkpoint(trained_run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    checkpoint = load_checkpoint(trained_run / "checkpoints" / "last.ckpt")
     marker = tmp_path / "payload_ran"
     checkpoint["evil"] = _Payload(marker)
     path = tmp_path / "malicious.ckpt"
@@ -187,7 +185,7 @@ def malicious_checkpoint(linear_run: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_malicious_checkpoint_is_refused_and_never_runs(
-    malicious_checkpoint, cfg_factory, entry_point
+    malicious_checkpoint, cfg_factory, entry_point, tiny_overrides
 ):
     path, marker = malicious_checkpoint
     with pytest.raises(CheckpointError, match="refused") as info:
@@ -196,7 +194,7 @@ def test_malicious_checkpoint_is_refused_and_never_runs(
     with pytest.raises(CheckpointError, match="refused"):
         model_from_checkpoint(path)
     with pytest.raises(CheckpointError, match="refused"):
-        train(cfg_factory(overrides=["experiment=linear", f"ckpt_path={path}"]))
+        train(cfg_factory(overrides=[*tiny_overrides, f"ckpt_path={path}"]))
     result = entry_point("eval.py", f"ckpt_path={path}", f"hydra.run.dir={path.parent}/e")
     assert result.returncode != 0 and "refused" in result.stderr
     assert not marker.exists()
@@ -208,8 +206,8 @@ def test_remote_checkpoints_are_refused(url):
         load_checkpoint(url)
 
 
-def test_truncated_checkpoint_is_a_clear_error(linear_run: Path, tmp_path: Path):
-    data = (linear_run / "checkpoints" / "last.ckpt").read_bytes()
+def test_truncated_checkpoint_is_a_clear_error(trained_run: Path, tmp_path: Path):
+    data = (trained_run / "checkpoints" / "last.ckpt").read_bytes()
     path = tmp_path / "truncated.ckpt"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="not a checkpoint \\(truncated") as info:
@@ -220,36 +218,6 @@ def test_truncated_checkpoint_is_a_clear_error(linear_run: Path, tmp_path: Path)
 def test_resuming_from_a_missing_checkpoint_fails_before_training(cfg_factory, tmp_path):
     cfg = cfg_factory(overrides=[f"ckpt_path={tmp_path}/checkpoints/last.ckpt"])
     with pytest.raises(CheckpointError, match="checkpoint not found"):
-        train(cfg)
-    assert not Path(cfg.paths.output_dir).exists()
-
-
-def test_checkpoint_of_another_model_names_the_keys(linear_run: Path, tmp_path: Path):
-    checkpoint = load_checkpoint(linear_run / "checkpoints" / "last.ckpt")
-    checkpoint["state_dict"] = {"weights": torch.zeros(3), "layer.weight": torch.zeros(1)}
-    path = tmp_path / "other.ckpt"
-    torch.save(checkpoint, path)
-    with pytest.raises(CheckpointError) as info:
-        model_from_checkpoint(path)
-    message = str(info.value)
-    assert "missing: bias" in message
-    assert "unexpected: layer.weight" in message
-    assert "mis-shaped: weights (3,) vs model (1,)" in message
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("trainer.max_epochs=abc", "trainer.max_epochs='abc': expected an integer >= 1"),
-        ("model.optimizer.lr=-0.1", "model.optimizer.lr=-0.1: expected a number > 0"),
-        ("data.test_fraction=0.3", "data.train_fraction + data.val_fraction + data.test_fraction"),
-        ("seed=abc", "seed='abc': expected an integer"),
-        ("test_ckpt=first", "test_ckpt='first': expected 'best' or 'last'"),
-    ],
-)
-def test_invalid_config_values_fail_before_training(cfg_factory, override, message):
-    cfg = cfg_factory(overrides=[override])
-    with pytest.raises(ConfigError, match=message.replace("+", r"\+").replace("(", r"\(")):
         train(cfg)
     assert not Path(cfg.paths.output_dir).exists()
 

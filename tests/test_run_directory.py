@@ -18,7 +18,10 @@ from litplate.train import train
 from litplate.validation import ConfigError
 from tests.helpers.runs import read_metrics
 
-QUICK = ["experiment=linear", "trainer.max_epochs=20", "callbacks.progress_bar=null"]
+
+@pytest.fixture(scope="module")
+def quick(tiny_overrides: list[str]) -> list[str]:
+    return [*tiny_overrides, "trainer.max_epochs=20", "callbacks.progress_bar=null"]
 
 
 def _digests(run_dir: Path) -> dict[str, str]:
@@ -30,18 +33,18 @@ def _digests(run_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def finished_run(tmp_path: Path, entry_point) -> Path:
+def finished_run(tmp_path: Path, entry_point, quick) -> Path:
     run_dir = tmp_path / "run"
-    result = entry_point("train.py", *QUICK, f"hydra.run.dir={run_dir}")
+    result = entry_point("train.py", *quick, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     return run_dir
 
 
 def test_a_second_fresh_run_into_a_taken_directory_stops_and_changes_nothing(
-    finished_run: Path, entry_point
+    finished_run: Path, entry_point, quick
 ):
     before = _digests(finished_run)
-    result = entry_point("train.py", *QUICK, "seed=7", f"hydra.run.dir={finished_run}")
+    result = entry_point("train.py", *quick, "seed=7", f"hydra.run.dir={finished_run}")
     assert result.returncode == 1
     assert f"{finished_run} already holds a run (.hydra, checkpoints, metrics.json)" in (
         result.stderr
@@ -52,12 +55,12 @@ def test_a_second_fresh_run_into_a_taken_directory_stops_and_changes_nothing(
     assert after == before
 
 
-def test_a_live_run_holds_its_directory(tmp_path: Path, entry_point):
+def test_a_live_run_holds_its_directory(tmp_path: Path, entry_point, quick):
     run_dir = tmp_path / "live"
     run_dir.mkdir()
     lock = lock_run_directory(run_dir)  # as a run in progress holds it
     try:
-        result = entry_point("train.py", *QUICK, f"hydra.run.dir={run_dir}")
+        result = entry_point("train.py", *quick, f"hydra.run.dir={run_dir}")
     finally:
         lock.close()
     assert result.returncode == 1
@@ -65,7 +68,7 @@ def test_a_live_run_holds_its_directory(tmp_path: Path, entry_point):
     assert sorted(p.name for p in run_dir.iterdir()) == [".run.lock"]
 
 
-def test_resuming_a_finished_run_keeps_its_results(finished_run: Path, entry_point):
+def test_resuming_a_finished_run_keeps_its_results(finished_run: Path, entry_point, learned):
     """The README's resume command, with RUN an absolute path."""
     before = read_metrics(finished_run)
     run = str(finished_run.resolve())
@@ -78,20 +81,20 @@ def test_resuming_a_finished_run_keeps_its_results(finished_run: Path, entry_poi
     assert "was already complete (20 epochs): nothing to train" in result.stdout + result.stderr
     after = read_metrics(finished_run)
     assert sorted(after) == sorted(before)
-    for key in ("weight", "bias", "val/loss", "train/loss", "test/loss", "epochs"):
+    for key in (*learned, "val/loss", "train/loss", "test/loss", "epochs"):
         assert after[key] == pytest.approx(before[key], abs=1e-7), key
 
 
 @pytest.mark.parametrize("lr", ["inf", "nan", "-inf"])
-def test_a_non_finite_learning_rate_is_refused_before_training(cfg_factory, lr):
-    cfg = cfg_factory(overrides=[*QUICK, f"model.optimizer.lr={lr}"])
+def test_a_non_finite_learning_rate_is_refused_before_training(cfg_factory, lr, quick):
+    cfg = cfg_factory(overrides=[*quick, f"model.optimizer.lr={lr}"])
     with pytest.raises(ConfigError, match=f"model.optimizer.lr={float(lr)!r}: expected a finite"):
         train(cfg)
     assert not Path(cfg.paths.output_dir).exists()
 
 
-class PoisonBias(Callback):
-    """Sets the bias to NaN after a step of `epoch`: the loss of that step was still finite."""
+class PoisonWeights(Callback):
+    """Sets the parameters to NaN after a step of `epoch`: the loss of that step was finite."""
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
@@ -99,13 +102,17 @@ class PoisonBias(Callback):
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:
         if trainer.current_epoch == self.epoch:
             with torch.no_grad():
-                pl_module.bias.fill_(float("nan"))
+                for parameter in pl_module.parameters():
+                    parameter.fill_(float("nan"))
 
 
-def test_weights_that_become_non_finite_are_never_saved(cfg_factory, monkeypatch):
+def test_weights_that_become_non_finite_are_never_saved(cfg_factory, monkeypatch, quick):
     monkeypatch.setattr(targets, "_ALLOWED_HERE", {f"{__name__}."})
-    poison = [f"+callbacks.poison._target_={__name__}.PoisonBias", "+callbacks.poison.epoch=3"]
-    cfg = cfg_factory(overrides=[*QUICK, "callbacks.last_checkpoint.min_interval_s=0", *poison])
+    poison = [
+        f"+callbacks.poison._target_={__name__}.PoisonWeights",
+        "+callbacks.poison.epoch=3",
+    ]
+    cfg = cfg_factory(overrides=[*quick, "callbacks.last_checkpoint.min_interval_s=0", *poison])
     with pytest.raises(NonFiniteLossError, match=r"weights became NaN or infinite at epoch 3"):
         train(cfg)
     run_dir = Path(cfg.paths.output_dir)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from litplate.checkpoint import CheckpointError, load_checkpoint
+from litplate.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from litplate.data import LinearDataModule
 from litplate.evaluate import evaluate
 from litplate.models import LinearRegression
@@ -128,3 +128,16 @@ def test_garbage_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match=r"garbage\.ckpt: not a checkpoint") as info:
         load_checkpoint(path)
     assert "weights_only=False" not in str(info.value)
+
+
+def test_checkpoint_of_another_model_names_the_keys(linear_run: Path, tmp_path: Path):
+    checkpoint = load_checkpoint(linear_run / "checkpoints" / "last.ckpt")
+    checkpoint["state_dict"] = {"weights": torch.zeros(3), "layer.weight": torch.zeros(1)}
+    path = tmp_path / "other.ckpt"
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError) as info:
+        model_from_checkpoint(path)
+    message = str(info.value)
+    assert "missing: bias" in message
+    assert "unexpected: layer.weight" in message
+    assert "mis-shaped: weights (3,) vs model (1,)" in message

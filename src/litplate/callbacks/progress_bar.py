@@ -13,8 +13,8 @@ class ThrottledRichProgressBar(RichProgressBar):
     """RichProgressBar that passes a training batch on only when the bar is due for a redraw.
 
     Lightning 2.6.6's RichProgressBar updates the bar and re-reads every logged metric after each
-    training batch whatever its `refresh_rate` (about 70 µs a step on a 2-core CPU: 7 % of the
-    W2 benchmark's MLP epoch, 10 % of the linear one). Here a batch goes through when
+    training batch whatever its `refresh_rate` (about 70 µs a step on a 2-core CPU: 7 % of an
+    MLP epoch on a large data set, 10 % of the linear one). Here a batch goes through when
     `min_interval_s` has passed since the last one that did, and the epoch's last batch always
     does, so the bar ends each epoch complete. The eye cannot follow faster redraws anyway.
     """
