@@ -10,10 +10,11 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from litplate import lightning_output
+from litplate.builders import build_trainer
 from litplate.checkpoint import model_from_checkpoint
 from litplate.config import outside_hydra, to_plain
-from litplate.export import to_float, weight_and_bias, write_json
-from litplate.train import build_trainer
+from litplate.export import to_float, write_json
 from litplate.validation import validate
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def rebuild(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test the checkpoint and write metrics.json into this run's directory."""
+    lightning_output.quiet()
     cfg = outside_hydra(cfg)  # a hydra.compose() config gets its own run directory
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -44,7 +46,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics = {
         **{key: to_float(value) for key, value in test_metrics.items()},
-        **weight_and_bias(model, getattr(datamodule, "standardization", None)),
+        **model.reported_values(getattr(datamodule, "standardization", None)),
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
     }
     if not trainer.is_global_zero:  # under DDP every rank tests; rank 0 writes the file
