@@ -35,19 +35,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     One paragraph per step of the course; Lightning runs the loops that src/litplate/reference.py
     writes out by hand.
     """
-    # 0. A checked config, a run directory and a seed; a checkpoint to resume from is read here,
-    # so a missing or unsafe one fails before anything is written.
+    # Set up: a checked config, a run directory and a seed; a checkpoint to resume from is read
+    # here, so a missing or unsafe one fails before anything is written.
     lightning_output.quiet()
     cfg = outside_hydra(cfg)  # a hydra.compose() config gets its own run directory
     resumed = _start(cfg)
     output_dir = Path(cfg.paths.output_dir)
 
-    # 1. Get data ready.  2. Build the model, with its loss function and optimizer (its config).
+    # 1. Get data ready.  2. Build the model; 2.1 its loss function and optimizer come with it.
     datamodule, model = build_data_and_model(cfg)
     if resumed is not None:
         check_resumable(resumed, model, cfg.ckpt_path)
 
-    # 3. The training loop (and the testing loop every epoch, as validation): Lightning's fit.
+    # 2.2 The training loop, and the testing loop every epoch (as validation): 3. Lightning fits.
     history = LossHistory()
     trainer = build_trainer(cfg, callbacks=[StoreRunConfig(to_plain(cfg)), history])
     fit_metrics, epochs = _fit(cfg, trainer, model, datamodule, history, resumed)
@@ -77,7 +77,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not trainer.is_global_zero:
         return metrics
 
-    # 5. Make predictions with the tested model; show them, and the loss curves of the fit.
+    # 3. Make predictions with the tested model; plot them, and the loss curves of the fit.
     # Plotted in the data's own units (a CSV's before standardization), not the model's.
     predictions = datamodule.to_data_units(predict(model, datamodule.split("test")[0]))
     plot_predictions(
