@@ -1,5 +1,6 @@
 """The objects a run is made of, built from its config: train, eval, predict and the reference
-loop share these as peers, so each builds the data, the model and the Trainer the same way."""
+loop share these as peers, so each builds the data, the model and the Trainer the same way (eval
+and predict rebuild the model and data of a checkpoint's run)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litplate import fast_log
+from litplate.checkpoint import model_from_checkpoint
+from litplate.config import to_plain
 from litplate.devices import check_devices, check_launch
+from litplate.validation import validate
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -51,3 +55,20 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
     if "n_features" in cfg.model and cfg.model.n_features is None:
         cfg.model.n_features = datamodule.n_features
     return datamodule, instantiate(cfg.model, _recursive_=False)
+
+
+def build_from_checkpoint(
+    cfg: DictConfig,
+) -> tuple[L.LightningModule, L.LightningDataModule, dict[str, Any]]:
+    """The trained model of `cfg.ckpt_path` and the data module of the run that trained it.
+
+    `cfg.data` (empty by default) is merged over the run's data config, e.g. `+data.noise_std=0.1`.
+    """
+    if not cfg.get("ckpt_path"):
+        raise ValueError(
+            "ckpt_path is required, e.g. ckpt_path=logs/train/runs/RUN/checkpoints/last.ckpt"
+        )
+    model, run_config = model_from_checkpoint(cfg.ckpt_path)
+    data_config = {**run_config["data"], **(to_plain(cfg.get("data")) or {})}
+    validate(OmegaConf.create({"data": data_config}))  # the +data.KEY=VALUE overrides
+    return model, instantiate(data_config), run_config

@@ -11,9 +11,8 @@ from omegaconf import DictConfig
 
 from litplate import lightning_output
 from litplate.atomic_write import atomic_write
-from litplate.builders import build_trainer
+from litplate.builders import build_from_checkpoint, build_trainer
 from litplate.config import outside_hydra
-from litplate.evaluate import rebuild
 from litplate.plotting import plot_predictions
 
 log = logging.getLogger(__name__)
@@ -25,7 +24,7 @@ def predict_to_csv(cfg: DictConfig) -> Path:
     cfg = outside_hydra(cfg)  # a hydra.compose() config gets its own run directory
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model, datamodule, _ = rebuild(cfg)
+    model, datamodule, _ = build_from_checkpoint(cfg)
     trainer = build_trainer(cfg)
     if trainer.world_size > 1:  # each rank would predict only its share of the rows
         raise ValueError(
