@@ -45,12 +45,12 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 import litplate
-from litplate.checkpoint import StoreRunConfig
+from litplate import lightning_output
+from litplate.builders import build_data_and_model, build_trainer
+from litplate.callbacks import LossHistory, StoreRunConfig
 from litplate.config import to_plain
 from litplate.data import LinearDataModule
-from litplate.history import LossHistory
 from litplate.reference import fit_reference
-from litplate.train import build_data_and_model, build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("W1", "W2", "start", "memory", "csv")
@@ -969,6 +969,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--csv-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    lightning_output.quiet()  # as every litplate entry point does
 
     if args.memory_child:
         memory_child(json.loads(args.memory_child))

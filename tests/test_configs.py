@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from litplate.train import build_data_and_model, train
+from litplate.builders import build_data_and_model
+from litplate.train import train
 from litplate.validation import ConfigError
 from tests.helpers.project import CONFIG_DIR
 from tests.helpers.scripts import run_script

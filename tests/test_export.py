@@ -13,8 +13,9 @@ import torch
 from hydra.utils import instantiate
 
 from litplate.checkpoint import model_from_checkpoint
+from litplate.inference import predict
 from litplate.serving import ExportError, export
-from litplate.train import predict, train
+from litplate.train import train
 from tests.helpers.project import ROOT, make_cfg
 from tests.helpers.runs import QUIET
 

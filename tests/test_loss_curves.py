@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from litplate.history import LossHistory
+from litplate.callbacks import LossHistory
 from litplate.plotting import plot_loss_curves
 from litplate.train import train
 from tests.helpers.runs import QUIET, read_metrics

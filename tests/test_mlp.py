@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from litplate.evaluate import evaluate
-from litplate.export import weight_and_bias
 from litplate.models import LinearRegression, MLPRegression, RegressionModel
 from litplate.predict import predict_to_csv
 from litplate.train import train
@@ -57,8 +56,8 @@ def test_unknown_model_argument_is_an_error(model):
 def test_only_the_linear_model_reports_weight_and_bias():
     torch.manual_seed(42)
     line = LinearRegression()
-    assert weight_and_bias(line) == {"weight": line.weights.item(), "bias": line.bias.item()}
-    assert weight_and_bias(MLPRegression()) == {}
+    assert line.reported_values() == {"weight": line.weights.item(), "bias": line.bias.item()}
+    assert MLPRegression().reported_values() == {}
 
 
 @pytest.mark.slow

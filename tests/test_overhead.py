@@ -7,9 +7,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 
+from litplate.builders import build_data_and_model, build_trainer
 from litplate.callbacks import NonFiniteLossError
 from litplate.checkpoint import load_checkpoint
-from litplate.train import build_data_and_model, build_trainer, train
+from litplate.train import train
 from tests.helpers.runs import QUIET, lightning_epochs, read_metrics
 
 

@@ -32,8 +32,8 @@ def test_reference_loop_equals_lightning_bit_for_bit(cfg_factory, overrides):
     assert logged["train/loss"] == reference.train_loss  # exact float equality, every epoch
     assert logged["val/loss"] == reference.test_loss
     # The parameters Lightning logged after the last epoch, and those the loop ended with.
-    assert logged["weight"][-1] == reference.weight_and_bias["weight"]
-    assert logged["bias"][-1] == reference.weight_and_bias["bias"]
+    assert logged["weight"][-1] == reference.reported_values["weight"]
+    assert logged["bias"][-1] == reference.reported_values["bias"]
     # Not trivially equal: training moved the loss.
     assert reference.train_loss[-1] < reference.train_loss[0] / 5
 
@@ -48,7 +48,7 @@ def test_reference_loop_trains_the_mlp_like_lightning(cfg_factory):
 
     assert logged["train/loss"] == reference.train_loss
     assert logged["val/loss"] == reference.test_loss
-    assert reference.weight_and_bias == {}  # no line to report
+    assert reference.reported_values == {}  # no line to report
 
 
 def test_reference_loop_fine_tunes_with_frozen_weights(cfg_factory, linear_run: Path):

@@ -67,7 +67,7 @@ def test_summary_rows_are_sorted_best_first_with_failures_last(tmp_path: Path):
     assert "best_checkpoint" not in rows[0]  # numbers only
     assert [row["job"] for row in summarize(tmp_path, "val/loss", "max")] == [0, 2, 1, 3]
 
-    written = write_summary(rows, tmp_path / "summary.csv", "val/loss")
+    written = write_summary(rows, tmp_path / "summary.csv", "val/loss", ["weight", "bias"])
     header = written.read_text().splitlines()[0].split(",")
     assert header[:6] == ["job", "status", "overrides", "val/loss", "weight", "bias"]
     assert header[-2:] == ["error", "dir"]

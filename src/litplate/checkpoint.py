@@ -7,7 +7,6 @@ each failure is one clear error naming the file.
 from __future__ import annotations
 
 import errno
-import os
 import pickle
 import re
 import warnings
@@ -19,6 +18,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
+from litplate.atomic_write import atomic_write
 from litplate.errors import UserInputError
 from litplate.targets import UnsafeConfigError, check_config
 
@@ -193,18 +193,6 @@ def fit_checkpoints(trainer: L.Trainer) -> dict[str, Path]:
     return found
 
 
-class StoreRunConfig(L.Callback):
-    """Keeps the run's resolved config inside every checkpoint, so eval/predict rebuild the run."""
-
-    def __init__(self, run_config: dict[str, Any]) -> None:
-        self.run_config = run_config
-
-    def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        checkpoint[RUN_CONFIG_KEY] = self.run_config
-
-
 class SafeCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint file I/O, made atomic and safe.
 
@@ -225,13 +213,9 @@ class SafeCheckpointIO(TorchCheckpointIO):
         if bad:  # a checkpoint is what a run resumes or is tested from: only finite weights
             raise CheckpointError(f"{path} not written: NaN or infinite values in {', '.join(bad)}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            with tmp.open("wb") as file:
+            with atomic_write(path, "wb") as file:
                 torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
         except (OSError, RuntimeError) as err:
             # torch reports a full disk as "[enforce fail at inline_container.cc] ... error 28".
             disk_full = (
@@ -245,8 +229,6 @@ class SafeCheckpointIO(TorchCheckpointIO):
                 f"{path} not written: no space left on the device, or the file is too large "
                 f"for it ({' '.join(str(err).split())[:200]})"
             ) from None
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None

@@ -138,13 +138,4 @@ def print_config_tree(cfg: DictConfig) -> None:
     console.print(tree)
 
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every non-null `_target_` entry of a group such as `callbacks` or `logger`."""
-    from hydra.utils import instantiate
-
-    if not group:
-        return []
-    return [instantiate(node) for node in group.values() if node and "_target_" in node]
-
-
 register_resolvers()

@@ -16,8 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from litplate.export import weight_and_bias
-from litplate.train import build_data_and_model
+from litplate.builders import build_data_and_model
 
 
 @dataclass
@@ -29,9 +28,10 @@ class ReferenceRun:
     test_loss: list[float]
 
     @property
-    def weight_and_bias(self) -> dict[str, float]:
-        """The learned `weight` and `bias` of the linear model ({} for other models)."""
-        return weight_and_bias(self.model)
+    def reported_values(self) -> dict[str, float]:
+        """The model's own values, as a run reports them (the line's weight and bias; {} for
+        models with none)."""
+        return self.model.reported_values()
 
 
 def fit_reference(cfg: DictConfig) -> ReferenceRun:

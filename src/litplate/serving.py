@@ -18,7 +18,6 @@ predicts, so a file that exists is one that works.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
+from litplate.atomic_write import atomic_path
 from litplate.checkpoint import (
     CheckpointError,
     load_state_dict,
@@ -168,8 +168,7 @@ def save_checked(
     inputs = torch.rand(7, n_features, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         expected = model(inputs)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix its reader expects
-    try:
+    with atomic_path(path, keep_suffix=True) as tmp:  # the suffix its reader expects
         SAVERS[fmt](model, n_features, tmp)
         got = predict_with_file(fmt, tmp, inputs, model_config)
         max_abs_diff = (got - expected).abs().max().item()
@@ -178,9 +177,6 @@ def save_checked(
                 f"{path.name}: its predictions differ from the model's by up to {max_abs_diff:.3g}"
                 f" (more than {TOLERANCE:g}); nothing was written"
             )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return max_abs_diff
 
 

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,8 @@ class SweepSummary(Callback):
     """After a multirun: `summary.csv` in the sweep dir, the same rows as a table, an exit code.
 
     `sort_by` is a metrics.json key (default: the config's `optimized_metric`), best first by
-    `mode` (min or max); failed jobs come last.
+    `mode` (min or max); failed jobs come last. `columns`: metrics.json keys shown next to it, in
+    the table and first among summary.csv's metric columns (configs/hydra/default.yaml).
 
     The exit code, once every job ran and summary.csv is written: a grid sweep (Hydra's basic
     sweeper) exits 1 if any job failed; a search (any other sweeper, e.g. Optuna, where a failed
@@ -132,11 +133,14 @@ class SweepSummary(Callback):
     named in one line on stderr.
     """
 
-    def __init__(self, sort_by: str | None = None, mode: str = "min") -> None:
+    def __init__(
+        self, sort_by: str | None = None, mode: str = "min", columns: Sequence[str] = ()
+    ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         self.sort_by = sort_by
         self.mode = mode
+        self.columns = list(columns)
         self.earlier_jobs: set[str] = set()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -149,8 +153,8 @@ class SweepSummary(Callback):
         if not rows:
             log.warning("No job directories under %s: no %s written", sweep_dir, SUMMARY_FILE)
             return
-        path = write_summary(rows, sweep_dir / SUMMARY_FILE, self.sort_by)
-        print_summary(rows, self.sort_by, title=f"Sweep summary: {path}")
+        path = write_summary(rows, sweep_dir / SUMMARY_FILE, self.sort_by, self.columns)
+        print_summary(rows, self.sort_by, title=f"Sweep summary: {path}", columns=self.columns)
         failure = sweep_failure(rows, _is_grid(config), self.earlier_jobs)
         if failure:
             # Hydra turns an exception raised by a callback into a warning and exits 0.
@@ -235,32 +239,39 @@ def read_job(job_dir: Path) -> tuple[int, list[str], dict[str, Any] | None, str 
         return num, [], metrics, error or "killed as it started (.hydra/hydra.yaml is incomplete)"
 
 
-def _columns(rows: list[dict], sort_by: str | None) -> list[str]:
+def _columns(rows: list[dict], sort_by: str | None, columns: Sequence[str]) -> list[str]:
     first = ["job", "status", "overrides"]
     last = ["error", "dir"]
     metrics = sorted({name for row in rows for name in row} - {*first, *last})
-    leading = [name for name in (sort_by, "weight", "bias") if name in metrics]
+    leading = list(dict.fromkeys(name for name in (sort_by, *columns) if name in metrics))
     return first + leading + [name for name in metrics if name not in leading] + last
 
 
-def write_summary(rows: list[dict], path: Path, sort_by: str | None = None) -> Path:
-    """The rows as CSV, in their order (best first), one column per metric."""
+def write_summary(
+    rows: list[dict], path: Path, sort_by: str | None = None, columns: Sequence[str] = ()
+) -> Path:
+    """The rows as CSV, in their order (best first), one column per metric: `sort_by` and
+    `columns` first."""
     with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=_columns(rows, sort_by), restval="")
+        writer = csv.DictWriter(file, fieldnames=_columns(rows, sort_by, columns), restval="")
         writer.writeheader()
         writer.writerows(rows)
     log.info("Sweep summary of %d jobs: %s", len(rows), path)
     return path
 
 
-def print_summary(rows: list[dict], sort_by: str | None, title: str) -> None:
-    """A rich table of the key columns; overrides shared by every job go into the caption."""
+def print_summary(
+    rows: list[dict], sort_by: str | None, title: str, columns: Sequence[str] = ()
+) -> None:
+    """A rich table: the job, its overrides, `sort_by` and `columns`; overrides shared by every
+    job go into the caption."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     shared = _shared_overrides(rows)
-    metrics = [n for n in (sort_by, "weight", "bias") if n and any(n in row for row in rows)]
+    named = dict.fromkeys(name for name in (sort_by, *columns) if name)
+    metrics = [name for name in named if any(name in row for row in rows)]
     caption = f"every job: {' '.join(shared)}" if shared else None
     table = Table(title=title, caption=caption)
     for name in ["job", "status", "overrides", *metrics]:

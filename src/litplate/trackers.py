@@ -1,9 +1,10 @@
-"""Experiment trackers besides TensorBoard: MLflow (`logger=mlflow`) and W&B (`logger=wandb`).
+"""What a run hands its experiment trackers: TensorBoard, MLflow (`logger=mlflow`), W&B.
 
-Per epoch they get what every Lightning logger gets (losses, val metrics, weight and bias); at the
-end of a run `log_run` adds the run's flat hyper-parameters, its final metrics and its files
-(model.safetensors, predictions.png, loss_curves.png, metrics.json). Both libraries are optional
-extras of the package: the loggers here say which one to install when it is missing.
+Per epoch they get what every Lightning logger gets (losses, val metrics, the model's own values);
+`log_figure` shows a saved figure in TensorBoard's Images tab, and at the end of a run `log_run`
+adds the run's flat hyper-parameters and its final metrics (TensorBoard's HParams) and, for MLflow
+and W&B, its files (model.safetensors, predictions.png, loss_curves.png, metrics.json). MLflow and
+W&B are optional extras of the package: the loggers here say which one to install when missing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from lightning.pytorch.loggers import MLFlowLogger as _MLFlowLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 
 from litplate.config import flat_hparams
@@ -87,17 +90,49 @@ class WandbLogger(_WandbLogger):
 
 
 def log_run(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], output_dir: Path) -> None:
-    """The run's hyper-parameters, final metrics and files, into every MLflow and W&B logger.
+    """The run's hyper-parameters and final metrics into every tracker, its files into every
+    MLflow and W&B logger.
 
     Called before metrics.json is written (the file appears last, when all else succeeded), so
     `metrics` goes to the trackers as a metrics.json of their own.
     """
     files = [output_dir / name for name in RUN_FILES if (output_dir / name).is_file()]
     for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            _log_tensorboard(logger, cfg, metrics)
+    for logger in trainer.loggers:
         if isinstance(logger, _MLFlowLogger):
             _log_mlflow(logger, cfg, metrics, files, output_dir)
         elif isinstance(logger, _WandbLogger):
             _log_wandb(logger, cfg, metrics, files, output_dir)
+
+
+def log_figure(trainer: L.Trainer, name: str, png: Path) -> None:
+    """Show the saved figure in TensorBoard's Images tab (when a TensorBoard logger is on).
+
+    The PNG's pixels, not the figure: matplotlib would draw it a second time.
+    """
+    loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+    if not loggers:
+        return
+    from PIL import Image  # matplotlib's own dependency
+
+    with Image.open(png) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    for logger in loggers:
+        logger.experiment.add_image(name, pixels, trainer.global_step, dataformats="HWC")
+
+
+def _log_tensorboard(logger: TensorBoardLogger, cfg: DictConfig, metrics: dict[str, Any]) -> None:
+    """The hyper-parameters with the final metrics (`hp/<metric>`) for TensorBoard's HParams."""
+    final = {
+        f"hp/{name}": value
+        for name, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "seed"
+    }
+    logger.log_hyperparams(flat_hparams(cfg), final)
+    # fit and test have closed the event file: flush what was written since.
+    logger.finalize("success")
 
 
 def _log_mlflow(

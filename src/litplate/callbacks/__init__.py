@@ -2,13 +2,17 @@
 
 from litplate.callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from litplate.callbacks.last_checkpoint import LastCheckpoint
+from litplate.callbacks.loss_history import LossHistory
 from litplate.callbacks.progress_bar import ThrottledRichProgressBar
 from litplate.callbacks.rng_state import RNGStateCheckpoint
+from litplate.callbacks.run_config import StoreRunConfig
 
 __all__ = [
     "LastCheckpoint",
+    "LossHistory",
     "NonFiniteLossError",
     "RNGStateCheckpoint",
     "StopOnNonFiniteLoss",
+    "StoreRunConfig",
     "ThrottledRichProgressBar",
 ]

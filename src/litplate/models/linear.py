@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from litplate.models.regression import RegressionModel
+
+if TYPE_CHECKING:
+    from litplate.data.standardize import Standardization
 
 
 class LinearRegression(RegressionModel):
@@ -39,3 +42,24 @@ class LinearRegression(RegressionModel):
             for i, weight in enumerate(self.weights):
                 self.log(f"weight/{i}", weight, sync_dist=True)
         self.log("bias", self.bias[0], sync_dist=True)
+
+    def reported_values(self, standardization: Standardization | None = None) -> dict[str, float]:
+        """`weight` and `bias` for metrics.json; `weight/0`, `weight/1`, ... with several features.
+
+        On standardized data (`standardization`, a CSV's) these are the model's own parameters, per
+        standard deviation of each feature and around the target's mean; the same line on the
+        file's values is added as `original_units/weight` (or `/weight/0`, ...) and
+        `original_units/bias`.
+        """
+        weights, bias = self.weights.tolist(), self.bias.item()
+        values = _named(weights, bias)
+        if standardization is not None:
+            original = _named(*standardization.linear_in_original_units(weights, bias))
+            values.update({f"original_units/{key}": value for key, value in original.items()})
+        return values
+
+
+def _named(weights: list[float], bias: float) -> dict[str, float]:
+    if len(weights) == 1:
+        return {"weight": weights[0], "bias": bias}
+    return {**{f"weight/{i}": w for i, w in enumerate(weights)}, "bias": bias}

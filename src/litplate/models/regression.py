@@ -2,13 +2,14 @@
 
 A model subclasses `RegressionModel`, creates its parameters and writes `forward()`; the training,
 testing and prediction steps, the optimizer and starting from pre-trained weights are here. A
-model with values of its own to watch logs them in `on_train_epoch_end` (see LinearRegression).
+model with values of its own to watch logs them in `on_train_epoch_end` and reports them for
+metrics.json in `reported_values` (see LinearRegression).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -19,6 +20,9 @@ from litplate.checkpoint import load_state_dict, load_weights
 from litplate.config import to_plain
 from litplate.metrics import SampleMean
 from litplate.targets import check_config
+
+if TYPE_CHECKING:
+    from litplate.data.standardize import Standardization
 
 
 class RegressionModel(L.LightningModule):
@@ -92,6 +96,13 @@ class RegressionModel(L.LightningModule):
                 f"freeze: {type(self).__name__} has no parameter {', '.join(map(repr, unknown))} "
                 f"(its parameters: {', '.join(parameters)})"
             )
+
+    def reported_values(self, standardization: Standardization | None = None) -> dict[str, float]:
+        """Values of this model's own that a run writes into metrics.json (none here).
+
+        `standardization`: the data's (a CSV's), to report values in the data's own units too.
+        """
+        return {}
 
     def model_step(
         self, batch: tuple[torch.Tensor, torch.Tensor]

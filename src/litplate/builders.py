@@ -1,0 +1,74 @@
+"""The objects a run is made of, built from its config: train, eval, predict and the reference
+loop share these as peers, so each builds the data, the model and the Trainer the same way (eval
+and predict rebuild the model and data of a checkpoint's run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from litplate import fast_log
+from litplate.checkpoint import model_from_checkpoint
+from litplate.config import to_plain
+from litplate.devices import check_devices, check_launch
+from litplate.validation import validate
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every non-null `_target_` entry of a group such as `callbacks` or `logger`."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node and "_target_" in node]
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[L.Callback] | None = None) -> L.Trainer:
+    """The Trainer of `cfg.trainer`, with the callbacks and loggers of `cfg`.
+
+    Devices that are not there (`trainer=gpu` without a GPU) stop here, with one clear message.
+    """
+    check_devices(cfg.trainer)
+    fast_log.enable()
+    callbacks = instantiate_group(cfg.get("callbacks")) + (callbacks or [])
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    check_launch(trainer)
+    return trainer
+
+
+def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """1. Get data ready.  2. Build the model (loss and optimizer come from its config).
+
+    `model.n_features: null` takes the data's number of input features; the value is written into
+    `cfg`, so the config saved with the run's checkpoints rebuilds the same model.
+    """
+    datamodule = instantiate(cfg.data, _convert_="all")  # plain lists, for weights_only checkpoints
+    # What the data settled while loading (a CSV's absolute path and training-split statistics)
+    # goes into the config that checkpoints store, so eval and predict rebuild the same inputs.
+    settled = getattr(datamodule, "settled_config", None)
+    if settled is not None:
+        with open_dict(cfg.data):
+            for key, value in settled().items():
+                cfg.data[key] = value
+    if "n_features" in cfg.model and cfg.model.n_features is None:
+        cfg.model.n_features = datamodule.n_features
+    return datamodule, instantiate(cfg.model, _recursive_=False)
+
+
+def build_from_checkpoint(
+    cfg: DictConfig,
+) -> tuple[L.LightningModule, L.LightningDataModule, dict[str, Any]]:
+    """The trained model of `cfg.ckpt_path` and the data module of the run that trained it.
+
+    `cfg.data` (empty by default) is merged over the run's data config, e.g. `+data.noise_std=0.1`.
+    """
+    if not cfg.get("ckpt_path"):
+        raise ValueError(
+            "ckpt_path is required, e.g. ckpt_path=logs/train/runs/RUN/checkpoints/last.ckpt"
+        )
+    model, run_config = model_from_checkpoint(cfg.ckpt_path)
+    data_config = {**run_config["data"], **(to_plain(cfg.get("data")) or {})}
+    validate(OmegaConf.create({"data": data_config}))  # the +data.KEY=VALUE overrides
+    return model, instantiate(data_config), run_config

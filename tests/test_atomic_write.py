@@ -1,0 +1,36 @@
+"""Results appear whole or not at all: `litplate.atomic_write`, behind every result file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from litplate.atomic_write import atomic_path, atomic_write
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path):
+    path = tmp_path / "metrics.json"
+    path.write_text("old\n")
+    with pytest.raises(RuntimeError, match="crash"), atomic_write(path) as file:
+        file.write("half of the new")
+        raise RuntimeError("crash")
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_finished_write_replaces_the_file(tmp_path: Path):
+    path = tmp_path / "predictions.csv"
+    path.write_text("old\n")
+    with atomic_write(path, newline="") as file:
+        file.write("x,prediction\r\n")
+    assert path.read_bytes() == b"x,prediction\r\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.csv"]
+
+
+def test_keep_suffix_gives_writers_the_suffix_they_choose_the_format_by(tmp_path: Path):
+    with atomic_path(tmp_path / "model.onnx", keep_suffix=True) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".onnx" and tmp.name.startswith(".")
+        tmp.write_bytes(b"model")
+    assert (tmp_path / "model.onnx").read_bytes() == b"model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
