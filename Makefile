@@ -24,8 +24,8 @@ train: setup  ## the reference example: y = 0.7x + 0.3
 test: setup  ## every test, the slow ones included, one worker per core (what CI runs)
 	$(BIN)/python -m pytest -m "" -n auto --dist worksteal
 
-test-fast: setup  ## the default selection: every test but the slow ones
-	$(BIN)/python -m pytest
+test-fast: setup  ## the default selection: every test but the slow ones, one worker per core
+	$(BIN)/python -m pytest -n auto
 
 # template-only
 .PHONY: bench

@@ -17,6 +17,7 @@ from tests.helpers.project import ROOT
 from tests.helpers.scripts import run_script
 
 
+@pytest.mark.slow  # starts fresh interpreters
 def test_train_eval_predict_scripts(tmp_path: Path, entry_point):
     run_dir = tmp_path / "run"
     result = run_script("train.py", "experiment=linear", f"hydra.run.dir={run_dir}")
@@ -52,6 +53,7 @@ def test_invalid_data_argument_exits_non_zero_naming_it(tmp_path: Path, entry_po
     assert not (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.slow  # starts fresh interpreters
 def test_two_runs_started_together_get_their_own_directories(tmp_path: Path):
     # The default run dir, under the launch directory's logs/; fast_dev_run keeps it short.
     args = [sys.executable, str(ROOT / "scripts" / "train.py"), "debug=fdr"]

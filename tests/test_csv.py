@@ -256,6 +256,7 @@ def test_cli_csv_errors_are_one_message_without_traceback(tmp_path: Path, entry_
 # --- training, and eval/predict of the run from anywhere ---------------------------------------
 
 
+@pytest.mark.slow  # a full fit, then evaluation and prediction
 def test_training_on_the_example_csv_learns_one_weight_per_feature(
     cfg_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

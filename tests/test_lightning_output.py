@@ -8,9 +8,12 @@ import subprocess
 import sys
 import warnings
 
+import pytest
+
 from litplate import lightning_output
 
 
+@pytest.mark.slow  # starts fresh interpreters
 def test_importing_the_entry_modules_changes_nothing_in_lightnings_output():
     code = (
         "import json, logging, warnings\n"
