@@ -7,7 +7,7 @@ Every line of an unmarked block must be one of:
 
 - `python scripts/NAME.py ARGS`: the config composes (every group, option and key exists; each
   value of a `-m` sweep composes), as `python scripts/NAME.py ARGS --cfg job` would say; a few are
-  also run for real, as written, in the slow selection (REAL_RUNS);
+  also run for real, with their arguments as written, in the slow selection (REAL_RUNS);
 - `make TARGET`: the target exists (`make -n`).
 
 docs/make-it-yours.md is run block by block by tests/test_guide.py instead. The troubleshooting
@@ -33,7 +33,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from tests.helpers.markdown import broken_links
-from tests.helpers.project import CONFIG_DIR, ROOT, project_copy
+from tests.helpers.project import CONFIG_DIR, ROOT
 
 HARDWARE = {"gpu", "mps", "slurm"}
 MARKER = re.compile(r"<!-- (needs: (?P<needs>\w+)|not run: (?P<reason>.+?)) -->")
@@ -218,15 +218,17 @@ def test_real_runs_are_documented_commands():
 
 
 @pytest.mark.slow
-def test_selected_commands_run_as_written(tmp_path: Path):
-    project, env = project_copy(tmp_path / "project")
+def test_selected_commands_run_as_written(tmp_path: Path, entry_point, monkeypatch):
+    """Each command with its arguments as written, from a fresh launch directory, in this process
+    (the `entry_point` fixture: what `python scripts/NAME.py` runs, without a new interpreter)."""
+    project = tmp_path
+    monkeypatch.chdir(project)
     run_dir = None
     for line in REAL_RUNS:
         if run_dir is not None:
             line = line.replace("RUN", run_dir.name)
-        result = subprocess.run(
-            line, shell=True, cwd=project, env=env, capture_output=True, text=True, timeout=600
-        )
+        script, *args = shlex.split(line.removeprefix("python scripts/"))
+        result = entry_point(script, *args)
         assert result.returncode == 0, (line, result.stderr[-3000:])
         if run_dir is None:
             run_dir = next((project / "logs" / "train" / "runs").iterdir())

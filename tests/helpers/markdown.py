@@ -19,3 +19,12 @@ def broken_links(root: Path) -> list[str]:
             if not (page.parent / path).exists():
                 broken.append(f"{page.relative_to(root)}: {target}")
     return broken
+
+
+# A block, with the file it belongs in when the line above it says "File `PATH`:".
+BLOCK = re.compile(r"(?:^File `([^`]+)`:\n\n)?^```(\w+)\n(.*?)^```", re.S | re.M)
+
+
+def guide_blocks(page: Path) -> list[tuple[str, str, str]]:
+    """(file path or "", language, body) for each block of a guide such as make-it-yours.md."""
+    return BLOCK.findall(page.read_text(encoding="utf-8"))

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -37,15 +35,3 @@ def copy_tracked_files(destination: Path) -> Path:
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, destination / name)
     return destination
-
-
-def project_copy(destination: Path) -> tuple[Path, dict[str, str]]:
-    """The tracked files copied to `destination`, and an environment in which `python` is this
-    interpreter and imports the copy's own package, not the installed one."""
-    project = copy_tracked_files(destination)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(project / "src"),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    return project, env
