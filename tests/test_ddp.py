@@ -158,12 +158,16 @@ def test_ddp_cpu_trains_linear_in_one_run_directory(tmp_path: Path, short_run: P
 
 
 @pytest.mark.slow
-def test_ddp_spawn_runs_in_a_multirun_like_one_process(tmp_path: Path, short_run: Path):
+@pytest.mark.usefixtures("own_environ")
+def test_ddp_spawn_runs_in_a_multirun_like_one_process(
+    tmp_path: Path, short_run: Path, entry_point
+):
     """ddp_spawn fits (and tests) in spawned processes; the main process writes each job's files
     once, with the same metrics, loss curves and epoch count as a single process. Two jobs: the
-    second runs in the process the first one used (spawned twice per job: fit, then test)."""
+    second runs in the process the first one used (spawned twice per job: fit, then test); the
+    sweep runs in this process, as `python scripts/train.py -m` would."""
     sweep = tmp_path / "sweep"
-    result = run_script("train.py",
+    result = entry_point("train.py",
         "-m", *SHORT, "trainer=ddp_cpu", "trainer.strategy=ddp_spawn", "seed=42,7",
         f"hydra.sweep.dir={sweep}",
     )  # fmt: skip

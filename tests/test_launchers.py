@@ -17,9 +17,11 @@ from tests.helpers.scripts import run_script, with_path
 # --- Hydra launchers -----------------------------------------------------------------------------
 
 
-def _sweep(tmp_path: Path, *launcher: str) -> list[dict]:
+def _sweep(tmp_path: Path, entry_point, *launcher: str) -> list[dict]:
+    """A 2-job sweep; the sweep's own process is this one, its jobs run where the launcher runs
+    them (submitit and joblib start processes of their own)."""
     sweep = tmp_path / "sweep"
-    result = run_script(
+    result = entry_point(
         "train.py",
         "-m",
         *launcher,
@@ -39,15 +41,15 @@ def _sweep(tmp_path: Path, *launcher: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_multirun_through_submitit_local(tmp_path: Path):
-    metrics = _sweep(tmp_path, "hydra/launcher=submitit_local")
+def test_multirun_through_submitit_local(tmp_path: Path, entry_point):
+    metrics = _sweep(tmp_path, entry_point, "hydra/launcher=submitit_local")
     assert metrics[0]["test/loss"] != metrics[1]["test/loss"]  # two configurations, two results
     assert list((tmp_path / "sweep" / ".submitit").glob("*/*_result.pkl"))  # ran through submitit
 
 
 @pytest.mark.slow
-def test_multirun_through_joblib(tmp_path: Path):
-    metrics = _sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+def test_multirun_through_joblib(tmp_path: Path, entry_point):
+    metrics = _sweep(tmp_path, entry_point, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert metrics[0]["test/loss"] != metrics[1]["test/loss"]
 
 
@@ -80,7 +82,7 @@ def test_slurm_launcher_asks_slurm_for_one_task_per_device(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_a_sweep_of_two_node_ddp_runs_on_slurm(tmp_path: Path):
+def test_a_sweep_of_two_node_ddp_runs_on_slurm(tmp_path: Path, entry_point, monkeypatch):
     """hydra/launcher=slurm end to end, on a stand-in SLURM (tests/helpers/fake_slurm.py) here.
 
     Two jobs (a job array), each a DDP run over 2 "nodes" x 1 CPU device: SLURM starts the 2
@@ -90,12 +92,13 @@ def test_a_sweep_of_two_node_ddp_runs_on_slurm(tmp_path: Path):
 
     fake_slurm.install(tmp_path / "bin")
     sweep = tmp_path / "sweep"
-    result = run_script(
+    monkeypatch.setenv("PATH", with_path(tmp_path / "bin")["PATH"])
+    monkeypatch.setenv("FAKE_SLURM_DIR", str(tmp_path / "slurm"))
+    result = entry_point(  # the sweep in this process; the stand-in SLURM starts the tasks
         "train.py", "-m", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=null",
         "trainer=ddp_cpu", "trainer.devices=1", "trainer.num_nodes=2", "experiment=linear",
         "trainer.max_epochs=5", "callbacks.progress_bar=null", "seed=42,7",
-        f"hydra.sweep.dir={sweep}", timeout=600,
-        env={**with_path(tmp_path / "bin"), "FAKE_SLURM_DIR": str(tmp_path / "slurm")},
+        f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     (script,) = sweep.glob(".submitit/*/*_submission.sh")
