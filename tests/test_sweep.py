@@ -336,15 +336,14 @@ def test_a_built_wheel_ships_the_plugin_in_the_hydra_plugins_namespace(tmp_path:
 
 
 @pytest.mark.slow
-def test_a_failing_job_is_a_failed_trial(tmp_path: Path):
+def test_a_failing_job_is_a_failed_trial(tmp_path: Path, entry_point):
     import optuna
 
     sweep_dir = tmp_path / "sweep"
-    result = run_script(
+    result = entry_point(
         "train.py", "-m",
         "hydra/sweeper=litplate_optuna", "data.step=choice(0, 0.02)", "trainer.max_epochs=3",
         "hydra.sweeper.n_trials=4", "hydra.sweeper.seed=0", f"hydra.sweep.dir={sweep_dir}",
-        timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(study_name="litplate", storage=f"sqlite:///{sweep_dir}/optuna.db")
@@ -381,7 +380,9 @@ def _kill(process: subprocess.Popen) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_killed_optuna_study_is_reconciled_when_continued(tmp_path: Path):
+def test_a_killed_optuna_study_is_reconciled_when_continued(
+    tmp_path: Path, entry_point, monkeypatch
+):
     import optuna
 
     # Two trials per round: job 0 finishes and writes metrics.json while trial 0 waits for job 1
@@ -408,10 +409,10 @@ def test_a_killed_optuna_study_is_reconciled_when_continued(tmp_path: Path):
     study = optuna.load_study(study_name="linear_optuna", storage=storage)
     assert [trial.state.name for trial in study.trials] == ["RUNNING", "RUNNING"]
 
-    shorter = [arg.replace("max_epochs=100", "max_epochs=5") for arg in command]
-    second = subprocess.run(
-        shorter, cwd=tmp_path, capture_output=True, text=True, timeout=600
-    )  # the same study continues (its new jobs need not be long)
+    # The same study continues, in this process (its new jobs need not be long).
+    shorter = [arg.replace("max_epochs=100", "max_epochs=5") for arg in command[2:]]
+    monkeypatch.chdir(tmp_path)
+    second = entry_point("train.py", *shorter)
     assert second.returncode == 0, second.stderr[-3000:]
     trials = optuna.load_study(study_name="linear_optuna", storage=storage).trials
     states = {trial.number: trial.state.name for trial in trials}
