@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 
 from litplate.builders import build_data_and_model, build_trainer
 from litplate.callbacks import NonFiniteLossError
@@ -135,3 +136,94 @@ def test_the_progress_bar_sees_each_epochs_last_batch_when_throttled(
     datamodule, model = build_data_and_model(cfg)
     build_trainer(cfg).fit(model, datamodule=datamodule)
     assert seen == expected
+
+
+def _fit_recording_writes(cfg) -> list[tuple[str, int]]:
+    """Fit `cfg`; (file name, epoch) of every checkpoint written to disk, in order."""
+    L.seed_everything(cfg.seed)
+    datamodule, model = build_data_and_model(cfg)
+    trainer = build_trainer(cfg)
+    io = trainer.strategy.checkpoint_io
+    written, save = [], io.save_checkpoint
+
+    def spy(checkpoint, path, storage_options=None):
+        written.append((Path(path).name, checkpoint["epoch"]))
+        save(checkpoint, path, storage_options)
+
+    io.save_checkpoint = spy
+    trainer.fit(model, datamodule=datamodule)
+    return written
+
+
+def _same(a, b, run_a: str, run_b: str, where: str = "checkpoint") -> None:
+    """a == b, tensors bit for bit, strings equal once each run's directory is renamed."""
+    assert type(a) is type(b), where
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        _same(list(a), list(b), run_a, run_b, f"{where} keys")
+        for (key, x), y in zip(a.items(), b.values(), strict=True):
+            _same(x, y, run_a, run_b, f"{where}[{key!r}]")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, run_a, run_b, f"{where}[{i}]")
+    elif isinstance(a, str):
+        assert a.replace(run_a, "RUN") == b.replace(run_b, "RUN"), where
+    else:
+        assert a == b, where
+
+
+def test_best_checkpoint_in_memory_writes_what_model_checkpoint_writes(cfg_factory):
+    # lr 0.1: val/loss is lowest at epoch 13 of 20, then oscillates.
+    common = [
+        "experiment=linear_tutorial", "trainer.max_epochs=20", "model.optimizer.lr=0.1",
+        *QUIET, "~logger", "callbacks.last_checkpoint.min_interval_s=3600",
+    ]  # fmt: skip
+    kept = cfg_factory(overrides=[*common, "callbacks.model_checkpoint.min_interval_s=3600"])
+    plain = cfg_factory(
+        overrides=[
+            *common,
+            "callbacks.model_checkpoint._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+            "~callbacks.model_checkpoint.min_interval_s",
+        ],
+        name="plain",
+    )
+    # The first best is written at once (a best.ckpt exists from the first epoch on), the next
+    # ones wait in memory; the best of epoch 13 is written just before the final last.ckpt.
+    assert _fit_recording_writes(kept) == [
+        ("best.ckpt", 0), ("last.ckpt", 0), ("best.ckpt", 13), ("last.ckpt", 19)
+    ]  # fmt: skip
+    plain_writes = _fit_recording_writes(plain)
+    assert ("best.ckpt", 13) == [w for w in plain_writes if w[0] == "best.ckpt"][-1]
+    assert len(plain_writes) > 6
+    runs = [Path(cfg.paths.output_dir) for cfg in (kept, plain)]
+    for name in ("best.ckpt", "last.ckpt"):
+        a, b = (load_checkpoint(run / "checkpoints" / name) for run in runs)
+        assert a["epoch"] == (13 if name == "best.ckpt" else 19)
+        _same(a, b, *map(str, runs))  # weights, optimizer, loops, RNG and callback states
+
+
+def test_best_checkpoint_is_written_when_the_fit_stops_on_an_exception(cfg_factory):
+    class Failure(Exception):
+        pass
+
+    class FailAt(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 6:
+                raise Failure  # Ctrl-C and SIGTERM end in the same hook (on_exception)
+
+    cfg = cfg_factory(
+        overrides=[
+            "experiment=linear_tutorial", "trainer.max_epochs=20", *QUIET, "~logger",
+            "callbacks.last_checkpoint.min_interval_s=3600",
+            "callbacks.model_checkpoint.min_interval_s=3600",
+        ]
+    )  # fmt: skip
+    L.seed_everything(cfg.seed)
+    datamodule, model = build_data_and_model(cfg)
+    trainer = build_trainer(cfg, callbacks=[FailAt()])
+    with pytest.raises(Failure):
+        trainer.fit(model, datamodule=datamodule)
+    best = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt")
+    assert best["epoch"] == 5  # val/loss falls every epoch here: the last finished one

@@ -10,6 +10,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from litplate.callbacks.best_checkpoint import BestCheckpoint
+
 
 class LastCheckpoint(ModelCheckpoint):
     """A `ModelCheckpoint` without a monitor that skips epoch ends less than `min_interval_s` after
@@ -38,6 +40,14 @@ class LastCheckpoint(ModelCheckpoint):
             age = math.inf
         # Rank 0 decides for all: saving has a barrier that every rank must reach.
         return trainer.strategy.broadcast(age >= self.min_interval_s)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        # A best checkpoint kept in memory goes to disk first: the best that last.ckpt names
+        # (in the BestCheckpoint state it holds) is then always on disk too.
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, BestCheckpoint):
+                callback.flush(trainer)
+        super()._save_checkpoint(trainer, filepath)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._due(trainer):
