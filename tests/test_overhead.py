@@ -195,7 +195,7 @@ def test_best_checkpoint_in_memory_writes_what_model_checkpoint_writes(cfg_facto
         ("best.ckpt", 0), ("last.ckpt", 0), ("best.ckpt", 13), ("last.ckpt", 19)
     ]  # fmt: skip
     plain_writes = _fit_recording_writes(plain)
-    assert ("best.ckpt", 13) == [w for w in plain_writes if w[0] == "best.ckpt"][-1]
+    assert [w for w in plain_writes if w[0] == "best.ckpt"][-1] == ("best.ckpt", 13)
     assert len(plain_writes) > 6
     runs = [Path(cfg.paths.output_dir) for cfg in (kept, plain)]
     for name in ("best.ckpt", "last.ckpt"):

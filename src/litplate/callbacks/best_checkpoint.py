@@ -97,7 +97,7 @@ class BestCheckpoint(ModelCheckpoint):
 
 def _cloned(value: Any) -> Any:
     """A copy of a dumped checkpoint that training no longer changes: tensors cloned, containers
-    copied (with their attributes, such as a state_dict's `_metadata`), numbers and strings shared."""
+    copied (with their attributes: a state_dict's `_metadata`), numbers and strings shared."""
     if isinstance(value, torch.Tensor):
         return value.clone()
     if isinstance(value, dict):
