@@ -108,12 +108,13 @@ def test_checking_the_loss_once_per_epoch_names_the_same_step(cfg_factory):
 @pytest.mark.parametrize(
     ("min_interval_s", "expected"),
     [
-        pytest.param(0, [(epoch, batch) for epoch in range(2) for batch in range(8)], id="every"),
-        # An hour apart: the first batch, then only each epoch's last, so every epoch ends full.
-        pytest.param(3600, [(0, 0), (0, 7), (1, 7)], id="throttled"),
+        pytest.param(0, [(epoch, batch) for epoch in range(3) for batch in range(8)], id="every"),
+        # An hour apart: the first epoch is drawn (its last batch), the second not at all, the
+        # fit's final one is.
+        pytest.param(3600, [(0, 7), (2, 7)], id="throttled"),
     ],
 )
-def test_the_progress_bar_sees_each_epochs_last_batch_when_throttled(
+def test_the_progress_bar_sees_the_last_batch_of_each_epoch_it_draws(
     cfg_factory, monkeypatch, min_interval_s, expected
 ):
     from lightning.pytorch.callbacks import RichProgressBar
@@ -127,7 +128,7 @@ def test_the_progress_bar_sees_each_epochs_last_batch_when_throttled(
     cfg = cfg_factory(
         overrides=[
             "experiment=linear_tutorial",
-            "trainer.max_epochs=2",
+            "trainer.max_epochs=3",
             "data.batch_size=5",  # 40 training points: 8 batches an epoch
             f"callbacks.progress_bar.min_interval_s={min_interval_s}",
             "~logger",
@@ -136,6 +137,47 @@ def test_the_progress_bar_sees_each_epochs_last_batch_when_throttled(
     datamodule, model = build_data_and_model(cfg)
     build_trainer(cfg).fit(model, datamodule=datamodule)
     assert seen == expected
+
+
+class StopAfter(L.Callback):
+    """Stops the fit after `epoch`, as early stopping does (at the end of the epoch)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        trainer.should_stop = trainer.current_epoch >= self.epoch
+
+
+@pytest.mark.parametrize(("stop_after", "final"), [(None, 19), (7, 7)], ids=["max", "stopped"])
+def test_the_throttled_progress_bar_draws_few_epochs_and_ends_with_the_final_one(
+    cfg_factory, stop_after, final
+):
+    from litplate.callbacks import ThrottledRichProgressBar
+
+    cfg = cfg_factory(
+        overrides=[
+            "experiment=linear_tutorial", "trainer.max_epochs=20", "~logger",
+            "callbacks.progress_bar.min_interval_s=3600",
+        ]
+    )  # fmt: skip
+    datamodule, model = build_data_and_model(cfg)
+    extra = [StopAfter(stop_after)] if stop_after is not None else []
+    trainer = build_trainer(cfg, callbacks=extra)
+    trainer.fit(model, datamodule=datamodule)
+    bar = trainer.progress_bar_callback
+    assert isinstance(bar, ThrottledRichProgressBar)
+    # Each validation that goes through adds a bar: the sanity check's, epoch 0's and (when
+    # the fit runs to max_epochs) the final epoch's; 20 without the throttle.
+    tasks = bar.progress.tasks
+    assert len(tasks) == (4 if stop_after is None else 3)
+    train_bar = tasks[bar.train_progress_bar_id]
+    assert train_bar.description.startswith(f"Epoch {final}/19")
+    assert train_bar.completed == train_bar.total == 1
+    shown = bar._metric_component._metrics
+    assert set(shown) >= {"train/loss", "val/loss"}
+    for key, value in trainer.progress_bar_metrics.items():
+        assert shown[key] == pytest.approx(float(value)), key
 
 
 def _fit_recording_writes(cfg) -> list[tuple[str, int]]:

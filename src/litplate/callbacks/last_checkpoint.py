@@ -32,7 +32,7 @@ class LastCheckpoint(ModelCheckpoint):
         self.min_interval_s = min_interval_s
 
     def _due(self, trainer: L.Trainer) -> bool:
-        if self.min_interval_s == 0 or _final_epoch(trainer):
+        if self.min_interval_s == 0 or final_epoch(trainer):
             return True
         try:  # the file's age, so the interval also holds across a resume
             age = time.time() - os.path.getmtime(self.best_model_path)
@@ -58,7 +58,7 @@ class LastCheckpoint(ModelCheckpoint):
             super().on_validation_end(trainer, pl_module)
 
 
-def _final_epoch(trainer: L.Trainer) -> bool:
+def final_epoch(trainer: L.Trainer) -> bool:
     """Whether the fit stops after this epoch (max_epochs, max_steps or a callback's stop)."""
     max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
     max_steps = trainer.max_steps if trainer.max_steps not in (None, -1) else math.inf
