@@ -269,3 +269,81 @@ def test_best_checkpoint_is_written_when_the_fit_stops_on_an_exception(cfg_facto
         trainer.fit(model, datamodule=datamodule)
     best = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt")
     assert best["epoch"] == 5  # val/loss falls every epoch here: the last finished one
+
+
+def _tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """What TensorBoard shows: (step, value) of every scalar, per tag."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
+
+
+def _scalar_events(log_dir: Path) -> int:
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    files = sorted(log_dir.glob("events.out.tfevents.*"))
+    return sum(1 for file in files for e in EventFileLoader(str(file)).Load() if e.summary.value)
+
+
+def test_buffered_tensorboard_logger_writes_every_value_in_batches(cfg_factory):
+    class EventsMidway(L.Callback):
+        """The scalar events on disk when epoch 10 starts."""
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 10:
+                self.count = _scalar_events(Path(trainer.logger.log_dir))
+
+    runs = {}
+    for logger in ("litplate.buffered_tensorboard.BufferedTensorBoardLogger",
+                   "lightning.pytorch.loggers.TensorBoardLogger"):  # fmt: skip
+        buffered = "Buffered" in logger
+        cfg = cfg_factory(
+            overrides=[
+                "experiment=linear_tutorial", "trainer.max_epochs=20", *QUIET,
+                f"logger.tensorboard._target_={logger}",
+                "logger.tensorboard.min_interval_s=3600" if buffered
+                else "~logger.tensorboard.min_interval_s",
+            ],
+            name=logger,
+        )  # fmt: skip
+        L.seed_everything(cfg.seed)
+        datamodule, model = build_data_and_model(cfg)
+        midway = EventsMidway()
+        build_trainer(cfg, callbacks=[midway]).fit(model, datamodule=datamodule)
+        log_dir = Path(cfg.paths.output_dir) / "tensorboard"
+        runs[buffered] = (_tensorboard_scalars(log_dir), _scalar_events(log_dir), midway.count)
+    (scalars, events, midway), (plain, plain_events, plain_midway) = runs[True], runs[False]
+    # Every epoch's value of every key, as Lightning's own logger writes them.
+    assert set(scalars) >= {"train/loss", "val/loss", "val/mae", "weight", "bias"}
+    assert scalars == plain
+    assert [step for step, _ in scalars["val/loss"]] == [step for step, _ in plain["val/loss"]]
+    assert len(scalars["val/loss"]) == 20
+    # An hour's interval: nothing written before the fit's end; then one event per logged step.
+    assert midway == 0 and plain_midway > 10 * 2
+    assert events == 2 * 20 and plain_events > events * 2
+
+
+def test_buffered_tensorboard_logger_writes_what_it_holds_when_the_fit_fails(cfg_factory):
+    class Failure(Exception):
+        pass
+
+    class FailAt(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 6:
+                raise Failure
+
+    cfg = cfg_factory(
+        overrides=[
+            "experiment=linear_tutorial", "trainer.max_epochs=20", *QUIET,
+            "logger.tensorboard.min_interval_s=3600",
+        ]
+    )  # fmt: skip
+    datamodule, model = build_data_and_model(cfg)
+    with pytest.raises(Failure):
+        build_trainer(cfg, callbacks=[FailAt()]).fit(model, datamodule=datamodule)
+    scalars = _tensorboard_scalars(Path(cfg.paths.output_dir) / "tensorboard")
+    assert len(scalars["val/loss"]) == len(scalars["train/loss"]) == 6
