@@ -40,6 +40,23 @@ class BestCheckpoint(ModelCheckpoint):
         # ModelCheckpoint's key: a checkpoint written with either restores into the other.
         return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
 
+    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, torch.Tensor]:
+        """ModelCheckpoint's, with each logged value cloned instead of `deepcopy`-ed (the same
+        copy, made several times faster: it runs every epoch)."""
+        candidates = {
+            key: value.detach().clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+            for key, value in trainer.callback_metrics.items()
+        }
+        epoch, step = candidates.get("epoch"), candidates.get("step")
+        # As ModelCheckpoint: `self.log("epoch", 123)` makes a float; anything else is replaced.
+        candidates["epoch"] = (
+            epoch.int() if isinstance(epoch, torch.Tensor) else torch.tensor(trainer.current_epoch)
+        )
+        candidates["step"] = (
+            step.int() if isinstance(step, torch.Tensor) else torch.tensor(trainer.global_step)
+        )
+        return candidates
+
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         """Dump the checkpoint as `trainer.save_checkpoint` would, but keep it in memory."""
         if self.min_interval_s == 0:
