@@ -347,3 +347,27 @@ def test_buffered_tensorboard_logger_writes_what_it_holds_when_the_fit_fails(cfg
         build_trainer(cfg, callbacks=[FailAt()]).fit(model, datamodule=datamodule)
     scalars = _tensorboard_scalars(Path(cfg.paths.output_dir) / "tensorboard")
     assert len(scalars["val/loss"]) == len(scalars["train/loss"]) == 6
+
+
+def test_the_best_checkpoint_kept_in_memory_pickles_as_the_dumped_one():
+    import io
+    from collections import OrderedDict
+
+    from litplate.callbacks.best_checkpoint import _cloned
+
+    weights = OrderedDict(w=torch.ones(3), b=torch.zeros(1))
+    weights._metadata = {"": {"version": 1}}  # what nn.Module.state_dict() attaches
+    score = torch.tensor(0.25)
+    dumped = {
+        "state_dict": weights,
+        "callbacks": {"best": {"best_model_score": score, "current_score": score}},
+        "loops": [1, (2.0, "x"), None],
+    }
+    kept = _cloned(dumped)
+    weights["w"].add_(1)  # training goes on
+    dumped_bytes, kept_bytes = io.BytesIO(), io.BytesIO()
+    torch.save(kept, kept_bytes)
+    weights["w"].sub_(1)
+    torch.save(dumped, dumped_bytes)
+    assert kept_bytes.getvalue() == dumped_bytes.getvalue()
+    assert kept["state_dict"]._metadata == weights._metadata

@@ -112,20 +112,32 @@ class BestCheckpoint(ModelCheckpoint):
         super().on_exception(trainer, pl_module, exception)
 
 
-def _cloned(value: Any) -> Any:
+_SHARED = (str, int, float, bool, type(None), bytes)  # immutable: the copy may share them
+
+
+def _cloned(value: Any, memo: dict[int, Any] | None = None) -> Any:
     """A copy of a dumped checkpoint that training no longer changes: tensors cloned, containers
-    copied (with their attributes: a state_dict's `_metadata`), numbers and strings shared."""
-    if isinstance(value, torch.Tensor):
-        return value.clone()
-    if isinstance(value, dict):
+    copied (with their attributes: a state_dict's `_metadata`), immutable values shared. An
+    object found twice is copied once (as deepcopy does), so the file pickles the same."""
+    kind = type(value)
+    if kind in _SHARED:
+        return value
+    memo = {} if memo is None else memo
+    if id(value) in memo:
+        return memo[id(value)]
+    if kind is dict:
+        copied = {key: _cloned(item, memo) for key, item in value.items()}
+    elif kind is list:
+        copied = [_cloned(item, memo) for item in value]
+    elif kind is tuple:
+        copied = tuple(_cloned(item, memo) for item in value)
+    elif isinstance(value, torch.Tensor):
+        copied = value.clone()
+    elif isinstance(value, dict):
         copied = copy.copy(value)
         for key, item in value.items():
-            copied[key] = _cloned(item)
-        return copied
-    if type(value) is list:
-        return [_cloned(item) for item in value]
-    if type(value) is tuple:
-        return tuple(_cloned(item) for item in value)
-    if value is None or isinstance(value, (str, int, float, bytes)):
-        return value
-    return copy.deepcopy(value)
+            copied[key] = _cloned(item, memo)
+    else:
+        copied = copy.deepcopy(value, memo)
+    memo[id(value)] = copied
+    return copied
