@@ -371,3 +371,27 @@ def test_the_best_checkpoint_kept_in_memory_pickles_as_the_dumped_one():
     torch.save(dumped, dumped_bytes)
     assert kept_bytes.getvalue() == dumped_bytes.getvalue()
     assert kept["state_dict"]._metadata == weights._metadata
+
+
+def test_best_checkpoint_keeps_the_top_k_files_model_checkpoint_keeps(cfg_factory):
+    common = [
+        "experiment=linear_tutorial", "trainer.max_epochs=20", "model.optimizer.lr=0.1",
+        *QUIET, "~logger", "callbacks.last_checkpoint=null",
+        "callbacks.model_checkpoint.save_top_k=3", "callbacks.model_checkpoint.filename='{epoch}'",
+    ]  # fmt: skip
+    kept = cfg_factory(overrides=[*common, "callbacks.model_checkpoint.min_interval_s=3600"])
+    plain = cfg_factory(
+        overrides=[
+            *common,
+            "callbacks.model_checkpoint._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+            "~callbacks.model_checkpoint.min_interval_s",
+        ],
+        name="plain",
+    )
+    kept_writes, plain_writes = _fit_recording_writes(kept), _fit_recording_writes(plain)
+    assert len(kept_writes) < len(plain_writes)
+    runs = [Path(cfg.paths.output_dir) / "checkpoints" for cfg in (kept, plain)]
+    names = sorted(path.name for path in runs[1].iterdir())
+    assert len(names) == 3 and sorted(path.name for path in runs[0].iterdir()) == names
+    for name in names:
+        _same(*(load_checkpoint(run / name) for run in runs), *(str(run.parent) for run in runs))

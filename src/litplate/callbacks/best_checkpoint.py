@@ -32,7 +32,7 @@ class BestCheckpoint(ModelCheckpoint):
         if min_interval_s < 0:
             raise ValueError(f"min_interval_s must be >= 0, got min_interval_s={min_interval_s}")
         self.min_interval_s = min_interval_s
-        self._pending: tuple[dict[str, Any], str] | None = None  # (checkpoint, path) not on disk
+        self._pending: dict[str, dict[str, Any]] = {}  # path -> checkpoint, not yet on disk
         self._written_at = -math.inf  # time.monotonic() of the last write
 
     @property
@@ -64,18 +64,18 @@ class BestCheckpoint(ModelCheckpoint):
         if trainer.model is None:
             raise AttributeError("BestCheckpoint saves only during a fit, with a model attached")
         checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
-        self._pending = (_cloned(checkpoint), filepath)
+        self._pending[filepath] = _cloned(checkpoint)
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
 
     def flush(self, trainer: L.Trainer, barrier: bool = True) -> None:
-        """Write the best checkpoint kept in memory, if any. Every rank calls this (DDP) unless
+        """Write the best checkpoints kept in memory, if any. Every rank calls this (DDP) unless
         `barrier` is False, when only rank 0 writes, without waiting for the others."""
-        if self._pending is None:
+        if not self._pending:
             return
-        checkpoint, filepath = self._pending
-        self._pending = None
-        trainer.strategy.save_checkpoint(checkpoint, filepath)
+        pending, self._pending = self._pending, {}
+        for filepath, checkpoint in pending.items():
+            trainer.strategy.save_checkpoint(checkpoint, filepath)
         if barrier:
             trainer.strategy.barrier("BestCheckpoint.flush")
         self._written_at = time.monotonic()
@@ -84,12 +84,18 @@ class BestCheckpoint(ModelCheckpoint):
                 logger.after_save_checkpoint(proxy(self))
 
     def _flush_if_due(self, trainer: L.Trainer) -> None:
-        if self._pending is None:  # the same on every rank: ModelCheckpoint agrees on a new best
+        if not self._pending:  # the same on every rank: ModelCheckpoint agrees on a new best
             return
         due = time.monotonic() - self._written_at >= self.min_interval_s
         # Rank 0 decides for all: saving has a barrier that every rank must reach.
         if trainer.strategy.broadcast(due):
             self.flush(trainer)
+
+    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        # A checkpoint that left the top k (save_top_k > 1, or a filename with the epoch in it)
+        # is not written at all.
+        self._pending.pop(filepath, None)
+        super()._remove_checkpoint(trainer, filepath)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
