@@ -66,3 +66,28 @@ def test_resumed_run_keeps_the_whole_curve(cfg_factory):
     history = saved_history(torch.load(metrics["best_checkpoint"], weights_only=True))
     assert history.curve("train/loss")[0] == list(range(8))
     assert history.curve("val/loss")[0] == list(range(8))
+
+
+class _Trainer:
+    """What LossHistory reads of a Trainer."""
+
+    def __init__(self) -> None:
+        self.sanity_checking, self.current_epoch, self.callback_metrics = False, 0, {}
+
+
+def test_the_saved_history_converts_only_new_epochs_and_stays_exact():
+    """state_dict() after every epoch, with epochs recorded again (validation twice an epoch)
+    and out of order (a resumed fit), equals the whole history converted at once."""
+    history, trainer, expected = LossHistory(), _Trainer(), {}
+    for epoch in [0, 1, 2, 2, 3, 1, 4, 5, 5, 6]:
+        value = torch.tensor(0.1 * (len(expected) + 1) + epoch)
+        trainer.current_epoch, trainer.callback_metrics = epoch, {"train/loss": value}
+        history.on_train_epoch_end(trainer, None)
+        expected[epoch] = float(value)
+        epochs, losses = history.state_dict()["train/loss"]
+        assert epochs.tolist() == sorted(expected)
+        assert torch.equal(losses, torch.tensor([expected[e] for e in sorted(expected)]))
+    restored = LossHistory()
+    restored.load_state_dict(history.state_dict())
+    assert restored.curve("train/loss") == history.curve("train/loss")
+    assert torch.equal(restored.state_dict()["train/loss"][1], losses)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 
 from litplate.builders import build_data_and_model, build_trainer
 from litplate.callbacks import NonFiniteLossError
@@ -107,12 +108,13 @@ def test_checking_the_loss_once_per_epoch_names_the_same_step(cfg_factory):
 @pytest.mark.parametrize(
     ("min_interval_s", "expected"),
     [
-        pytest.param(0, [(epoch, batch) for epoch in range(2) for batch in range(8)], id="every"),
-        # An hour apart: the first batch, then only each epoch's last, so every epoch ends full.
-        pytest.param(3600, [(0, 0), (0, 7), (1, 7)], id="throttled"),
+        pytest.param(0, [(epoch, batch) for epoch in range(3) for batch in range(8)], id="every"),
+        # An hour apart: the first epoch is drawn (its last batch), the second not at all, the
+        # fit's final one is.
+        pytest.param(3600, [(0, 7), (2, 7)], id="throttled"),
     ],
 )
-def test_the_progress_bar_sees_each_epochs_last_batch_when_throttled(
+def test_the_progress_bar_sees_the_last_batch_of_each_epoch_it_draws(
     cfg_factory, monkeypatch, min_interval_s, expected
 ):
     from lightning.pytorch.callbacks import RichProgressBar
@@ -126,7 +128,7 @@ def test_the_progress_bar_sees_each_epochs_last_batch_when_throttled(
     cfg = cfg_factory(
         overrides=[
             "experiment=linear_tutorial",
-            "trainer.max_epochs=2",
+            "trainer.max_epochs=3",
             "data.batch_size=5",  # 40 training points: 8 batches an epoch
             f"callbacks.progress_bar.min_interval_s={min_interval_s}",
             "~logger",
@@ -135,3 +137,261 @@ def test_the_progress_bar_sees_each_epochs_last_batch_when_throttled(
     datamodule, model = build_data_and_model(cfg)
     build_trainer(cfg).fit(model, datamodule=datamodule)
     assert seen == expected
+
+
+class StopAfter(L.Callback):
+    """Stops the fit after `epoch`, as early stopping does (at the end of the epoch)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        trainer.should_stop = trainer.current_epoch >= self.epoch
+
+
+@pytest.mark.parametrize(("stop_after", "final"), [(None, 19), (7, 7)], ids=["max", "stopped"])
+def test_the_throttled_progress_bar_draws_few_epochs_and_ends_with_the_final_one(
+    cfg_factory, stop_after, final
+):
+    from litplate.callbacks import ThrottledRichProgressBar
+
+    cfg = cfg_factory(
+        overrides=[
+            "experiment=linear_tutorial", "trainer.max_epochs=20", "~logger",
+            "callbacks.progress_bar.min_interval_s=3600",
+        ]
+    )  # fmt: skip
+    datamodule, model = build_data_and_model(cfg)
+    extra = [StopAfter(stop_after)] if stop_after is not None else []
+    trainer = build_trainer(cfg, callbacks=extra)
+    trainer.fit(model, datamodule=datamodule)
+    bar = trainer.progress_bar_callback
+    assert isinstance(bar, ThrottledRichProgressBar)
+    # Each validation that goes through adds a bar: the sanity check's, epoch 0's and (when
+    # the fit runs to max_epochs) the final epoch's; 20 without the throttle.
+    tasks = bar.progress.tasks
+    assert len(tasks) == (4 if stop_after is None else 3)
+    train_bar = tasks[bar.train_progress_bar_id]
+    assert train_bar.description.startswith(f"Epoch {final}/19")
+    assert train_bar.completed == train_bar.total == 1
+    shown = bar._metric_component._metrics
+    assert set(shown) >= {"train/loss", "val/loss"}
+    for key, value in trainer.progress_bar_metrics.items():
+        assert shown[key] == pytest.approx(float(value)), key
+
+
+def _fit_recording_writes(cfg) -> list[tuple[str, int]]:
+    """Fit `cfg`; (file name, epoch) of every checkpoint written to disk, in order."""
+    L.seed_everything(cfg.seed)
+    datamodule, model = build_data_and_model(cfg)
+    trainer = build_trainer(cfg)
+    io = trainer.strategy.checkpoint_io
+    written, save = [], io.save_checkpoint
+
+    def spy(checkpoint, path, storage_options=None):
+        written.append((Path(path).name, checkpoint["epoch"]))
+        save(checkpoint, path, storage_options)
+
+    io.save_checkpoint = spy
+    trainer.fit(model, datamodule=datamodule)
+    return written
+
+
+def _same(a, b, run_a: str, run_b: str, where: str = "checkpoint") -> None:
+    """a == b, tensors bit for bit, strings equal once each run's directory is renamed."""
+    assert type(a) is type(b), where
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        _same(list(a), list(b), run_a, run_b, f"{where} keys")
+        for (key, x), y in zip(a.items(), b.values(), strict=True):
+            _same(x, y, run_a, run_b, f"{where}[{key!r}]")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, run_a, run_b, f"{where}[{i}]")
+    elif isinstance(a, str):
+        assert a.replace(run_a, "RUN") == b.replace(run_b, "RUN"), where
+    else:
+        assert a == b, where
+
+
+def test_best_checkpoint_in_memory_writes_what_model_checkpoint_writes(cfg_factory):
+    # lr 0.1: val/loss is lowest at epoch 13 of 20, then oscillates.
+    common = [
+        "experiment=linear_tutorial", "trainer.max_epochs=20", "model.optimizer.lr=0.1",
+        *QUIET, "~logger", "callbacks.last_checkpoint.min_interval_s=3600",
+    ]  # fmt: skip
+    kept = cfg_factory(overrides=[*common, "callbacks.model_checkpoint.min_interval_s=3600"])
+    plain = cfg_factory(
+        overrides=[
+            *common,
+            "callbacks.model_checkpoint._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+            "~callbacks.model_checkpoint.min_interval_s",
+        ],
+        name="plain",
+    )
+    # The first best is written at once (a best.ckpt exists from the first epoch on), the next
+    # ones wait in memory; the best of epoch 13 is written just before the final last.ckpt.
+    assert _fit_recording_writes(kept) == [
+        ("best.ckpt", 0), ("last.ckpt", 0), ("best.ckpt", 13), ("last.ckpt", 19)
+    ]  # fmt: skip
+    plain_writes = _fit_recording_writes(plain)
+    assert [w for w in plain_writes if w[0] == "best.ckpt"][-1] == ("best.ckpt", 13)
+    assert len(plain_writes) > 6
+    runs = [Path(cfg.paths.output_dir) for cfg in (kept, plain)]
+    for name in ("best.ckpt", "last.ckpt"):
+        a, b = (load_checkpoint(run / "checkpoints" / name) for run in runs)
+        assert a["epoch"] == (13 if name == "best.ckpt" else 19)
+        _same(a, b, *map(str, runs))  # weights, optimizer, loops, RNG and callback states
+
+
+def test_best_checkpoint_is_written_when_the_fit_stops_on_an_exception(cfg_factory):
+    class Failure(Exception):
+        pass
+
+    class FailAt(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 6:
+                raise Failure  # Ctrl-C and SIGTERM end in the same hook (on_exception)
+
+    cfg = cfg_factory(
+        overrides=[
+            "experiment=linear_tutorial", "trainer.max_epochs=20", *QUIET, "~logger",
+            "callbacks.last_checkpoint.min_interval_s=3600",
+            "callbacks.model_checkpoint.min_interval_s=3600",
+        ]
+    )  # fmt: skip
+    L.seed_everything(cfg.seed)
+    datamodule, model = build_data_and_model(cfg)
+    trainer = build_trainer(cfg, callbacks=[FailAt()])
+    with pytest.raises(Failure):
+        trainer.fit(model, datamodule=datamodule)
+    best = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt")
+    assert best["epoch"] == 5  # val/loss falls every epoch here: the last finished one
+
+
+def _tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """What TensorBoard shows: (step, value) of every scalar, per tag."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
+
+
+def _scalar_events(log_dir: Path) -> int:
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    files = sorted(log_dir.glob("events.out.tfevents.*"))
+    return sum(1 for file in files for e in EventFileLoader(str(file)).Load() if e.summary.value)
+
+
+def test_buffered_tensorboard_logger_writes_every_value_in_batches(cfg_factory):
+    class EventsMidway(L.Callback):
+        """The scalar events on disk when epoch 10 starts."""
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 10:
+                self.count = _scalar_events(Path(trainer.logger.log_dir))
+
+    runs = {}
+    for logger in ("litplate.buffered_tensorboard.BufferedTensorBoardLogger",
+                   "lightning.pytorch.loggers.TensorBoardLogger"):  # fmt: skip
+        buffered = "Buffered" in logger
+        cfg = cfg_factory(
+            overrides=[
+                "experiment=linear_tutorial", "trainer.max_epochs=20", *QUIET,
+                f"logger.tensorboard._target_={logger}",
+                "logger.tensorboard.min_interval_s=3600" if buffered
+                else "~logger.tensorboard.min_interval_s",
+            ],
+            name=logger,
+        )  # fmt: skip
+        L.seed_everything(cfg.seed)
+        datamodule, model = build_data_and_model(cfg)
+        midway = EventsMidway()
+        build_trainer(cfg, callbacks=[midway]).fit(model, datamodule=datamodule)
+        log_dir = Path(cfg.paths.output_dir) / "tensorboard"
+        runs[buffered] = (_tensorboard_scalars(log_dir), _scalar_events(log_dir), midway.count)
+    (scalars, events, midway), (plain, plain_events, plain_midway) = runs[True], runs[False]
+    # Every epoch's value of every key, as Lightning's own logger writes them.
+    assert set(scalars) >= {"train/loss", "val/loss", "val/mae", "weight", "bias"}
+    assert scalars == plain
+    assert [step for step, _ in scalars["val/loss"]] == [step for step, _ in plain["val/loss"]]
+    assert len(scalars["val/loss"]) == 20
+    # An hour's interval: nothing written before the fit's end; then one event per logged step.
+    assert midway == 0 and plain_midway > 10 * 2
+    assert events == 2 * 20 and plain_events > events * 2
+
+
+def test_buffered_tensorboard_logger_writes_what_it_holds_when_the_fit_fails(cfg_factory):
+    class Failure(Exception):
+        pass
+
+    class FailAt(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 6:
+                raise Failure
+
+    cfg = cfg_factory(
+        overrides=[
+            "experiment=linear_tutorial", "trainer.max_epochs=20", *QUIET,
+            "logger.tensorboard.min_interval_s=3600",
+        ]
+    )  # fmt: skip
+    datamodule, model = build_data_and_model(cfg)
+    with pytest.raises(Failure):
+        build_trainer(cfg, callbacks=[FailAt()]).fit(model, datamodule=datamodule)
+    scalars = _tensorboard_scalars(Path(cfg.paths.output_dir) / "tensorboard")
+    assert len(scalars["val/loss"]) == len(scalars["train/loss"]) == 6
+
+
+def test_the_best_checkpoint_kept_in_memory_pickles_as_the_dumped_one():
+    import io
+    from collections import OrderedDict
+
+    from litplate.callbacks.best_checkpoint import _cloned
+
+    weights = OrderedDict(w=torch.ones(3), b=torch.zeros(1))
+    weights._metadata = {"": {"version": 1}}  # what nn.Module.state_dict() attaches
+    score = torch.tensor(0.25)
+    dumped = {
+        "state_dict": weights,
+        "callbacks": {"best": {"best_model_score": score, "current_score": score}},
+        "loops": [1, (2.0, "x"), None],
+    }
+    kept = _cloned(dumped)
+    weights["w"].add_(1)  # training goes on
+    dumped_bytes, kept_bytes = io.BytesIO(), io.BytesIO()
+    torch.save(kept, kept_bytes)
+    weights["w"].sub_(1)
+    torch.save(dumped, dumped_bytes)
+    assert kept_bytes.getvalue() == dumped_bytes.getvalue()
+    assert kept["state_dict"]._metadata == weights._metadata
+
+
+def test_best_checkpoint_keeps_the_top_k_files_model_checkpoint_keeps(cfg_factory):
+    common = [
+        "experiment=linear_tutorial", "trainer.max_epochs=20", "model.optimizer.lr=0.1",
+        *QUIET, "~logger", "callbacks.last_checkpoint=null",
+        "callbacks.model_checkpoint.save_top_k=3", "callbacks.model_checkpoint.filename='{epoch}'",
+    ]  # fmt: skip
+    kept = cfg_factory(overrides=[*common, "callbacks.model_checkpoint.min_interval_s=3600"])
+    plain = cfg_factory(
+        overrides=[
+            *common,
+            "callbacks.model_checkpoint._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+            "~callbacks.model_checkpoint.min_interval_s",
+        ],
+        name="plain",
+    )
+    kept_writes, plain_writes = _fit_recording_writes(kept), _fit_recording_writes(plain)
+    assert len(kept_writes) < len(plain_writes)
+    runs = [Path(cfg.paths.output_dir) / "checkpoints" for cfg in (kept, plain)]
+    names = sorted(path.name for path in runs[1].iterdir())
+    assert len(names) == 3 and sorted(path.name for path in runs[0].iterdir()) == names
+    for name in names:
+        _same(*(load_checkpoint(run / name) for run in runs), *(str(run.parent) for run in runs))

@@ -89,8 +89,18 @@ def test_killed_run_resumes_bit_identically(
     assert not (tmp_path / "metrics.json").exists()
     if sig == signal.SIGTERM:
         assert f"ckpt_path={tmp_path}/checkpoints/last.ckpt" in stderr
-    epoch = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["epoch"]
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    epoch = last["epoch"]
     assert 5 <= epoch < 19
+    # best.ckpt, kept in memory between writes, is on disk and usable, and at least as good as
+    # the best that last.ckpt names (it is written first).
+    best_path = tmp_path / "checkpoints" / "best.ckpt"
+    best = load_checkpoint(best_path)
+    model_from_checkpoint(best_path)
+    (key,) = (key for key in best["callbacks"] if key.startswith("ModelCheckpoint{"))
+    best_score = best["callbacks"][key]["best_model_score"]
+    assert best_score <= last["callbacks"][key]["best_model_score"]
+    assert best["epoch"] <= epoch + 1
 
     # Resumed in this process: the killed one's checkpoint is all it shares with it.
     train(make_cfg("train", tmp_path, [*long_run, f"ckpt_path={tmp_path}/checkpoints/last.ckpt"]))

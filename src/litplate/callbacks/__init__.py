@@ -1,5 +1,6 @@
 """Lightning callbacks of the project's own (the rest come from lightning.pytorch.callbacks)."""
 
+from litplate.callbacks.best_checkpoint import BestCheckpoint
 from litplate.callbacks.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from litplate.callbacks.last_checkpoint import LastCheckpoint
 from litplate.callbacks.loss_history import LossHistory
@@ -8,6 +9,7 @@ from litplate.callbacks.rng_state import RNGStateCheckpoint
 from litplate.callbacks.run_config import StoreRunConfig
 
 __all__ = [
+    "BestCheckpoint",
     "LastCheckpoint",
     "LossHistory",
     "NonFiniteLossError",

@@ -10,6 +10,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from litplate.callbacks.best_checkpoint import BestCheckpoint
+
 
 class LastCheckpoint(ModelCheckpoint):
     """A `ModelCheckpoint` without a monitor that skips epoch ends less than `min_interval_s` after
@@ -30,7 +32,7 @@ class LastCheckpoint(ModelCheckpoint):
         self.min_interval_s = min_interval_s
 
     def _due(self, trainer: L.Trainer) -> bool:
-        if self.min_interval_s == 0 or _final_epoch(trainer):
+        if self.min_interval_s == 0 or final_epoch(trainer):
             return True
         try:  # the file's age, so the interval also holds across a resume
             age = time.time() - os.path.getmtime(self.best_model_path)
@@ -38,6 +40,14 @@ class LastCheckpoint(ModelCheckpoint):
             age = math.inf
         # Rank 0 decides for all: saving has a barrier that every rank must reach.
         return trainer.strategy.broadcast(age >= self.min_interval_s)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        # A best checkpoint kept in memory goes to disk first: the best that last.ckpt names
+        # (in the BestCheckpoint state it holds) is then always on disk too.
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, BestCheckpoint):
+                callback.flush(trainer)
+        super()._save_checkpoint(trainer, filepath)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._due(trainer):
@@ -48,7 +58,7 @@ class LastCheckpoint(ModelCheckpoint):
             super().on_validation_end(trainer, pl_module)
 
 
-def _final_epoch(trainer: L.Trainer) -> bool:
+def final_epoch(trainer: L.Trainer) -> bool:
     """Whether the fit stops after this epoch (max_epochs, max_steps or a callback's stop)."""
     max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
     max_steps = trainer.max_steps if trainer.max_steps not in (None, -1) else math.inf
