@@ -856,7 +856,7 @@ def markdown(report: Report, command: str, host: dict[str, str]) -> str:
                 goal = "met" if met else "**missed**"
             name = CSV_CASES[c["case"]] + (f" (`{c['error']}`)" if c["error"] else "")
             out.append(
-                f"| {name} | {c['rows']:,} | {c['file_mb']:.1f} MB | {c['seconds']:.2f} s | "
+                f"| {name} | {c['rows']:,} | {c['file_mb']:.1f} MB | {_seconds(c['seconds'])} | "
                 f"{c['peak_mb']:.0f} MB | {c['ratio']:.1f}x | {goal} |"
             )
         out.append("")
@@ -937,6 +937,11 @@ def _what_is_timed(report: Report) -> list[str]:
         " on a shared machine two OpenMP threads stall for milliseconds per operation whenever"
         " another process holds a core, and these small models gain nothing from a second one).",
     ]
+
+
+def _seconds(seconds: float) -> str:
+    """Two decimals in seconds, or milliseconds where that would round a small file's time to 0."""
+    return f"{seconds:.2f} s" if seconds >= 0.1 else f"{seconds * 1000:.1f} ms"
 
 
 def _say(message: str) -> None:

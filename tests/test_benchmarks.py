@@ -5,6 +5,9 @@ No timing is asserted: only that the rows are there and hold positive numbers.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import re
 import subprocess
 import sys
@@ -89,18 +92,12 @@ def test_unknown_section_is_refused(capsys):
 
 
 @pytest.mark.slow
-def test_the_process_level_benchmarks_run_from_the_command_line(tmp_path: Path):
-    # W1 and W2 run in-process above; these start processes of their own.
+def test_cold_start_runs_from_the_command_line(tmp_path: Path):
+    # W1 and W2 run in-process above; the cold start times fresh processes of its own.
     logs_before = sorted((ROOT / "logs").rglob("*"))
     output = tmp_path / "bench.md"
     result = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/run.py",
-            "--quick",
-            *("--only", "start,memory,csv"),
-            *("--output", str(output)),
-        ],
+        [sys.executable, "benchmarks/run.py", "--quick", "--only", "start", "--output", output],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -114,6 +111,32 @@ def test_the_process_level_benchmarks_run_from_the_command_line(tmp_path: Path):
     entry_points = table_rows(text, "`train.py --")
     assert [row[0] for row in entry_points] == ["`train.py --help`", "`train.py --cfg job`"]
     assert [row[2] for row in entry_points] == ["no", "no"]  # neither imports torch
+    assert "Reading a CSV file" not in text
+    # The cold-start runs went to a temporary directory, not the project's logs/.
+    assert sorted((ROOT / "logs").rglob("*")) == logs_before
+
+
+@pytest.mark.slow
+def test_memory_and_csv_rows_come_from_their_child_processes(tmp_path: Path, monkeypatch):
+    """The children run here, but for the bad cell, whose fresh process checks `_child` itself."""
+    real_child = bench._child
+    children = []
+
+    def child(args: list[str]) -> dict:
+        children.append(args[:2])
+        if args[:2] == ["--csv-child", "bad cell"]:
+            return real_child(args)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert bench.main(args) == 0
+        return json.loads(printed.getvalue().strip().splitlines()[-1])
+
+    monkeypatch.setattr(bench, "_child", child)
+    output = tmp_path / "bench.md"
+    bench.main(["--quick", "--only", "memory,csv", "--output", str(output), *KEEP])
+    assert [args[0] for args in children].count("--memory-child") == 3  # baseline, MLP, linear
+    assert [args[1] for args in children if args[0] == "--csv-child"] == list(bench.CSV_CASES)
+    text = output.read_text()
     memory = [row for row in table_rows(text, "W2 ") if ": " not in row[0]]
     assert [row[0] for row in memory] == ["W2 MLP, 10,000 points", "W2 linear, 10,000 points"]
     for row in memory:
@@ -123,9 +146,9 @@ def test_the_process_level_benchmarks_run_from_the_command_line(tmp_path: Path):
     )
     for row in (read, module, bad):
         assert row[1] == "20,000" and number(row[2]) > 0.2 and number(row[3]) > 0
+        assert row[3].endswith((" s", " ms"))
     assert "`line 20002, column 'rooms': 'x' is not a number`" in bad[0]
-    # The cold-start runs went to a temporary directory, not the project's logs/.
-    assert sorted((ROOT / "logs").rglob("*")) == logs_before
+    assert "Cold start" not in text
 
 
 def test_a_goal_below_lightnings_floor_is_called_out():
