@@ -92,6 +92,8 @@ class StopOrphanedWorkers(Callback):
 
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
         if _running_job is not None and _running_job.locked():
+            if os.getppid() != int(os.environ[self.ENV]):
+                _exit_orphan()  # now, while this job's train.log is still the log
             _running_job.release()
 
 
