@@ -2,7 +2,8 @@
 
 A DataLoader over a TensorDataset calls __getitem__ once per sample and collates the results:
 Python work per sample. Here the sampler yields one tensor of indices per batch and the dataset
-gathers the whole batch with one indexing operation.
+gathers the whole batch with one indexing operation. On a GPU the tensors are copied to it once, in
+`setup`, and the batches are gathered there: no copy from the host per step.
 """
 
 from __future__ import annotations
@@ -39,21 +40,28 @@ class BatchIndexSampler(Sampler[torch.Tensor]):
     """
 
     def __init__(
-        self, size: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
-        self.epoch = epoch
+        self.epoch, self.device = epoch, torch.device(device)
 
     def set_epoch(self, epoch: int) -> None:
         """Called at the start of every training epoch (by Lightning, or by a plain loop)."""
         self.epoch = epoch
 
     def order(self) -> torch.Tensor:
-        """The epoch's order of the rows."""
+        """The epoch's order of the rows, on `device` (the data's)."""
         if not self.shuffle:
-            return torch.arange(self.size)
+            return torch.arange(self.size, device=self.device)
+        # Drawn on the CPU whatever the device, so every device sees the same order.
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return torch.randperm(self.size, generator=generator)
+        return torch.randperm(self.size, generator=generator).to(self.device)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         yield from self.order().split(self.batch_size)
@@ -101,6 +109,12 @@ class DistributedBatchIndexSampler(DistributedSampler):
         return -(-len(self._shard()) // self.rows.batch_size)
 
 
+def gpu_device(trainer: L.Trainer) -> torch.device | None:
+    """The trainer's device if it is a GPU (CUDA, or Apple's MPS), else None."""
+    device = trainer.strategy.root_device
+    return device if device.type in ("cuda", "mps") else None
+
+
 class TensorDataModule(L.LightningDataModule):
     """Base for data held in memory as (X, y): subclasses make the tensors and call `set_data`.
 
@@ -109,6 +123,11 @@ class TensorDataModule(L.LightningDataModule):
     validation rows, as the course evaluates on the test set every epoch. An integer `split_seed`
     draws a random split instead (each split kept in row order, for plots and CSVs). Training
     batches are reshuffled every epoch when `shuffle` is set, from `shuffle_seed + epoch`.
+
+    With `on_device` (the default) and a Trainer on a GPU, `setup` copies X and y to the GPU once
+    and the batches are gathered there; `teardown` goes back to the host tensors (Lightning moves
+    the model back to the CPU at the end of a fit, test or predict too). Worker processes
+    (`num_workers > 0`) cannot share GPU tensors, so their data stays on the host.
     """
 
     def __init__(
@@ -122,6 +141,7 @@ class TensorDataModule(L.LightningDataModule):
         predict_split: str = "test",
         split_seed: int | None = None,
         num_workers: int = 0,
+        on_device: bool = True,
     ) -> None:
         super().__init__()
         self.fractions = {
@@ -154,6 +174,8 @@ class TensorDataModule(L.LightningDataModule):
         self.predict_split = predict_split
         self.split_seed = split_seed
         self.num_workers = num_workers
+        self.on_device = on_device
+        self._host: tuple[torch.Tensor, torch.Tensor] | None = None  # (X, y) while on a device
         self.resume_epoch = 0  # the first epoch of a fit resumed from a checkpoint
 
     def set_data(self, X: torch.Tensor, y: torch.Tensor, what: str = "points") -> None:
@@ -218,6 +240,29 @@ class TensorDataModule(L.LightningDataModule):
         """The model's predictions in the targets' own units (see `raw_inputs`)."""
         return predictions
 
+    def setup(self, stage: str) -> None:
+        """Called by Lightning before each fit, validate, test or predict: pin the data on a GPU."""
+        device = gpu_device(self.trainer) if self.trainer is not None else None
+        if device is not None and self.on_device and self.num_workers == 0:
+            self.place(device)
+
+    def teardown(self, stage: str) -> None:
+        """Called by Lightning after each stage: back to the host tensors, as the model goes."""
+        self.place(None)
+
+    def place(self, device: torch.device | str | None) -> None:
+        """Hold X and y on `device` (one copy), or on the host again with None (no copy: the host
+        tensors are kept). The splits' rows are unchanged; batches are gathered on `device`."""
+        if device is None:
+            if self._host is not None:
+                self.X, self.y = self._host
+                self._host = None
+            return
+        if self._host is None:
+            self._host = (self.X, self.y)
+        X, y = self._host
+        self.X, self.y = X.to(device), y.to(device)
+
     def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
         X, y = self.split(name)
         trainer = self.trainer  # set by Lightning when the data module is attached
@@ -227,7 +272,7 @@ class TensorDataModule(L.LightningDataModule):
             # a resume current_epoch still reads the epoch before: start at the right one here.
             epoch, self.resume_epoch = max(self.resume_epoch, trainer.current_epoch), 0
         sampler = BatchIndexSampler(
-            len(X), self.batch_size or len(X), shuffle, self.shuffle_seed, epoch
+            len(X), self.batch_size or len(X), shuffle, self.shuffle_seed, epoch, X.device
         )
         if trainer is not None and trainer.world_size > 1:  # DDP: this rank's share of the rows
             sampler = DistributedBatchIndexSampler(
