@@ -62,7 +62,7 @@ def test_setup_on_a_gpu_moves_the_data_once_and_batches_are_gathered_there(monke
     assert dm.X is host_X and dm.y is host_y
     loader = dm.train_dataloader()
     indices = next(iter(loader.sampler))
-    X, y = next(iter(loader))
+    X, _ = next(iter(loader))
     assert indices.device.type == "cpu" and X.device.type == "cpu"
     assert torch.equal(X, dm.split("train")[0][indices])
 
