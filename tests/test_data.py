@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -18,6 +20,18 @@ def test_defaults_are_the_courses_data():
     assert dm.X.shape == (50, 1)
     torch.testing.assert_close(dm.X[:, 0], torch.arange(0, 1, 0.02))
     torch.testing.assert_close(dm.y, 0.7 * dm.X + 0.3)
+
+
+@pytest.mark.parametrize("target", ["line", "sine"])
+def test_the_data_is_the_formula_bit_for_bit(target):
+    dm = LinearDataModule(
+        start=-1, end=2, step=0.003, weight=-1.3, bias=0.4, noise_std=0.1, noise_seed=5,
+        target=target,
+    )  # fmt: skip
+    X = torch.arange(-1, 2, 0.003).unsqueeze(1)
+    curve = X if target == "line" else torch.sin(2 * math.pi * X)
+    noise = 0.1 * torch.randn(X.shape, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(dm.X, X) and torch.equal(dm.y, -1.3 * curve + 0.4 + noise)
 
 
 def test_sequential_split_validates_on_the_test_points():
