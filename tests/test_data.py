@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -9,6 +11,7 @@ from hydra.errors import InstantiationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from litplate.data import LinearDataModule
+from litplate.data.tensors import BatchIndexSampler
 from litplate.models import LinearRegression
 from litplate.train import train
 
@@ -18,6 +21,18 @@ def test_defaults_are_the_courses_data():
     assert dm.X.shape == (50, 1)
     torch.testing.assert_close(dm.X[:, 0], torch.arange(0, 1, 0.02))
     torch.testing.assert_close(dm.y, 0.7 * dm.X + 0.3)
+
+
+@pytest.mark.parametrize("target", ["line", "sine"])
+def test_the_data_is_the_formula_bit_for_bit(target):
+    dm = LinearDataModule(
+        start=-1, end=2, step=0.003, weight=-1.3, bias=0.4, noise_std=0.1, noise_seed=5,
+        target=target,
+    )  # fmt: skip
+    X = torch.arange(-1, 2, 0.003).unsqueeze(1)
+    curve = X if target == "line" else torch.sin(2 * math.pi * X)
+    noise = 0.1 * torch.randn(X.shape, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(dm.X, X) and torch.equal(dm.y, -1.3 * curve + 0.4 + noise)
 
 
 def test_sequential_split_validates_on_the_test_points():
@@ -162,6 +177,27 @@ def test_batches_are_gathered_by_index_not_per_sample():
     assert [len(X) for X, _ in batches] == [16, 16, 8]
     torch.testing.assert_close(torch.cat([X for X, _ in batches]), dm.split("train")[0])
     assert dm.train_dataloader().batch_size is None  # no per-sample fetch and collate
+
+
+def test_an_epochs_order_is_torchs_permutation_in_int32():
+    # Half the memory of int64 indices, and the very permutation int64 would give: runs and
+    # checkpoints made before see the same batches.
+    order = BatchIndexSampler(1_000_000, 1024, shuffle=True, seed=3, epoch=2).order()
+    assert order.dtype == torch.int32
+    assert torch.equal(
+        order.long(), torch.randperm(1_000_000, generator=torch.Generator().manual_seed(5))
+    )
+
+
+def test_a_drawn_split_is_gathered_per_batch_not_copied():
+    dm = LinearDataModule(step=0.001, batch_size=64, shuffle=True, split_seed=0)
+    loader = dm.train_dataloader()
+    assert loader.dataset.tensors[0] is dm.X and loader.dataset.rows.dtype == torch.int32
+    positions = torch.cat(list(loader.sampler))
+    X, y = (torch.cat(parts) for parts in zip(*loader, strict=True))
+    train_X, train_y = dm.split("train")
+    assert torch.equal(X, train_X[positions]) and torch.equal(y, train_y[positions])
+    assert len(loader.dataset) == len(train_X) == 800
 
 
 def test_ddp_ranks_share_out_the_single_process_order():

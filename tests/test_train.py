@@ -45,9 +45,10 @@ def test_tensorboard_holds_weight_bias_losses_and_the_figure(linear_run: Path):
     assert abs(weights[-1] - 0.7) < 0.01
     from PIL import Image
 
-    (image,) = events.Images("predictions")  # the saved PNG's pixels, as TensorBoard shows them
+    (image,) = events.Images("predictions")  # the saved PNG itself, as TensorBoard shows it
     with Image.open(linear_run / "predictions.png") as png:
         assert (image.width, image.height) == png.size == (1000, 700)
+    assert image.encoded_image_string == (linear_run / "predictions.png").read_bytes()
 
 
 def test_every_checkpoint_loads_with_weights_only(linear_run: Path):

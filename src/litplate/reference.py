@@ -34,8 +34,12 @@ class ReferenceRun:
         return self.model.reported_values()
 
 
-def fit_reference(cfg: DictConfig) -> ReferenceRun:
-    """Train `cfg.model` on `cfg.data` for `cfg.trainer.max_epochs` epochs, without Lightning."""
+def fit_reference(cfg: DictConfig, device: torch.device | str = "cpu") -> ReferenceRun:
+    """Train `cfg.model` on `cfg.data` for `cfg.trainer.max_epochs` epochs, without Lightning.
+
+    On `device` (e.g. "cuda"), in float32; the returned model is back on the CPU, as Lightning's.
+    """
+    device = torch.device(device)
     # Lightning's seed_everything also seeds `random` and numpy; only torch's RNG is used here.
     if cfg.get("seed") is not None:
         torch.manual_seed(cfg.seed)
@@ -43,6 +47,8 @@ def fit_reference(cfg: DictConfig) -> ReferenceRun:
     # 1. Get data ready: the same data module; its loaders are plain torch DataLoaders.
     # 2. Build the model (random weights and bias), as train.py does.
     datamodule, model = build_data_and_model(cfg)
+    if device.type != "cpu":
+        datamodule.place(device)  # the data on the device once, as the course's X.to(device)
     train_loader = datamodule.train_dataloader()
     # The course tests on the test points every epoch: Lightning's validation split, which is the
     # test split unless data.val_fraction > 0.
@@ -50,6 +56,7 @@ def fit_reference(cfg: DictConfig) -> ReferenceRun:
 
     # 2.1 Pick the loss function and optimizer.
     model.prepare_fine_tuning()  # model.init_from / model.freeze, when set (Lightning: setup())
+    model.to(device)  # the course's device-agnostic code: the model on the device, once
     loss_fn = model.loss_fn
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = instantiate(model.hparams.optimizer)(params=trainable)
@@ -62,7 +69,7 @@ def fit_reference(cfg: DictConfig) -> ReferenceRun:
         # 2.2 The training loop.
         model.train()
         train_loader.sampler.set_epoch(epoch)  # this epoch's shuffle (Lightning does this too)
-        train_loss = torch.tensor(0.0)
+        train_loss = torch.tensor(0.0, device=device)
         for X, y in train_loader:
             y_pred = model(X)  # 1. forward pass
             loss = loss_fn(y_pred, y)  # 2. calculate the loss
@@ -76,7 +83,7 @@ def fit_reference(cfg: DictConfig) -> ReferenceRun:
         # The testing loop.
         model.eval()
         with torch.inference_mode():
-            test_loss = torch.tensor(0.0)
+            test_loss = torch.tensor(0.0, device=device)
             for X, y in test_loader:
                 test_pred = model(X)  # forward pass
                 test_loss = test_loss + loss_fn(test_pred, y) * len(X)  # the loss
@@ -88,4 +95,5 @@ def fit_reference(cfg: DictConfig) -> ReferenceRun:
         elif scheduler is not None:
             scheduler.step()
 
-    return ReferenceRun(model, train_losses, test_losses)
+    datamodule.place(None)
+    return ReferenceRun(model.cpu(), train_losses, test_losses)

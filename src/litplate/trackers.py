@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from lightning.pytorch.loggers import MLFlowLogger as _MLFlowLogger
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
@@ -110,17 +110,25 @@ def log_run(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], output
 def log_figure(trainer: L.Trainer, name: str, png: Path) -> None:
     """Show the saved figure in TensorBoard's Images tab (when a TensorBoard logger is on).
 
-    The PNG's pixels, not the figure: matplotlib would draw it a second time.
+    The PNG file's bytes as they are: TensorBoard stores images PNG-encoded, so nothing is drawn,
+    decoded or encoded again.
     """
     loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
     if not loggers:
         return
-    from PIL import Image  # matplotlib's own dependency
+    from tensorboard.compat.proto.summary_pb2 import Summary
 
-    with Image.open(png) as image:
-        pixels = np.asarray(image.convert("RGB"))
+    data = png.read_bytes()
+    # The IHDR chunk, first in every PNG: width, height, bit depth, colour type.
+    width, height, _, colour_type = struct.unpack(">IIBB", data[16:26])
+    channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}[colour_type]  # grey, RGB, palette, grey+alpha, RGBA
+    image = Summary.Image(
+        height=height, width=width, colorspace=channels, encoded_image_string=data
+    )
+    summary = Summary(value=[Summary.Value(tag=name, image=image)])
     for logger in loggers:
-        logger.experiment.add_image(name, pixels, trainer.global_step, dataformats="HWC")
+        # SummaryWriter.add_image's own path, minus its encoding; it reopens a closed event file.
+        logger.experiment._get_file_writer().add_summary(summary, trainer.global_step)
 
 
 def _log_tensorboard(logger: TensorBoardLogger, cfg: DictConfig, metrics: dict[str, Any]) -> None:

@@ -52,8 +52,11 @@ class LinearDataModule(TensorDataModule):
         self.save_hyperparameters()
 
         X = torch.arange(start, end, step).unsqueeze(dim=1)
-        y = weight * X + bias if target == "line" else weight * torch.sin(2 * math.pi * X) + bias
+        # weight * X + bias or weight * sin(2πX) + bias, computed in place: one tensor the size of
+        # X at a time on top of X and y, not one per operation (the same values, bit for bit).
+        y = X.mul(weight) if target == "line" else X.mul(2 * math.pi).sin_().mul_(weight)
+        y.add_(bias)
         if noise_std > 0:
             generator = torch.Generator().manual_seed(noise_seed)
-            y = y + noise_std * torch.randn(y.shape, generator=generator)
+            y.add_(torch.randn(y.shape, generator=generator).mul_(noise_std))
         self.set_data(X, y)

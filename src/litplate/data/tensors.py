@@ -2,7 +2,8 @@
 
 A DataLoader over a TensorDataset calls __getitem__ once per sample and collates the results:
 Python work per sample. Here the sampler yields one tensor of indices per batch and the dataset
-gathers the whole batch with one indexing operation.
+gathers the whole batch with one indexing operation. On a GPU the tensors are copied to it once, in
+`setup`, and the batches are gathered there: no copy from the host per step.
 """
 
 from __future__ import annotations
@@ -18,16 +19,27 @@ SPLITS = ("train", "val", "test")
 PREDICT_SPLITS = (*SPLITS, "all")
 
 
-class IndexedTensors(Dataset):
-    """Tensors indexed by a whole batch of indices at once."""
+def index_dtype(size: int) -> torch.dtype:
+    """int32 indices where they reach every row: half the memory of int64, the same values."""
+    return torch.int32 if size < 2**31 else torch.int64
 
-    def __init__(self, *tensors: torch.Tensor) -> None:
-        self.tensors = tensors
+
+class IndexedTensors(Dataset):
+    """Tensors indexed by a whole batch of indices at once.
+
+    With `rows`, the dataset is those rows of the tensors: index i is row rows[i], gathered per
+    batch, so a split drawn at random needs no copy of its rows.
+    """
+
+    def __init__(self, *tensors: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        self.tensors, self.rows = tensors, rows
 
     def __len__(self) -> int:
-        return len(self.tensors[0])
+        return len(self.tensors[0]) if self.rows is None else len(self.rows)
 
     def __getitem__(self, indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.rows is not None:
+            indices = self.rows[indices]
         return tuple(tensor[indices] for tensor in self.tensors)
 
 
@@ -39,21 +51,29 @@ class BatchIndexSampler(Sampler[torch.Tensor]):
     """
 
     def __init__(
-        self, size: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
-        self.epoch = epoch
+        self.epoch, self.device = epoch, torch.device(device)
 
     def set_epoch(self, epoch: int) -> None:
         """Called at the start of every training epoch (by Lightning, or by a plain loop)."""
         self.epoch = epoch
 
     def order(self) -> torch.Tensor:
-        """The epoch's order of the rows."""
+        """The epoch's order of the rows, on `device` (the data's)."""
+        dtype = index_dtype(self.size)
         if not self.shuffle:
-            return torch.arange(self.size)
+            return torch.arange(self.size, dtype=dtype, device=self.device)
+        # Drawn on the CPU whatever the device, so every device sees the same order.
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return torch.randperm(self.size, generator=generator)
+        return torch.randperm(self.size, generator=generator, dtype=dtype).to(self.device)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         yield from self.order().split(self.batch_size)
@@ -101,6 +121,12 @@ class DistributedBatchIndexSampler(DistributedSampler):
         return -(-len(self._shard()) // self.rows.batch_size)
 
 
+def gpu_device(trainer: L.Trainer) -> torch.device | None:
+    """The trainer's device if it is a GPU (CUDA, or Apple's MPS), else None."""
+    device = trainer.strategy.root_device
+    return device if device.type in ("cuda", "mps") else None
+
+
 class TensorDataModule(L.LightningDataModule):
     """Base for data held in memory as (X, y): subclasses make the tensors and call `set_data`.
 
@@ -109,6 +135,11 @@ class TensorDataModule(L.LightningDataModule):
     validation rows, as the course evaluates on the test set every epoch. An integer `split_seed`
     draws a random split instead (each split kept in row order, for plots and CSVs). Training
     batches are reshuffled every epoch when `shuffle` is set, from `shuffle_seed + epoch`.
+
+    With `on_device` (the default) and a Trainer on a GPU, `setup` copies X and y to the GPU once
+    and the batches are gathered there; `teardown` goes back to the host tensors (Lightning moves
+    the model back to the CPU at the end of a fit, test or predict too). Worker processes
+    (`num_workers > 0`) cannot share GPU tensors, so their data stays on the host.
     """
 
     def __init__(
@@ -122,6 +153,7 @@ class TensorDataModule(L.LightningDataModule):
         predict_split: str = "test",
         split_seed: int | None = None,
         num_workers: int = 0,
+        on_device: bool = True,
     ) -> None:
         super().__init__()
         self.fractions = {
@@ -154,6 +186,8 @@ class TensorDataModule(L.LightningDataModule):
         self.predict_split = predict_split
         self.split_seed = split_seed
         self.num_workers = num_workers
+        self.on_device = on_device
+        self._host: tuple[torch.Tensor, torch.Tensor] | None = None  # (X, y) while on a device
         self.resume_epoch = 0  # the first epoch of a fit resumed from a checkpoint
 
     def set_data(self, X: torch.Tensor, y: torch.Tensor, what: str = "points") -> None:
@@ -178,7 +212,10 @@ class TensorDataModule(L.LightningDataModule):
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
 
             def rows(first: int, last: int) -> slice | torch.Tensor:
-                return order[first:last].sort().values
+                # The drawn rows in row order: a mask's nonzero positions, without a sort's copies.
+                chosen = torch.zeros(n, dtype=torch.bool)
+                chosen[order[first:last]] = True
+                return chosen.nonzero().squeeze(1).to(index_dtype(n))
 
         self.splits = {
             "train": rows(0, n_train),
@@ -218,23 +255,51 @@ class TensorDataModule(L.LightningDataModule):
         """The model's predictions in the targets' own units (see `raw_inputs`)."""
         return predictions
 
+    def setup(self, stage: str) -> None:
+        """Called by Lightning before each fit, validate, test or predict: pin the data on a GPU."""
+        device = gpu_device(self.trainer) if self.trainer is not None else None
+        if device is not None and self.on_device and self.num_workers == 0:
+            self.place(device)
+
+    def teardown(self, stage: str) -> None:
+        """Called by Lightning after each stage: back to the host tensors, as the model goes."""
+        self.place(None)
+
+    def place(self, device: torch.device | str | None) -> None:
+        """Hold X and y on `device` (one copy), or on the host again with None (no copy: the host
+        tensors are kept). The splits' rows are unchanged; batches are gathered on `device`."""
+        if device is None:
+            if self._host is not None:
+                self.X, self.y = self._host
+                self._host = None
+            return
+        if self._host is None:
+            self._host = (self.X, self.y)
+        X, y = self._host
+        self.X, self.y = X.to(device), y.to(device)
+
     def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
-        X, y = self.split(name)
+        rows = self.splits[name]
+        if isinstance(rows, slice):  # a view of X and y
+            dataset = IndexedTensors(self.X[rows], self.y[rows])
+        else:  # drawn rows, gathered per batch (on the data's device)
+            dataset = IndexedTensors(self.X, self.y, rows=rows.to(self.X.device))
         trainer = self.trainer  # set by Lightning when the data module is attached
         epoch = 0
         if shuffle and trainer is not None:
             # Worker processes draw their first batches before Lightning calls set_epoch, and on
             # a resume current_epoch still reads the epoch before: start at the right one here.
             epoch, self.resume_epoch = max(self.resume_epoch, trainer.current_epoch), 0
+        size = len(dataset)
         sampler = BatchIndexSampler(
-            len(X), self.batch_size or len(X), shuffle, self.shuffle_seed, epoch
+            size, self.batch_size or size, shuffle, self.shuffle_seed, epoch, self.X.device
         )
         if trainer is not None and trainer.world_size > 1:  # DDP: this rank's share of the rows
             sampler = DistributedBatchIndexSampler(
                 sampler, trainer.world_size, trainer.global_rank, pad=name == "train"
             )
         return DataLoader(
-            IndexedTensors(X, y),
+            dataset,
             sampler=sampler,
             batch_size=None,  # each index tensor from the sampler is one whole batch
             num_workers=self.num_workers,
