@@ -1,6 +1,6 @@
 """litplate against Lightning's floor, the peer pipeline and the plain PyTorch loop (issue 15).
 
-    python benchmarks/run.py                # every benchmark (about 10 minutes on 2 cores)
+    python benchmarks/run.py                # every benchmark (about 7 minutes on 2 cores)
     python benchmarks/run.py --suite        # ... and the wall time of the whole test suite
     python benchmarks/run.py --only W1,W2   # some of: W1, W2, gpu, start, memory, csv
     python benchmarks/run.py --profile W1   # only where litplate's time goes (W1, W2, W2-linear)
