@@ -77,7 +77,8 @@ def own_environ():
 @pytest.mark.slow
 @pytest.mark.usefixtures("own_environ")
 def test_tensor_data_test_metrics_under_ddp_equal_a_single_process():
-    """TensorDataModule's own sampler under DDP (ddp_spawn, in this process): 15 rows, 3 ranks.
+    """TensorDataModule's own sampler under DDP: 15 rows, 3 ranks, forked from this process (the
+    sampler's question, not the start method's: ddp_spawn's own test is the multirun below).
 
     Lightning's own sampler would deal out the 4 batches of 4 rows to 3 ranks padded to 6, i.e.
     evaluate 2 batches twice: the metrics would differ.
@@ -86,12 +87,13 @@ def test_tensor_data_test_metrics_under_ddp_equal_a_single_process():
 
     from litplate.models import LinearRegression
 
-    model = LinearRegression()
-    with torch.no_grad():
-        model.weights.fill_(0.4)
-        model.bias.fill_(0.33)
     results = {}
-    for name, strategy, devices in (("single", "auto", 1), ("ddp", "ddp_spawn", 3)):
+    for name, strategy, devices in (("single", "auto", 1), ("ddp", "ddp_fork", 3)):
+        # A model of its own: forked ranks would inherit the first test's inference tensors.
+        model = LinearRegression()
+        with torch.no_grad():
+            model.weights.fill_(0.4)
+            model.bias.fill_(0.33)
         trainer = L.Trainer(
             accelerator="cpu", devices=devices, strategy=strategy, logger=False,
             enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
