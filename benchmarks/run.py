@@ -4,7 +4,7 @@
     python benchmarks/run.py --suite        # ... and the wall time of the whole test suite
     python benchmarks/run.py --only W1,W2   # some of: W1, W2, gpu, start, memory, csv
     python benchmarks/run.py --profile W1   # only where litplate's time goes (W1, W2, W2-linear)
-    python benchmarks/run.py --quick        # tiny sizes, one round: checks that every path runs
+    python benchmarks/run.py --quick        # tiny sizes, one round, no import tables
 
 Prints the results and writes them to BENCHMARKS.md (`--output`). Every workload is timed in one
 process, its cases interleaved: litplate's defaults; Lightning's floor (`LossOnly`: steps that only
@@ -98,6 +98,7 @@ class Sizes:
     warmup: int = 1
     start_overrides: tuple[str, ...] = ()  # extra overrides of the cold-start train.py run
     csv_rows: int = 2_000_000  # data=csv: rows of the generated file (issue 12: about 30 MB)
+    import_tables: bool = True  # what train.py imports: two more full runs under -X importtime
 
 
 QUICK = Sizes(
@@ -108,6 +109,7 @@ QUICK = Sizes(
     warmup=0,
     start_overrides=("trainer.max_epochs=2",),
     csv_rows=20_000,
+    import_tables=False,
 )
 
 
@@ -690,6 +692,8 @@ def bench_start(report: Report) -> None:
             report.commands.append(
                 (f"train.py {name}", statistics.median(times[name]), "torch" in imported)
             )
+        if not report.sizes.import_tables:
+            return
         imported = _imports(
             [python, "-X", "importtime", train, *overrides, f"hydra.run.dir={out / 'importtime'}"]
         )
@@ -1170,6 +1174,9 @@ def markdown(
         for command_name, seconds, torch_imported in report.commands:
             verdict = "**yes**" if torch_imported else "no"
             out.append(f"| `{command_name}` | {seconds:.2f} s | {verdict} |")
+        if not report.startup_imports:
+            out.append("")
+    if report.startup_imports:
         out += [
             "",
             "The slowest packages to import in `train.py experiment=linear` (-X importtime; each"
@@ -1316,7 +1323,9 @@ def _say(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round, no warm-up")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes, one round, no warm-up, no import tables"
+    )
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--suite", action="store_true", help="also time the whole test suite")
     parser.add_argument("--profile", choices=tuple(PROFILED), help="only print this cProfile")

@@ -188,6 +188,7 @@ def test_cold_start_runs_from_the_command_line(tmp_path: Path):
     assert [row[0] for row in entry_points] == ["`train.py --help`", "`train.py --cfg job`"]
     assert [row[2] for row in entry_points] == ["no", "no"]  # neither imports torch
     assert "Reading a CSV file" not in text
+    assert "The slowest packages to import" not in text  # --quick leaves the import tables out
     # The cold-start runs went to a temporary directory, not the project's logs/.
     assert sorted((ROOT / "logs").rglob("*")) == logs_before
 
@@ -225,6 +226,18 @@ def test_memory_and_csv_rows_come_from_their_child_processes(tmp_path: Path, mon
         assert row[3].endswith((" s", " ms"))
     assert "`line 20002, column 'rooms': 'x' is not a number`" in bad[0]
     assert "Cold start" not in text
+
+
+def test_import_tables_come_from_python_x_importtime():
+    imported = bench._imports([sys.executable, "-X", "importtime", "-c", "import json"])
+    assert imported["json"] > 0 and "torch" not in imported
+    report = bench.Report(bench.Sizes(), ["start"])
+    report.commands = [("train.py --help", 0.5, False)]
+    report.startup_imports, report.beyond_lightning = [("lightning", 2.6)], [("hydra", 0.1)]
+    text = bench.markdown(report, "python benchmarks/run.py --only start", {})
+    assert table_rows(text, "`train.py --help`") == [["`train.py --help`", "0.50 s", "no"]]
+    assert table_rows(text, "lightning") == [["lightning", "2.60"]]
+    assert table_rows(text, "hydra") == [["hydra", "0.10"]]
 
 
 def test_csv_reading_is_held_to_the_issue_goal_at_its_size():
