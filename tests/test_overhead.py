@@ -216,12 +216,9 @@ def _same(a, b, run_a: str, run_b: str, where: str = "checkpoint") -> None:
         assert a == b, where
 
 
-def test_best_checkpoint_in_memory_writes_what_model_checkpoint_writes(cfg_factory):
-    # lr 0.1: val/loss is lowest at epoch 13 of 20, then oscillates.
-    common = [
-        "experiment=linear_tutorial", "trainer.max_epochs=20", "model.optimizer.lr=0.1",
-        *QUIET, "~logger", "callbacks.last_checkpoint.min_interval_s=3600",
-    ]  # fmt: skip
+def _kept_and_plain(cfg_factory, common: list[str]) -> tuple:
+    """Two configs of `common`: BestCheckpoint keeping its bests in memory for an hour, and
+    Lightning's ModelCheckpoint in its place."""
     kept = cfg_factory(overrides=[*common, "callbacks.model_checkpoint.min_interval_s=3600"])
     plain = cfg_factory(
         overrides=[
@@ -231,6 +228,16 @@ def test_best_checkpoint_in_memory_writes_what_model_checkpoint_writes(cfg_facto
         ],
         name="plain",
     )
+    return kept, plain
+
+
+def test_best_checkpoint_in_memory_writes_what_model_checkpoint_writes(cfg_factory):
+    # lr 0.1: val/loss is lowest at epoch 13 of 20, then oscillates.
+    common = [
+        "experiment=linear_tutorial", "trainer.max_epochs=20", "model.optimizer.lr=0.1",
+        *QUIET, "~logger", "callbacks.last_checkpoint.min_interval_s=3600",
+    ]  # fmt: skip
+    kept, plain = _kept_and_plain(cfg_factory, common)
     # The first best is written at once (a best.ckpt exists from the first epoch on), the next
     # ones wait in memory; the best of epoch 13 is written just before the final last.ckpt.
     assert _fit_recording_writes(kept) == [
@@ -379,15 +386,7 @@ def test_best_checkpoint_keeps_the_top_k_files_model_checkpoint_keeps(cfg_factor
         *QUIET, "~logger", "callbacks.last_checkpoint=null",
         "callbacks.model_checkpoint.save_top_k=3", "callbacks.model_checkpoint.filename='{epoch}'",
     ]  # fmt: skip
-    kept = cfg_factory(overrides=[*common, "callbacks.model_checkpoint.min_interval_s=3600"])
-    plain = cfg_factory(
-        overrides=[
-            *common,
-            "callbacks.model_checkpoint._target_=lightning.pytorch.callbacks.ModelCheckpoint",
-            "~callbacks.model_checkpoint.min_interval_s",
-        ],
-        name="plain",
-    )
+    kept, plain = _kept_and_plain(cfg_factory, common)
     kept_writes, plain_writes = _fit_recording_writes(kept), _fit_recording_writes(plain)
     assert len(kept_writes) < len(plain_writes)
     runs = [Path(cfg.paths.output_dir) / "checkpoints" for cfg in (kept, plain)]
