@@ -380,11 +380,19 @@ def test_the_best_checkpoint_kept_in_memory_pickles_as_the_dumped_one():
     assert kept["state_dict"]._metadata == weights._metadata
 
 
-def test_best_checkpoint_keeps_the_top_k_files_model_checkpoint_keeps(cfg_factory):
+@pytest.mark.parametrize(
+    "naming",
+    [
+        pytest.param(["callbacks.model_checkpoint.filename='{epoch}'"], id="epoch-in-name"),
+        # best.ckpt, best-v1.ckpt, ...: a name kept in memory is taken, as a file on disk is.
+        pytest.param(["callbacks.model_checkpoint.enable_version_counter=true"], id="versions"),
+    ],
+)
+def test_best_checkpoint_keeps_the_top_k_files_model_checkpoint_keeps(cfg_factory, naming):
     common = [
         "experiment=linear_tutorial", "trainer.max_epochs=20", "model.optimizer.lr=0.1",
         *QUIET, "~logger", "callbacks.last_checkpoint=null",
-        "callbacks.model_checkpoint.save_top_k=3", "callbacks.model_checkpoint.filename='{epoch}'",
+        "callbacks.model_checkpoint.save_top_k=3", *naming,
     ]  # fmt: skip
     kept, plain = _kept_and_plain(cfg_factory, common)
     kept_writes, plain_writes = _fit_recording_writes(kept), _fit_recording_writes(plain)
@@ -392,5 +400,33 @@ def test_best_checkpoint_keeps_the_top_k_files_model_checkpoint_keeps(cfg_factor
     runs = [Path(cfg.paths.output_dir) / "checkpoints" for cfg in (kept, plain)]
     names = sorted(path.name for path in runs[1].iterdir())
     assert len(names) == 3 and sorted(path.name for path in runs[0].iterdir()) == names
+    for name in names:
+        _same(*(load_checkpoint(run / name) for run in runs), *(str(run.parent) for run in runs))
+
+
+def test_best_checkpoint_writes_the_checkpoint_saved_on_an_exception(cfg_factory):
+    class Failure(Exception):
+        pass
+
+    class FailAt(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.current_epoch == 6:
+                raise Failure  # after the step: save_on_exception has a new step to save
+
+    common = [
+        "experiment=linear_tutorial", "trainer.max_epochs=20", *QUIET, "~logger",
+        "callbacks.last_checkpoint=null", "+callbacks.model_checkpoint.save_on_exception=true",
+        "callbacks.model_checkpoint.filename='{epoch}-{step}'",
+    ]  # fmt: skip
+    runs = []
+    for cfg in _kept_and_plain(cfg_factory, common):
+        L.seed_everything(cfg.seed)
+        datamodule, model = build_data_and_model(cfg)
+        with pytest.raises(Failure):
+            build_trainer(cfg, callbacks=[FailAt()]).fit(model, datamodule=datamodule)
+        runs.append(Path(cfg.paths.output_dir) / "checkpoints")
+    names = sorted(path.name for path in runs[1].iterdir())
+    assert names == ["epoch=5-step=6.ckpt", "epoch=6-step=7.ckpt"]
+    assert sorted(path.name for path in runs[0].iterdir()) == names
     for name in names:
         _same(*(load_checkpoint(run / name) for run in runs), *(str(run.parent) for run in runs))

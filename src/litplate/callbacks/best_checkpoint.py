@@ -91,6 +91,10 @@ class BestCheckpoint(ModelCheckpoint):
         if trainer.strategy.broadcast(due):
             self.flush(trainer)
 
+    def file_exists(self, filepath: Any, trainer: L.Trainer) -> bool:
+        # A kept checkpoint counts as written: the version counter must not reuse its name.
+        return str(filepath) in self._pending or super().file_exists(filepath, trainer)
+
     def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         # A checkpoint that left the top k (save_top_k > 1, or a filename with the epoch in it)
         # is not written at all.
@@ -107,15 +111,17 @@ class BestCheckpoint(ModelCheckpoint):
             self._flush_if_due(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)  # may keep one more (save_last)
         self.flush(trainer)
-        super().on_train_end(trainer, pl_module)
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        # The other ranks may never get here: no barrier.
-        self.flush(trainer, barrier=False)
-        super().on_exception(trainer, pl_module, exception)
+        try:
+            super().on_exception(trainer, pl_module, exception)  # may keep one (save_on_exception)
+        finally:
+            # The other ranks may never get here: no barrier.
+            self.flush(trainer, barrier=False)
 
 
 _SHARED = (str, int, float, bool, type(None), bytes)  # immutable: the copy may share them
