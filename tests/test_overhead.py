@@ -430,3 +430,19 @@ def test_best_checkpoint_writes_the_checkpoint_saved_on_an_exception(cfg_factory
     assert sorted(path.name for path in runs[0].iterdir()) == names
     for name in names:
         _same(*(load_checkpoint(run / name) for run in runs), *(str(run.parent) for run in runs))
+
+
+def test_buffered_tensorboard_logger_writes_the_values_as_they_were_when_logged(tmp_path: Path):
+    from litplate.buffered_tensorboard import BufferedTensorBoardLogger
+
+    logger = BufferedTensorBoardLogger(tmp_path, name="", version="", min_interval_s=3600)
+    total, group = torch.zeros(()), {}
+    for step in range(3):
+        total += 1  # a running tensor, changed in place after it is logged
+        group["a"] = float(step)  # a dict the caller reuses
+        logger.log_metrics({"total": total, "group": group}, step)
+    with pytest.raises(ValueError, match="bad='x'"):
+        logger.log_metrics({"bad": "x"}, 3)  # refused when logged, as TensorBoardLogger does
+    logger.finalize("success")
+    assert _tensorboard_scalars(tmp_path)["total"] == [(0, 1.0), (1, 2.0), (2, 3.0)]
+    assert _tensorboard_scalars(tmp_path / "group_a")["group"] == [(0, 0.0), (1, 1.0), (2, 2.0)]

@@ -30,7 +30,7 @@ class BufferedTensorBoardLogger(TensorBoardLogger):
         if min_interval_s < 0:
             raise ValueError(f"min_interval_s must be >= 0, got min_interval_s={min_interval_s}")
         self.min_interval_s = min_interval_s
-        self._pending: list[tuple[float, int | None, dict[str, Any]]] = []
+        self._pending: list[tuple[float, int | None, list[Any], dict[str, dict[str, Any]]]] = []
         self._written_at = -float("inf")  # time.monotonic() of the last write
 
     def _due(self) -> bool:
@@ -40,7 +40,8 @@ class BufferedTensorBoardLogger(TensorBoardLogger):
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self._prefix:
             metrics = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}": v for k, v in metrics.items()}
-        self._pending.append((time.time(), step, dict(metrics)))
+        # Read now, as TensorBoardLogger does: a tensor or dict may change before the write.
+        self._pending.append((time.time(), step, *_summary_values(metrics)))
         if self._due():
             self.flush()
 
@@ -60,26 +61,33 @@ class BufferedTensorBoardLogger(TensorBoardLogger):
         """Write the values kept in memory (one event per logged step), flush the event file and
         save what TensorBoardLogger saves (hparams.yaml)."""
         from tensorboard.compat.proto.summary_pb2 import Summary
-        from torch.utils.tensorboard.summary import scalar
 
         self._written_at = time.monotonic()
         pending, self._pending = self._pending, []
         experiment = self.experiment
-        for walltime, step, metrics in pending:
-            values = []
-            for key, value in metrics.items():
-                if isinstance(value, Tensor):
-                    value = value.item()
-                if isinstance(value, dict):
-                    experiment.add_scalars(key, value, step, walltime)
-                    continue
-                try:
-                    values.extend(scalar(key, value).value)
-                except Exception as err:
-                    raise ValueError(
-                        f"{key}={value!r}: TensorBoard takes numbers, one-element tensors or "
-                        "dicts of them"
-                    ) from err
+        for walltime, step, values, groups in pending:
+            for key, value in groups.items():
+                experiment.add_scalars(key, value, step, walltime)
             if values:
                 experiment._get_file_writer().add_summary(Summary(value=values), step, walltime)
         super().save()  # flushes the event file; writes hparams.yaml once
+
+
+def _summary_values(metrics: Mapping[str, Any]) -> tuple[list[Any], dict[str, dict[str, Any]]]:
+    """The scalars' protobuf values, and the dicts for `add_scalars` (copied, tensors read)."""
+    from torch.utils.tensorboard.summary import scalar
+
+    values, groups = [], {}
+    for key, value in metrics.items():
+        if isinstance(value, Tensor):
+            value = value.item()
+        if isinstance(value, dict):
+            groups[key] = {k: v.item() if isinstance(v, Tensor) else v for k, v in value.items()}
+            continue
+        try:
+            values.extend(scalar(key, value).value)
+        except Exception as err:
+            raise ValueError(
+                f"{key}={value!r}: TensorBoard takes numbers, one-element tensors or dicts of them"
+            ) from err
+    return values, groups
