@@ -461,3 +461,23 @@ def test_joblib_workers_stop_after_their_job_when_the_sweep_is_killed(tmp_path: 
         assert "The sweep's process is gone: this worker stops" in (
             (sweep_dir / job / "train.log").read_text()
         )
+
+
+def _jobs_in_the_sweeps_own_process() -> None:
+    from litplate.sweep import StopOrphanedWorkers
+
+    guard = StopOrphanedWorkers()
+    guard.on_multirun_start(config=None)
+    for _ in range(2):  # the basic launcher: each job in the sweep's process
+        guard.on_job_start(config=None)
+        guard.on_job_end(config=None)
+
+
+def test_a_sweep_run_in_a_multiprocessing_child_is_not_taken_for_an_orphan():
+    import multiprocessing
+
+    # The sweep's process was started by multiprocessing, whose parent is alive and not the sweep.
+    child = multiprocessing.get_context("spawn").Process(target=_jobs_in_the_sweeps_own_process)
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0

@@ -78,7 +78,12 @@ class StopOrphanedWorkers(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_pid = os.environ.get(self.ENV)
-        if not sweep_pid or multiprocessing.parent_process() is None:
+        # A job in the sweep's own process (basic launcher) has no sweep process to outlive.
+        if (
+            not sweep_pid
+            or int(sweep_pid) == os.getpid()
+            or multiprocessing.parent_process() is None
+        ):
             return
         global _running_job
         if _running_job is None:  # the worker's first job
