@@ -81,6 +81,28 @@ def test_debug_overfit_trains_on_one_batch(cfg_factory):
     assert metrics["epochs"] == 3 and last["global_step"] == 3
 
 
+def test_trainer_overfit_batches_keeps_whole_batches_in_order(cfg_factory, monkeypatch):
+    # Lightning swaps any sampler but a SequentialSampler for a per-sample one, which litplate's
+    # whole-batch loaders cannot use; theirs is kept, unshuffled: the first 8 rows every epoch.
+    from litplate.data.tensors import IndexedTensors
+
+    fetched = []
+    getitem = IndexedTensors.__getitem__
+    monkeypatch.setattr(
+        IndexedTensors,
+        "__getitem__",
+        lambda self, i: fetched.append((len(self), i.tolist())) or getitem(self, i),
+    )
+    overrides = ["+trainer.overfit_batches=1", "trainer.max_epochs=3", "data.batch_size=8"]
+    cfg = cfg_factory(overrides=[*overrides, "data.shuffle=true", "callbacks.progress_bar=null"])
+    metrics = train(cfg)
+    assert metrics["epochs"] == 3
+    last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 3  # one whole batch a step
+    train_batches = [rows for size, rows in fetched if size == 40]  # 50 points: 40 train
+    assert train_batches == [list(range(8))] * 3
+
+
 def test_debug_default_is_one_cpu_epoch_with_anomaly_detection(cfg_factory):
     cfg = cfg_factory(overrides=["trainer=gpu", "debug=default"])
     assert cfg.trainer.max_epochs == 1 and cfg.trainer.detect_anomaly is True

@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
 SPLITS = ("train", "val", "test")
 PREDICT_SPLITS = (*SPLITS, "all")
@@ -80,6 +80,14 @@ class BatchIndexSampler(Sampler[torch.Tensor]):
 
     def __len__(self) -> int:
         return -(-self.size // self.batch_size)
+
+
+class InOrderBatchIndexSampler(BatchIndexSampler, SequentialSampler):
+    """A BatchIndexSampler in row order that Lightning's `overfit_batches` keeps: it swaps any
+    sampler but a SequentialSampler for a per-sample one, which these loaders cannot use."""
+
+    def __init__(self, size: int, batch_size: int, device: torch.device | str = "cpu") -> None:
+        super().__init__(size, batch_size, shuffle=False, device=device)
 
 
 class DistributedBatchIndexSampler(DistributedSampler):
@@ -291,9 +299,13 @@ class TensorDataModule(L.LightningDataModule):
             # a resume current_epoch still reads the epoch before: start at the right one here.
             epoch, self.resume_epoch = max(self.resume_epoch, trainer.current_epoch), 0
         size = len(dataset)
-        sampler = BatchIndexSampler(
-            size, self.batch_size or size, shuffle, self.shuffle_seed, epoch, self.X.device
-        )
+        if trainer is not None and trainer.overfit_batches > 0:
+            # The same first batches every epoch, unshuffled, as Lightning makes them.
+            sampler = InOrderBatchIndexSampler(size, self.batch_size or size, self.X.device)
+        else:
+            sampler = BatchIndexSampler(
+                size, self.batch_size or size, shuffle, self.shuffle_seed, epoch, self.X.device
+            )
         if trainer is not None and trainer.world_size > 1:  # DDP: this rank's share of the rows
             sampler = DistributedBatchIndexSampler(
                 sampler, trainer.world_size, trainer.global_rank, pad=name == "train"
