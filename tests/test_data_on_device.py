@@ -27,6 +27,7 @@ def fake_trainer(device: str) -> SimpleNamespace:
         current_epoch=0,
         world_size=1,
         global_rank=0,
+        overfit_batches=0,
     )
 
 

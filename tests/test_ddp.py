@@ -24,7 +24,7 @@ def test_ddp_evaluation_splits_points_across_ranks_without_repeats():
     datamodule = LinearDataModule(train_fraction=0.7, test_fraction=0.3)
     seen = []
     for rank in range(2):
-        datamodule.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        datamodule.trainer = SimpleNamespace(world_size=2, global_rank=rank, overfit_batches=0)
         seen += [x for X, _ in datamodule.test_dataloader() for x in X.squeeze(-1).tolist()]
     assert sorted(seen) == datamodule.split("test")[0].squeeze(-1).tolist()
     datamodule.trainer = None
