@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from litplate.builders import build_data_and_model, build_trainer
-from litplate.callbacks import NonFiniteLossError
+from litplate.callbacks import BestCheckpoint, LastCheckpoint, NonFiniteLossError
 from litplate.checkpoint import load_checkpoint
 from litplate.train import train
 from tests.helpers.runs import QUIET, lightning_epochs, read_metrics
@@ -446,3 +446,30 @@ def test_buffered_tensorboard_logger_writes_the_values_as_they_were_when_logged(
     logger.finalize("success")
     assert _tensorboard_scalars(tmp_path)["total"] == [(0, 1.0), (1, 2.0), (2, 3.0)]
     assert _tensorboard_scalars(tmp_path / "group_a")["group"] == [(0, 0.0), (1, 1.0), (2, 2.0)]
+
+
+def test_best_checkpoint_still_saves_every_n_train_steps_as_model_checkpoint_does(cfg_factory):
+    # The per-step check is skipped only when nothing saves at steps (litplate's configs).
+    common = [
+        "experiment=linear_tutorial", "trainer.max_epochs=3", "data.batch_size=16", *QUIET,
+        "~logger", "callbacks.last_checkpoint=null", "callbacks.model_checkpoint.save_top_k=-1",
+        "+callbacks.model_checkpoint.every_n_train_steps=2",
+        "callbacks.model_checkpoint.filename='{step}'",
+    ]  # fmt: skip
+    kept, plain = _kept_and_plain(cfg_factory, common)
+    _fit_recording_writes(kept), _fit_recording_writes(plain)
+    names = [sorted(p.name for p in (Path(c.paths.output_dir) / "checkpoints").iterdir())
+             for c in (kept, plain)]  # fmt: skip
+    assert names[0] == names[1] and "step=4.ckpt" in names[0], names  # mid-epoch: 3 steps each
+
+
+def test_checkpoint_callbacks_keep_their_state_keys():
+    # The keys their state has in every checkpoint written so far: resume must find it.
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    best = {"dirpath": "d", "filename": "best", "monitor": "val/loss", "mode": "min"}
+    assert BestCheckpoint(**best).state_key == ModelCheckpoint(**best).state_key
+    key = ModelCheckpoint(dirpath="d", filename="last").state_key
+    assert key.startswith("ModelCheckpoint{")
+    last = LastCheckpoint(dirpath="d", filename="last")
+    assert last.state_key == last.state_key == key.replace("ModelCheckpoint", "LastCheckpoint", 1)

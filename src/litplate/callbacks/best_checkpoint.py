@@ -12,8 +12,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from litplate.callbacks.epoch_checkpoint import EpochEndCheckpoint
 
-class BestCheckpoint(ModelCheckpoint):
+
+class BestCheckpoint(EpochEndCheckpoint):
     """A `ModelCheckpoint` that keeps each new best checkpoint in memory and writes it to disk at
     most every `min_interval_s`, before `last.ckpt` is written, at the end of the fit, and when
     the fit stops on an exception (SIGTERM, Ctrl-C, NaN loss).
@@ -35,10 +37,10 @@ class BestCheckpoint(ModelCheckpoint):
         self._pending: dict[str, dict[str, Any]] = {}  # path -> checkpoint, not yet on disk
         self._written_at = -math.inf  # time.monotonic() of the last write
 
-    @property
-    def state_key(self) -> str:
+    def _make_state_key(self) -> str:
         # ModelCheckpoint's key: a checkpoint written with either restores into the other.
-        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+        key = super()._make_state_key()
+        return key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
 
     def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, torch.Tensor]:
         """ModelCheckpoint's, with each logged value cloned instead of `deepcopy`-ed (the same

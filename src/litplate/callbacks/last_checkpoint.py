@@ -8,12 +8,12 @@ import time
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from litplate.callbacks.best_checkpoint import BestCheckpoint
+from litplate.callbacks.epoch_checkpoint import EpochEndCheckpoint
 
 
-class LastCheckpoint(ModelCheckpoint):
+class LastCheckpoint(EpochEndCheckpoint):
     """A `ModelCheckpoint` without a monitor that skips epoch ends less than `min_interval_s` after
     its file was last written, except the final epoch's.
 
