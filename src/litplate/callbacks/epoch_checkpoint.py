@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import lightning as L
@@ -16,12 +17,9 @@ class EpochEndCheckpoint(ModelCheckpoint):
     `every_n_train_steps` and `train_time_interval` unset (litplate's configs) it never does.
     """
 
-    @property
-    def state_key(self) -> str:
-        key = self.__dict__.get("_state_key")
-        if key is None:  # the arguments it is made of are fixed once the callback is built
-            key = self.__dict__["_state_key"] = self._make_state_key()
-        return key
+    @functools.cached_property
+    def state_key(self) -> str:  # made of arguments fixed once the callback is built
+        return self._make_state_key()
 
     def _make_state_key(self) -> str:
         return super().state_key
