@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from litplate.callbacks import LossHistory
+from litplate.export import save_figure
 from litplate.plotting import plot_loss_curves
 from litplate.train import train
 from tests.helpers.runs import QUIET, read_metrics
@@ -16,9 +16,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_plot_draws_both_curves(tmp_path: Path):
-    figure = plot_loss_curves(
-        ([0, 1, 2], [0.9, 0.5, 0.2]), ([0, 1, 2], [1.0, 0.6, 0.3]), tmp_path / "c.png"
-    )
+    figure = plot_loss_curves(([0, 1, 2], [0.9, 0.5, 0.2]), ([0, 1, 2], [1.0, 0.6, 0.3]))
+    save_figure(figure, tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:8] == PNG
     ax = figure.axes[0]
     assert [line.get_label() for line in ax.lines] == ["Train loss", "Test loss"]
@@ -39,17 +38,20 @@ def test_run_writes_loss_curves_and_sends_them_to_tensorboard(linear_run: Path):
     history = saved_history(best)
     for key in ("train/loss", "val/loss"):
         logged = {event.step: event.value for event in events.Scalars(key)}
-        epochs, losses = history.curve(key)
+        epochs, losses = curve(history, key)
         assert epochs == list(range(best["epoch"] + 1))
         steps = sorted(logged)
         for epoch, loss in zip(epochs, losses, strict=True):
             assert torch.tensor(loss, dtype=torch.float32).item() == logged[steps[epoch]]
 
 
-def saved_history(checkpoint: dict) -> LossHistory:
-    history = LossHistory()
-    history.load_state_dict(checkpoint["callbacks"]["LossHistory"])
-    return history
+def saved_history(checkpoint: dict) -> dict[str, list[list[float]]]:
+    return checkpoint["loss_history"]
+
+
+def curve(history: dict, key: str) -> tuple[list[int], list[float]]:
+    epochs, losses = zip(*history[key], strict=True)
+    return list(epochs), list(losses)
 
 
 # Resuming into a new run directory: Lightning says it keeps only best_model_path, as intended.
@@ -64,30 +66,5 @@ def test_resumed_run_keeps_the_whole_curve(cfg_factory):
     resumed = cfg_factory(overrides=overrides, name="b")
     metrics = train(resumed)
     history = saved_history(torch.load(metrics["best_checkpoint"], weights_only=True))
-    assert history.curve("train/loss")[0] == list(range(8))
-    assert history.curve("val/loss")[0] == list(range(8))
-
-
-class _Trainer:
-    """What LossHistory reads of a Trainer."""
-
-    def __init__(self) -> None:
-        self.sanity_checking, self.current_epoch, self.callback_metrics = False, 0, {}
-
-
-def test_the_saved_history_converts_only_new_epochs_and_stays_exact():
-    """state_dict() after every epoch, with epochs recorded again (validation twice an epoch)
-    and out of order (a resumed fit), equals the whole history converted at once."""
-    history, trainer, expected = LossHistory(), _Trainer(), {}
-    for epoch in [0, 1, 2, 2, 3, 1, 4, 5, 5, 6]:
-        value = torch.tensor(0.1 * (len(expected) + 1) + epoch)
-        trainer.current_epoch, trainer.callback_metrics = epoch, {"train/loss": value}
-        history.on_train_epoch_end(trainer, None)
-        expected[epoch] = float(value)
-        epochs, losses = history.state_dict()["train/loss"]
-        assert epochs.tolist() == sorted(expected)
-        assert torch.equal(losses, torch.tensor([expected[e] for e in sorted(expected)]))
-    restored = LossHistory()
-    restored.load_state_dict(history.state_dict())
-    assert restored.curve("train/loss") == history.curve("train/loss")
-    assert torch.equal(restored.state_dict()["train/loss"][1], losses)
+    assert curve(history, "train/loss")[0] == list(range(8))
+    assert curve(history, "val/loss")[0] == list(range(8))

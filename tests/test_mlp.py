@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from litplate.evaluate import evaluate
-from litplate.models import LinearRegression, MLPRegression, RegressionModel
+from litplate.models import LinearRegression, LitModel, MLPRegression
 from litplate.predict import predict_to_csv
 from litplate.train import train
 from tests.helpers.runs import QUIET, read_metrics
@@ -21,7 +21,7 @@ def test_architecture_comes_from_config():
     model = MLPRegression(
         hidden_sizes=[8, 4], activation={"_target_": "torch.nn.ReLU"}, dropout=0.1
     )
-    assert isinstance(model, RegressionModel)
+    assert isinstance(model, LitModel)
     kinds = [type(layer) for layer in model.net]
     assert kinds == [nn.Linear, nn.ReLU, nn.Dropout, nn.Linear, nn.ReLU, nn.Dropout, nn.Linear]
     assert [model.net[0].out_features, model.net[3].out_features, model.net[6].out_features] == [

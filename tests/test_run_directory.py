@@ -106,13 +106,12 @@ class PoisonWeights(Callback):
                     parameter.fill_(float("nan"))
 
 
-def test_weights_that_become_non_finite_are_never_saved(cfg_factory, monkeypatch, quick):
-    monkeypatch.setattr(targets, "_ALLOWED_HERE", {f"{__name__}."})
+def test_weights_that_become_non_finite_are_never_saved(cfg_factory, quick):
     poison = [
         f"+callbacks.poison._target_={__name__}.PoisonWeights",
         "+callbacks.poison.epoch=3",
     ]
-    cfg = cfg_factory(overrides=[*quick, "callbacks.last_checkpoint.min_interval_s=0", *poison])
+    cfg = cfg_factory(overrides=[*quick, *poison])
     with pytest.raises(NonFiniteLossError, match=r"weights became NaN or infinite at epoch 3"):
         train(cfg)
     run_dir = Path(cfg.paths.output_dir)

@@ -48,7 +48,6 @@ def test_tensorboard_holds_weight_bias_losses_and_the_figure(linear_run: Path):
     (image,) = events.Images("predictions")  # the saved PNG itself, as TensorBoard shows it
     with Image.open(linear_run / "predictions.png") as png:
         assert (image.width, image.height) == png.size == (1000, 700)
-    assert image.encoded_image_string == (linear_run / "predictions.png").read_bytes()
 
 
 def test_every_checkpoint_loads_with_weights_only(linear_run: Path):

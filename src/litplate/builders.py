@@ -10,9 +10,9 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from litplate import fast_log
 from litplate.checkpoint import model_from_checkpoint
 from litplate.config import to_plain
+from litplate.targets import build
 from litplate.devices import check_devices, check_launch
 from litplate.validation import validate
 
@@ -30,7 +30,6 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback] | None = None) ->
     Devices that are not there (`trainer=gpu` without a GPU) stop here, with one clear message.
     """
     check_devices(cfg.trainer)
-    fast_log.enable()
     callbacks = instantiate_group(cfg.get("callbacks")) + (callbacks or [])
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -71,4 +70,4 @@ def build_from_checkpoint(
     model, run_config = model_from_checkpoint(cfg.ckpt_path)
     data_config = {**run_config["data"], **(to_plain(cfg.get("data")) or {})}
     validate(OmegaConf.create({"data": data_config}))  # the +data.KEY=VALUE overrides
-    return model, instantiate(data_config), run_config
+    return model, build(data_config, "data", f"{cfg.ckpt_path} [data]"), run_config

@@ -20,7 +20,7 @@ from torch import nn
 
 from litplate.atomic_write import atomic_write
 from litplate.errors import UserInputError
-from litplate.targets import UnsafeConfigError, check_config
+from litplate.targets import UnsafeConfigError, build, check_model_hparams, check_run_config
 
 RUN_CONFIG_KEY = "run_config"
 
@@ -42,12 +42,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict' in it)")
-    for key in (RUN_CONFIG_KEY, "hyper_parameters"):
-        if key in checkpoint:
-            try:
-                check_config(checkpoint[key], f"{path} [{key}]")
-            except UnsafeConfigError as err:
-                raise CheckpointError(str(err)) from None
+    try:
+        if RUN_CONFIG_KEY in checkpoint:
+            check_run_config(checkpoint[RUN_CONFIG_KEY], f"{path} [{RUN_CONFIG_KEY}]")
+        if "hyper_parameters" in checkpoint:
+            check_model_hparams(checkpoint["hyper_parameters"], f"{path} [hyper_parameters]")
+    except UnsafeConfigError as err:
+        raise CheckpointError(str(err)) from None
     return checkpoint
 
 
@@ -137,9 +138,11 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: 
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]]:
-    """Rebuild the trained model from a checkpoint and return it with its run's config."""
-    from hydra.utils import instantiate
+    """Rebuild the trained model from a checkpoint and return it with its run's config.
 
+    The safe way to load a litplate checkpoint from Python: a local file only (a URL is refused),
+    read with `weights_only=True`, its model built only from the classes allowed for it.
+    """
     checkpoint = load_checkpoint(path)
     run_config = checkpoint.get(RUN_CONFIG_KEY)
     if not run_config:
@@ -147,7 +150,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str
             f"{path}: has no '{RUN_CONFIG_KEY}' (it was not written by litplate's train.py), "
             "so the model and data config are unknown"
         )
-    model = instantiate(run_config["model"], _recursive_=False)
+    model = build(run_config["model"], "model", f"{path} [{RUN_CONFIG_KEY}]", _recursive_=False)
     load_weights(model, checkpoint["state_dict"], path)
     return model, run_config
 
@@ -161,21 +164,6 @@ def non_finite_parameters(state_dict: dict[str, Any]) -> list[str]:
         and value.is_floating_point()
         and not bool(torch.isfinite(value).all())
     ]
-
-
-def check_resumable(checkpoint: dict[str, Any], model: L.LightningModule, path: str) -> None:
-    """A fit resumes only with the optimizer and scheduler whose state the checkpoint holds."""
-    stored = checkpoint.get("hyper_parameters") or {}
-    for key in ("optimizer", "scheduler"):
-        before = (stored.get(key) or {}).get("_target_")
-        now = (model.hparams.get(key) or {}).get("_target_")
-        if key in stored and before != now:
-            raise CheckpointError(
-                f"{path}: its fit used model.{key} {before}, this run {now}: a fit resumes only "
-                f"with the same {key} (its state is in the checkpoint). Resume with "
-                f"model/{key} as it was, or start a new fit from its weights with "
-                f"model.init_from={path}"
-            )
 
 
 def fit_checkpoints(trainer: L.Trainer) -> dict[str, Path]:

@@ -21,6 +21,16 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     return Path(path)
 
 
+def save_figure(figure: Any, path: str | Path) -> Path:
+    """A matplotlib figure as a PNG, written whole or not at all; the figure is then freed."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, keep_suffix=True) as tmp:
+        figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+    return Path(path)
+
+
 def write_json(data: dict[str, Any], path: str | Path) -> Path:
     """Write atomically, so a crash never leaves a half-written file that looks like a result."""
     with atomic_write(path) as file:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def plot_predictions(
@@ -13,9 +16,8 @@ def plot_predictions(
     test_data: torch.Tensor,
     test_labels: torch.Tensor,
     predictions: torch.Tensor | None = None,
-    path: str | Path | None = None,
-):
-    """Plot like the course does and save a PNG if `path` is given; returns the figure.
+) -> Figure:
+    """Plot like the course does; returns the figure (`litplate.export.save_figure` writes it).
 
     With several input features there is no single x axis: the predictions are then plotted
     against the true values, where a perfect model lies on the diagonal.
@@ -30,20 +32,18 @@ def plot_predictions(
         ax.set_xlabel("True value")
         ax.set_ylabel("Predicted value")
         ax.legend(prop={"size": 14})
-        return _save(fig, path)
+        return fig
     ax.scatter(train_data, train_labels, c="b", s=4, label="Training data")
     ax.scatter(test_data, test_labels, c="g", s=4, label="Testing data")
     if predictions is not None:
         ax.scatter(test_data, predictions, c="r", s=4, label="Predictions")
     ax.legend(prop={"size": 14})
-    return _save(fig, path)
+    return fig
 
 
 def plot_loss_curves(
-    train_loss: tuple[list[int], list[float]],
-    test_loss: tuple[list[int], list[float]],
-    path: str | Path | None = None,
-):
+    train_loss: tuple[list[int], list[float]], test_loss: tuple[list[int], list[float]]
+) -> Figure:
     """The course's loss curves: train and test loss per epoch, each as (epochs, losses)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 7))
@@ -53,7 +53,7 @@ def plot_loss_curves(
     ax.set_ylabel("Loss")
     ax.set_xlabel("Epochs")
     ax.legend()
-    return _save(fig, path)
+    return fig
 
 
 def _pyplot():
@@ -63,11 +63,3 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _save(fig, path: str | Path | None):
-    """Write the PNG if asked, and free the figure (it can still be drawn, e.g. to TensorBoard)."""
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
-    return fig

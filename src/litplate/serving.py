@@ -35,6 +35,7 @@ from litplate.checkpoint import (
 )
 from litplate.data.standardize import Standardization
 from litplate.export import save_weights, write_json
+from litplate.targets import build
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +252,6 @@ def predict_with_file(
             return torch.jit.load(str(path))(inputs)
         if fmt == "pt2":
             return torch.export.load(str(path)).module()(inputs)
-        from hydra.utils import instantiate
-
-        rebuilt = instantiate(model_config, _recursive_=False)
+        rebuilt = build(model_config, "model", "export.json [model]", _recursive_=False)
         load_weights(rebuilt, load_state_dict(path), path)
         return rebuilt.eval()(inputs)

@@ -1,18 +1,19 @@
-"""The allowlist of what a stored config may instantiate: files are data, never code.
+"""What a stored config may build: files are data, never code.
 
 A checkpoint holds its run's config and the model's hyper-parameters, some of them `_target_`s
-that Hydra would import and call. Before anything from a file is instantiated, every `_target_` in
-it (every depth, `_args_` included) is checked against `allowed_targets.yaml` beside this module,
-and strings that OmegaConf would interpolate (`${...}`) are refused, so no resolver runs on them.
+that Hydra would import and call. Only two parts of a stored config are ever built, the data module
+and the model, and in them each `_target_` must be one of the exact classes that
+`allowed_targets.yaml` lists for its role (the key it sits at: `data`, `model`, `model.loss`,
+`model.optimizer`, ...). The name is compared as text before anything is imported, so a listed
+name is all that can ever be imported. Strings that OmegaConf would interpolate (`${...}`) are
+refused too, so no resolver runs on them.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
@@ -21,104 +22,92 @@ from omegaconf import OmegaConf
 from litplate.errors import UserInputError
 
 ALLOWLIST_FILE = Path(__file__).with_name("allowed_targets.yaml")
+ROLES = ("data", "model")  # the parts of a run's config that eval, predict and export build
 
 
 class UnsafeConfigError(UserInputError):
-    """A stored config names something outside the allowlist, or holds an interpolation."""
+    """A stored config names a class its role does not allow, or holds an interpolation."""
 
 
 @cache
-def allowlist() -> tuple[tuple[str, ...], frozenset[str]]:
-    """The namespaces (each ending in ".") and exact names of `allowed_targets.yaml`."""
+def allowlist() -> dict[str, frozenset[str]]:
+    """{role: the exact class names allowed there} of `allowed_targets.yaml`."""
     data = yaml.safe_load(ALLOWLIST_FILE.read_text()) or {}
-    namespaces = tuple(str(name) for name in data.get("namespaces") or ())
-    if any(not name.endswith(".") for name in namespaces):
-        raise ValueError(f"{ALLOWLIST_FILE}: a namespace ends with '.', e.g. 'my_package.'")
-    return namespaces, frozenset(str(name) for name in data.get("exact") or ())
+    return {role: frozenset(map(str, names or ())) for role, names in data.items()}
 
 
-_ALLOWED_HERE: set[str] = set()
+_ALLOWED_HERE: dict[str, set[str]] = {}
 
 
-def allow(*names: str) -> None:
-    """Allow more namespaces ("my_package.") or exact names in this process, e.g. in a notebook;
-    for every run, add them to `allowed_targets.yaml`."""
-    _ALLOWED_HERE.update(names)
+def allow(role: str, *names: str) -> None:
+    """Allow more exact class names for `role` in this process (e.g. in a notebook); for every
+    run, add them to `allowed_targets.yaml`."""
+    _ALLOWED_HERE.setdefault(role, set()).update(names)
 
 
-def is_allowed_name(name: str) -> bool:
-    namespaces, exact = allowlist()
-    namespaces += tuple(n for n in _ALLOWED_HERE if n.endswith("."))
-    return name in exact or name in _ALLOWED_HERE or name.startswith(namespaces)
+def allowed(role: str) -> frozenset[str]:
+    return allowlist().get(role, frozenset()) | _ALLOWED_HERE.get(role, set())
 
 
-def check_target(target: Any) -> str | None:
-    """Why `target` may not be instantiated from a file, or None when it may.
-
-    Only names on the allowlist are imported at all; the name must lead through modules to a class
-    (no function, method or attribute of an imported module), and the class must be allowed where
-    it is defined.
-    """
-    if not isinstance(target, str):
-        return f"a _target_ must be a dotted name, got {type(target).__name__}"
-    if not is_allowed_name(target):
-        return "not on the allowlist"
-    parts = target.split(".")
-    obj: Any = None
-    for i, part in enumerate(parts):
-        if not part.isidentifier():
-            return "not a dotted name"
-        name = ".".join(parts[: i + 1])
-        if obj is None or isinstance(obj, ModuleType):
-            try:
-                obj = importlib.import_module(name)
-                continue
-            except ImportError:
-                if obj is None:
-                    return "cannot be imported"
-        if isinstance(obj, ModuleType) and isinstance(getattr(obj, part, None), ModuleType):
-            return "leads through a module that is not imported by its own name"
-        if not hasattr(obj, part):
-            return "cannot be found"
-        obj = getattr(obj, part)
-    if not isinstance(obj, type):
-        return "not a class"
-    defined = f"{obj.__module__}.{obj.__qualname__}"
-    if not is_allowed_name(defined):
-        return f"it is {defined}, which is not on the allowlist"
-    return None
-
-
-def _walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+def _targets(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(key path, value) of every leaf, depth first."""
     if isinstance(node, dict):
         for key, value in node.items():
-            yield from _walk(value, f"{path}.{key}" if path else str(key))
+            yield from _targets(value, f"{path}.{key}" if path else str(key))
     elif isinstance(node, (list, tuple)):
         for index, value in enumerate(node):
-            yield from _walk(value, f"{path}[{index}]")
+            yield from _targets(value, f"{path}[{index}]")
     else:
         yield path, node
 
 
-def check_config(config: Any, source: str, stored: bool = True) -> None:
-    """Raise UnsafeConfigError naming `source`, the key path and the value of the first problem.
+def check_stored(config: Any, role: str, source: str, stored: bool = True) -> None:
+    """Raise UnsafeConfigError naming `source`, the key and the class of the first `_target_` in
+    `config` (the node at `role`) that its role does not allow.
 
-    `stored=False` checks a config of the user's own (e.g. the one a run starts with, whose
-    checkpoints must reload) for its targets only: interpolations are theirs to use there.
+    `stored=False` checks a config of the user's own (the one a run starts with, whose checkpoints
+    must reload) for its targets only: interpolations are theirs to use there.
     """
     if OmegaConf.is_config(config):
         config = OmegaConf.to_container(config, resolve=False)
-    for path, value in _walk(config, ""):
+    for path, value in _targets(config, role):
         key = path.rsplit(".", 1)[-1]
         if key == "_target_":
-            reason = check_target(value)
-            if reason:
+            node = path.rsplit(".", 1)[0]
+            if not isinstance(value, str) or value not in allowed(node):
+                names = sorted(allowed(node))
                 raise UnsafeConfigError(
-                    f"{source}: refused {path}={value!r} ({reason}; allowed: "
-                    f"{ALLOWLIST_FILE.name}, see docs/safety.md). Nothing was run."
-                )
+                    f"{source}: refused {path}={value!r}: "
+                    + (f"{node} may be one of {', '.join(names)}" if names else
+                       f"a stored config builds nothing at {node}")
+                    + f" ({ALLOWLIST_FILE.name}, see docs/safety.md). Nothing was run."
+                )  # fmt: skip
         elif stored and isinstance(value, str) and "${" in value:
             raise UnsafeConfigError(
                 f"{source}: refused {path}={value!r}: a stored value is data, and interpolations "
                 "(${...}) are not resolved from a file. Nothing was run."
             )
+
+
+def check_run_config(config: Any, source: str, stored: bool = True) -> None:
+    """Check the parts of a run's config that are built from it: `data` and `model`."""
+    if OmegaConf.is_config(config):
+        config = OmegaConf.to_container(config, resolve=False)
+    if not isinstance(config, dict):
+        raise UnsafeConfigError(f"{source}: a run config is a mapping, got {type(config).__name__}")
+    for role in ROLES:
+        if role in config:
+            check_stored(config[role], role, source, stored)
+
+
+def check_model_hparams(hparams: dict[str, Any], source: str) -> None:
+    """A model's hyper-parameters: its loss, optimizer, scheduler... each at its `model.` role."""
+    check_stored(hparams, "model", source)
+
+
+def build(config: dict[str, Any], role: str, source: str, **kwargs: Any) -> Any:
+    """Instantiate a stored `config` at `role` once every `_target_` in it is allowed there."""
+    from hydra.utils import instantiate
+
+    check_stored(config, role, source)
+    return instantiate(config, **kwargs)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,9 +83,6 @@ class WandbLogger(_WandbLogger):
         if "tags" in kwargs and kwargs["tags"] is not None:
             kwargs["tags"] = list(kwargs["tags"])
         super().__init__(save_dir=save_dir, offline=offline, **kwargs)
-        # Lightning always passes `anonymous`; recent wandb warns on each run that it does nothing.
-        if self._wandb_init.get("anonymous") is None:
-            self._wandb_init.pop("anonymous", None)
 
 
 def log_run(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], output_dir: Path) -> None:
@@ -107,28 +103,11 @@ def log_run(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], output
             _log_wandb(logger, cfg, metrics, files, output_dir)
 
 
-def log_figure(trainer: L.Trainer, name: str, png: Path) -> None:
-    """Show the saved figure in TensorBoard's Images tab (when a TensorBoard logger is on).
-
-    The PNG file's bytes as they are: TensorBoard stores images PNG-encoded, so nothing is drawn,
-    decoded or encoded again.
-    """
-    loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
-    if not loggers:
-        return
-    from tensorboard.compat.proto.summary_pb2 import Summary
-
-    data = png.read_bytes()
-    # The IHDR chunk, first in every PNG: width, height, bit depth, colour type.
-    width, height, _, colour_type = struct.unpack(">IIBB", data[16:26])
-    channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}[colour_type]  # grey, RGB, palette, grey+alpha, RGBA
-    image = Summary.Image(
-        height=height, width=width, colorspace=channels, encoded_image_string=data
-    )
-    summary = Summary(value=[Summary.Value(tag=name, image=image)])
-    for logger in loggers:
-        # SummaryWriter.add_image's own path, minus its encoding; it reopens a closed event file.
-        logger.experiment._get_file_writer().add_summary(summary, trainer.global_step)
+def log_figure(trainer: L.Trainer, name: str, figure: Any) -> None:
+    """Show a matplotlib figure in TensorBoard's Images tab (when a TensorBoard logger is on)."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_figure(name, figure, trainer.global_step, close=False)
 
 
 def _log_tensorboard(logger: TensorBoardLogger, cfg: DictConfig, metrics: dict[str, Any]) -> None:

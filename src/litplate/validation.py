@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from litplate.errors import UserInputError
-from litplate.targets import check_config
+from litplate.targets import check_run_config
 
 _ABSENT = object()
 
@@ -82,4 +82,4 @@ def validate(cfg: DictConfig, rules: dict[str, Rule] = RULES) -> None:
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     # A run's checkpoints hold its config, and are reloaded only if every target is allowed.
-    check_config(cfg, "the run's config", stored=False)
+    check_run_config(cfg, "the run's config", stored=False)

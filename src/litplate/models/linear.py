@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from litplate.models.regression import RegressionModel
+from litplate.models.base import LitModel
 
 if TYPE_CHECKING:
     from litplate.data.standardize import Standardization
 
 
-class LinearRegression(RegressionModel):
+class LinearRegression(LitModel):
     """y = weights * x + bias, starting from random values and learning the ideal ones.
 
     With `n_features` > 1 (e.g. a CSV of several input columns) there is one weight per feature.
-    `common`: loss, optimizer, scheduler, `init_from` and `freeze`, see `RegressionModel`.
+    `common`: loss, optimizer, scheduler, `init_from` and `freeze`, see `LitModel`.
     """
 
     def __init__(self, n_features: int = 1, **common: Any) -> None:
@@ -34,6 +34,7 @@ class LinearRegression(RegressionModel):
         return x @ self.weights.unsqueeze(-1) + self.bias  # the weighted sum of the features
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()  # the epoch's train/loss
         # The learned values, to watch them approach the ideal ones in TensorBoard.
         # sync_dist: the same on every DDP rank; Lightning warns about every key otherwise.
         if self.hparams.n_features == 1:

@@ -10,15 +10,15 @@ from hydra.utils import instantiate
 from torch import nn
 
 from litplate.config import to_plain
-from litplate.models.regression import RegressionModel
+from litplate.models.base import LitModel
 
 
-class MLPRegression(RegressionModel):
+class MLPRegression(LitModel):
     """x → [Linear → activation (→ Dropout)] per hidden size → Linear → y.
 
     `activation` is a `_target_` dict (e.g. `{"_target_": "torch.nn.Tanh"}`), one instance per
     hidden layer. `common`: loss, optimizer, scheduler, `init_from` and `freeze`, see
-    `RegressionModel`.
+    `LitModel`.
     """
 
     def __init__(

@@ -1,0 +1,219 @@
+"""What every model of litplate shares: loss, optimizer, the steps, metrics, fine-tuning.
+
+A model subclasses `LitModel`, creates its parameters and writes `forward()`. What is specific to
+a task is a hook with a regression default, overridden by a task's base class (see
+`ClassificationModel`): its metrics (`configure_metrics`, `metric_inputs`), the columns of
+predictions.csv (`prediction_columns`), its figure of predictions (`plot_predictions`) and values
+of its own for metrics.json (`reported_values`, e.g. the line's weight and bias).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection, R2Score
+
+from litplate.checkpoint import load_state_dict, load_weights
+from litplate.config import to_plain
+from litplate.targets import check_model_hparams
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from litplate.data.tensors import TensorDataModule
+
+
+class LitModel(L.LightningModule):
+    """Steps, metrics and optimizer of a model that maps x to y.
+
+    The loss, the optimizer (a Hydra `_partial_`) and the optional LR scheduler arrive as config
+    dicts and are instantiated here, so the checkpoint's hyper-parameters stay plain data, as do
+    `init_from` (a `.ckpt` or `.safetensors` to start fitting from) and `freeze` (names of
+    parameters, or of modules holding them, that the optimizer leaves as they are). Subclasses pass
+    their own arguments as `architecture`, saved with the rest.
+    """
+
+    def __init__(
+        self,
+        loss: dict[str, Any] | None = None,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        init_from: str | None = None,
+        freeze: Sequence[str] = (),
+        architecture: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        # Plain data only, so every checkpoint loads with torch.load(weights_only=True).
+        self.save_hyperparameters(
+            {
+                **(architecture or {}),
+                "loss": to_plain(loss) or {"_target_": "torch.nn.L1Loss"},
+                "optimizer": to_plain(optimizer)
+                or {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01},
+                "scheduler": to_plain(scheduler),
+                "init_from": str(init_from) if init_from else None,
+                "freeze": list(to_plain(freeze) or []),
+            }
+        )
+        # They may come from a file (a checkpoint's hyper-parameters): each role's classes only.
+        check_model_hparams(dict(self.hparams), f"{type(self).__name__} hyper-parameters")
+        self.loss_fn = instantiate(self.hparams.loss)
+        # Means over each epoch's samples; torchmetrics sums them across DDP ranks exactly.
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        metrics = self.configure_metrics()
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        # The per-epoch losses of the fit, for the loss curves; kept in checkpoints.
+        self.loss_history: dict[str, dict[int, float]] = {"train/loss": {}, "val/loss": {}}
+
+    # --- Task hooks: regression defaults -------------------------------------------------------
+    def configure_metrics(self) -> MetricCollection:
+        """The metrics logged for validation and test (as `val/NAME` and `test/NAME`)."""
+        return MetricCollection({"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()})
+
+    def metric_inputs(
+        self, outputs: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the metrics compare: here one value per example."""
+        return outputs.squeeze(-1), targets.squeeze(-1)
+
+    def prediction_columns(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """predictions.csv's columns for the model's outputs (in the data's units)."""
+        return {"prediction": outputs[:, 0]}
+
+    def plot_predictions(
+        self, datamodule: TensorDataModule, split: str, outputs: torch.Tensor
+    ) -> Figure:
+        """The course's figure: training data, `split`'s data and its predictions."""
+        from litplate.plotting import plot_predictions
+
+        return plot_predictions(
+            datamodule.raw_inputs("train"),
+            datamodule.raw_targets("train"),
+            datamodule.raw_inputs(split),
+            datamodule.raw_targets(split),
+            outputs,
+        )
+
+    def reported_values(self, standardization: Any = None) -> dict[str, float]:
+        """Values of this model's own that a run writes into metrics.json (none here).
+
+        `standardization`: the data's (a CSV's), to report values in the data's own units too.
+        """
+        return {}
+
+    # --- Fine-tuning ---------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        # Here, not in __init__: the parameters exist by now, a resumed fit (ckpt_path) restores its
+        # own weights after this, and eval/predict rebuild the model without re-reading init_from.
+        if stage == "fit":
+            self.prepare_fine_tuning()
+
+    def prepare_fine_tuning(self) -> None:
+        """Start from `init_from`'s weights and freeze the `freeze` parameters (if set)."""
+        if self.hparams.init_from:
+            path = self.hparams.init_from
+            load_weights(self, load_state_dict(path), path)
+        parameters = dict(self.named_parameters())
+        unknown = []
+        for name in self.hparams.freeze:
+            chosen = [
+                p for key, p in parameters.items() if key == name or key.startswith(f"{name}.")
+            ]
+            if not chosen:
+                unknown.append(name)
+            for parameter in chosen:
+                parameter.requires_grad_(False)
+        if unknown:
+            raise ValueError(
+                f"freeze: {type(self).__name__} has no parameter {', '.join(map(repr, unknown))} "
+                f"(its parameters: {', '.join(parameters)})"
+            )
+
+    # --- The steps -----------------------------------------------------------------------------
+    def model_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The loss of a batch, with the outputs and targets it compared."""
+        X, y = batch
+        y_pred = self(X)  # forward pass
+        loss = self.loss_fn(y_pred, y)  # how wrong the predictions are
+        return loss, y_pred, y
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        loss, _, y = self.model_step(batch)
+        # Lightning then does optimizer.zero_grad(), loss.backward() and optimizer.step();
+        # src/litplate/reference.py writes that loop out by hand.
+        self.train_loss.update(loss.detach(), len(y))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        # Lightning's pattern for a metric over an epoch: updated in the step, logged once here.
+        self.log_epoch("train/loss", self.train_loss, prog_bar=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        # Lightning has already called model.eval() and entered torch.inference_mode().
+        loss, y_pred, y = self.model_step(batch)
+        self.val_loss.update(loss, len(y))
+        self.val_metrics.update(*self.metric_inputs(y_pred, y))
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch("val/loss", self.val_loss, prog_bar=True)
+        self.log_dict(self.val_metrics)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, y_pred, y = self.model_step(batch)
+        self.test_loss.update(loss, len(y))
+        self.test_metrics.update(*self.metric_inputs(y_pred, y))
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/loss", self.test_loss)
+        self.log_dict(self.test_metrics)
+
+    def log_epoch(self, name: str, metric: MeanMetric, prog_bar: bool = False) -> None:
+        """Log an epoch's mean loss and keep it in `loss_history` (the loss curves)."""
+        value = metric.compute()  # summed across DDP ranks
+        metric.reset()
+        self.log(name, value, prog_bar=prog_bar, sync_dist=True)
+        if not self.trainer.sanity_checking:
+            self.loss_history[name][self.current_epoch] = float(value)
+
+    def predict_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        X, _ = batch
+        return self(X)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["loss_history"] = {
+            name: [[epoch, value] for epoch, value in sorted(values.items())]
+            for name, values in self.loss_history.items()
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        for name, pairs in checkpoint.get("loss_history", {}).items():
+            self.loss_history[name] = {int(epoch): value for epoch, value in pairs}
+
+    def loss_curve(self, name: str) -> tuple[list[int], list[float]]:
+        """(epochs, losses) of `train/loss` or `val/loss`, in epoch order."""
+        epochs = sorted(self.loss_history[name])
+        return epochs, [self.loss_history[name][epoch] for epoch in epochs]
+
+    def configure_optimizers(self) -> Any:
+        # Frozen parameters (requires_grad False) are left out, so the optimizer never moves them.
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        optimizer = instantiate(self.hparams.optimizer)(params=trainable)
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        # "monitor" only matters to ReduceLROnPlateau; other schedulers ignore it.
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"},
+        }
