@@ -7,8 +7,11 @@ create a file if it were ever instantiated (the first test proves they are live)
 from __future__ import annotations
 
 import copy
+import http.server
 import json
 import os
+import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,7 @@ from litplate.checkpoint import (
     model_from_checkpoint,
 )
 from litplate.models import LinearRegression
-from litplate.targets import UnsafeConfigError, check_config, check_target
+from litplate.targets import UnsafeConfigError, check_run_config, check_stored
 from litplate.train import train
 
 
@@ -33,6 +36,14 @@ def _open(marker: Path) -> dict:
 
 def _file_handler(marker: Path) -> dict:
     return {"_target_": "logging.FileHandler", "_args_": [str(marker)]}
+
+
+def _mlflow(marker: Path) -> dict:
+    return {"_target_": "lightning.pytorch.loggers.MLFlowLogger", "tracking_uri": f"sqlite:///{marker}"}
+
+
+def _writer(marker: Path) -> dict:
+    return {"_target_": "lightning.pytorch.loggers.csv_logs.ExperimentWriter", "log_dir": str(marker)}
 
 
 def _put(checkpoint: dict, where: str, marker: Path) -> None:
@@ -50,11 +61,13 @@ def _put(checkpoint: dict, where: str, marker: Path) -> None:
         run["model"]["loss"] = _open(marker)
     elif where == "stored hparams":  # what LightningModule.load_from_checkpoint instantiates
         hparams["loss"] = _open(marker)
-    elif where == "re-export":  # an allowed prefix leading to torch.save through a module
+    elif where == "re-export":  # an allowed name's module leading on to torch.save
         run["model"]["loss"] = {
             "_target_": "torch.nn.modules.module.torch.save",
             "_args_": [{}, str(marker)],
         }
+    elif where == "logger as loss":  # a class whose constructor writes files
+        run["model"]["loss"] = hparams["loss"] = _mlflow(marker)
     elif where == "interpolation":
         run["data"]["noise_std"] = "${oc.create:{_target_: builtins.open}}"
     else:
@@ -69,6 +82,7 @@ PLACES = [
     "loss",
     "stored hparams",
     "re-export",
+    "logger as loss",
     "interpolation",
 ]
 
@@ -95,6 +109,12 @@ def test_the_payloads_are_live_when_instantiated_without_the_check(tmp_path: Pat
     marker.unlink()
     instantiate(_open(marker)).close()
     assert marker.exists()
+    marker.unlink()
+    instantiate(_writer(marker))
+    assert marker.is_dir()
+    pytest.importorskip("mlflow")
+    instantiate(_mlflow(tmp_path / "mlflow.db")).experiment  # noqa: B018  (its store is made here)
+    assert (tmp_path / "mlflow.db").is_file()
 
 
 @pytest.mark.parametrize("where", PLACES)
@@ -128,43 +148,41 @@ def test_every_loading_path_refuses_it(honest_checkpoint, where, tmp_path: Path,
 
 def test_lightning_load_from_checkpoint_refuses_stored_hparams(honest_checkpoint, tmp_path: Path):
     path, marker = _crafted(honest_checkpoint, "stored hparams", tmp_path)
-    with pytest.raises(Exception, match=r"hyper-parameters: refused loss\._target_"):
+    with pytest.raises(Exception, match=r"\[hyper_parameters\]: refused model\.loss\._target_"):
         LinearRegression.load_from_checkpoint(path, weights_only=True)
     assert not marker.exists()
 
 
 @pytest.mark.parametrize(
-    ("target", "reason"),
-    [
-        ("os.system", "not on the allowlist"),
-        ("runpy._run_code", "not on the allowlist"),
-        ("shutil.copyfile", "not on the allowlist"),
-        ("torch.load", "not on the allowlist"),
-        ("litplate.export.write_json", "not a class"),
-        ("litplate.sweep.Path", "it is pathlib.Path"),
-        ("torch.nn.modules.module.torch.save", "leads through a module"),
-        ("litplate.train.L.Trainer", "leads through a module"),
-        (["torch.nn.L1Loss"], "must be a dotted name"),
-    ],
-)
-def test_targets_outside_the_allowlist_are_refused(target, reason):
-    assert reason in check_target(target)
+    ("role", "target"),
+    [("data", "torch.nn.L1Loss"), ("model", "litplate.data.LinearDataModule"),
+     ("model.loss", "torch.optim.SGD"), ("model.optimizer", "torch.nn.MSELoss"),
+     ("model.scheduler", "torch.optim.Adam"), ("model.loss", "torch.nn.modules.loss.L1Loss"),
+     ("model.loss", "lightning.pytorch.loggers.MLFlowLogger"), ("trainer", "lightning.Trainer"),
+     ("model.loss", "os.system"), ("model.loss", ["torch.nn.L1Loss"])],
+)  # fmt: skip
+def test_a_role_refuses_every_class_not_listed_for_it(role, target):
+    with pytest.raises(UnsafeConfigError, match=rf"refused {re.escape(role)}\._target_="):
+        check_stored({"_target_": target}, role, "some.ckpt")
 
 
 @pytest.mark.parametrize(
-    "target",
-    ["torch.nn.L1Loss", "torch.optim.SGD", "torch.optim.lr_scheduler.CosineAnnealingLR",
-     "litplate.models.MLPRegression", "lightning.pytorch.Trainer", "torch.nn.Tanh"],
+    ("role", "target"),
+    [("model.loss", "torch.nn.L1Loss"), ("model.optimizer", "torch.optim.SGD"),
+     ("model.scheduler", "torch.optim.lr_scheduler.CosineAnnealingLR"),
+     ("model", "litplate.models.MLPRegression"), ("data", "litplate.data.CSVDataModule"),
+     ("model.activation", "torch.nn.Tanh")],
 )  # fmt: skip
-def test_what_a_model_uses_is_allowed(target):
-    assert check_target(target) is None
+def test_what_a_run_uses_is_allowed_in_its_role(role, target):
+    check_stored({"_target_": target}, role, "some.ckpt")
 
 
 def test_the_error_names_source_key_path_and_target():
     config = {"model": {"loss": {"_target_": "torch.nn.L1Loss", "_args_": [{"_target_": "x.y"}]}}}
     with pytest.raises(UnsafeConfigError) as info:
-        check_config(config, "some.ckpt")
+        check_run_config(config, "some.ckpt")
     assert "some.ckpt: refused model.loss._args_[0]._target_='x.y'" in str(info.value)
+    assert "builds nothing at model.loss._args_[0]" in str(info.value)
 
 
 def test_a_model_built_from_unsafe_hparams_is_refused(tmp_path: Path):
@@ -244,3 +262,78 @@ def test_honest_checkpoints_of_every_experiment_evaluate_and_predict(
         assert (out / output).is_file()
     evaluated = json.loads((tmp_path / "eval.py" / "metrics.json").read_text())
     assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-5)
+
+
+# Every role of a stored config, given a class of another role and a class that writes files.
+OTHER_ROLE = {
+    "data": "torch.nn.L1Loss",
+    "model": "litplate.data.LinearDataModule",
+    "model.loss": "torch.optim.SGD",
+    "model.optimizer": "torch.nn.MSELoss",
+    "model.scheduler": "torch.optim.Adam",
+}
+EXPORTS = ("onnx", "torchscript", "pt2", "safetensors")
+
+
+def _plant(checkpoint: dict, role: str, payload: dict) -> None:
+    run, hparams = checkpoint["run_config"], checkpoint["hyper_parameters"]
+    if role in ("data", "model"):
+        run[role] = {**run[role], **payload}
+        return
+    key = role.split(".", 1)[1]
+    run["model"][key] = hparams[key] = {**payload, "_partial_": True}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("payload", ["other role", "writes files"])
+@pytest.mark.parametrize("role", list(OTHER_ROLE))
+def test_every_role_refuses_through_every_path(
+    honest_checkpoint, role, payload, tmp_path: Path, entry_point, cfg_factory
+):
+    marker = tmp_path / "marker"
+    planted = {"_target_": OTHER_ROLE[role]} if payload == "other role" else _writer(marker)
+    if payload == "writes files" and role.startswith("model."):
+        planted = _mlflow(marker)
+    checkpoint = copy.deepcopy(honest_checkpoint)
+    _plant(checkpoint, role, planted)
+    path = tmp_path / "crafted.ckpt"
+    torch.save(checkpoint, path)
+    refusal = f"{path} [run_config]: refused {role}._target_='{planted['_target_']}'"
+    runs = [("eval.py", []), ("predict.py", []), *(("export.py", [f"format={f}"]) for f in EXPORTS)]
+    for script, extra in runs:
+        out = tmp_path / "_".join([script[:-3], *(e.split("=")[1] for e in extra)])
+        result = entry_point(script, f"ckpt_path={path}", *extra, f"hydra.run.dir={out}")
+        assert result.returncode == 1, (script, extra, result.stderr)
+        assert refusal in result.stderr, (script, extra, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert not [f for f in out.iterdir() if f.name not in (".hydra", f"{script[:-3]}.log")]
+    for overrides in (["experiment=linear", f"ckpt_path={path}"],
+                      ["experiment=linear_finetune", f"model.init_from={path}"]):  # fmt: skip
+        with pytest.raises(CheckpointError, match=re.escape(refusal)):
+            train(cfg_factory(overrides=overrides))
+    assert not marker.exists()
+
+
+def test_the_documented_python_loading_refuses_a_pickle_served_over_http(tmp_path: Path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    served = tmp_path / "served"
+    served.mkdir()
+    torch.save({"state_dict": {}, "x": Payload()}, served / "model.ckpt")
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=served)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/model.ckpt"
+    try:
+        with pytest.raises(CheckpointError, match="remote checkpoints are not loaded"):
+            model_from_checkpoint(url)
+        with pytest.raises(CheckpointError, match="remote checkpoints are not loaded"):
+            LinearRegression.load_from_checkpoint(url)
+    finally:
+        server.shutdown()
+    assert not (tmp_path / "ran").exists()
+    # The payload is live: loaded without weights_only (as Lightning loads a URL), it runs.
+    torch.load(served / "model.ckpt", weights_only=False)
+    assert (tmp_path / "ran").exists()

@@ -19,8 +19,9 @@ from omegaconf import DictConfig, open_dict, read_write
 
 from litplate.errors import UserInputError
 
-# What a run leaves in its directory; any of them marks it as taken.
-RUN_MARKERS = (".hydra", "checkpoints", "metrics.json")
+# What a run leaves in its directory; any of them marks it as taken (a `.hydra` alone, left by a
+# run that stopped on a config error, does not: the retry may use the directory).
+RUN_MARKERS = ("checkpoints", "metrics.json", "model.safetensors")
 LOCK_FILE = ".run.lock"
 
 
@@ -52,6 +53,7 @@ class OneRunPerDirectory(Callback):
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra calls this after the job, failed or not: another run in this process may start.
         if self._lock is not None:
+            Path(self._lock.name).unlink(missing_ok=True)
             self._lock.close()
             self._lock = None
 

@@ -49,14 +49,15 @@ def allowed(role: str) -> frozenset[str]:
     return allowlist().get(role, frozenset()) | _ALLOWED_HERE.get(role, set())
 
 
-def _targets(node: Any, path: str) -> Iterator[tuple[str, Any]]:
-    """(key path, value) of every leaf, depth first."""
+def _leaves(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(key path, value) of every `_target_` (whatever its type) and every other leaf."""
     if isinstance(node, dict):
         for key, value in node.items():
-            yield from _targets(value, f"{path}.{key}" if path else str(key))
+            where = f"{path}.{key}" if path else str(key)
+            yield from [(where, value)] if key == "_target_" else _leaves(value, where)
     elif isinstance(node, (list, tuple)):
         for index, value in enumerate(node):
-            yield from _targets(value, f"{path}[{index}]")
+            yield from _leaves(value, f"{path}[{index}]")
     else:
         yield path, node
 
@@ -70,7 +71,7 @@ def check_stored(config: Any, role: str, source: str, stored: bool = True) -> No
     """
     if OmegaConf.is_config(config):
         config = OmegaConf.to_container(config, resolve=False)
-    for path, value in _targets(config, role):
+    for path, value in _leaves(config, role):
         key = path.rsplit(".", 1)[-1]
         if key == "_target_":
             node = path.rsplit(".", 1)[0]

@@ -17,7 +17,7 @@ import torch
 from hydra.utils import instantiate
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection, R2Score
 
-from litplate.checkpoint import load_state_dict, load_weights
+from litplate.checkpoint import load_checkpoint, load_state_dict, load_weights
 from litplate.config import to_plain
 from litplate.targets import check_model_hparams
 
@@ -105,6 +105,13 @@ class LitModel(L.LightningModule):
         `standardization`: the data's (a CSV's), to report values in the data's own units too.
         """
         return {}
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """Lightning's, for a local file read as plain data: a URL (which Lightning would unpickle)
+        or a file that is not plain data is refused before anything is run."""
+        load_checkpoint(checkpoint_path)  # local path, weights_only, allowed classes
+        return super().load_from_checkpoint(checkpoint_path, *args, **{**kwargs, "weights_only": True})
 
     # --- Fine-tuning ---------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
