@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -87,8 +89,9 @@ def test_more_gpus_than_there_are_names_the_count(monkeypatch):
 
 def test_cpu_auto_and_others_are_not_checked(monkeypatch):
     _no_cuda(monkeypatch)
-    for accelerator in ("cpu", "auto", "tpu"):
-        check_devices({"accelerator": accelerator, "devices": 8})
+    for accelerator in ("cpu", "auto", "hpu"):
+        check_devices({"accelerator": accelerator, "devices": 1})
+    check_devices({"accelerator": "auto", "devices": 8})  # auto takes what there is
     with pytest.raises(DeviceUnavailableError, match=r"torch\.backends\.mps\.is_available"):
         check_devices({"accelerator": "mps", "devices": 1})
 
@@ -133,3 +136,19 @@ def test_trains_with_ddp_on_two_gpus(tmp_path: Path, tiny_overrides, assert_lear
     (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()
     metrics = read_metrics(run)
     assert_learned(metrics)
+
+
+def test_more_cpu_processes_than_cores_are_refused_at_once(tmp_path: Path, entry_point):
+    cores = len(os.sched_getaffinity(0))
+    started = time.monotonic()
+    result = entry_point("train.py", "trainer.devices=99", f"hydra.run.dir={tmp_path / 'run'}")
+    assert time.monotonic() - started < 10
+    assert result.returncode == 1
+    assert f"asks for 99 CPU processes but this machine has {cores} CPU cores" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "run").glob("*.ckpt")) and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_tpu_without_torch_xla_says_what_to_install():
+    with pytest.raises(DeviceUnavailableError, match="needs torch_xla .*: pip install torch_xla"):
+        check_devices({"accelerator": "tpu", "devices": 1})

@@ -46,13 +46,24 @@ def test_a_second_fresh_run_into_a_taken_directory_stops_and_changes_nothing(
     before = _digests(finished_run)
     result = entry_point("train.py", *quick, "seed=7", f"hydra.run.dir={finished_run}")
     assert result.returncode == 1
-    assert f"{finished_run} already holds a run (.hydra, checkpoints, metrics.json)" in (
-        result.stderr
-    )
+    taken = "(checkpoints, metrics.json, model.safetensors)"
+    assert f"{finished_run} already holds a run {taken}" in result.stderr
     after = _digests(finished_run)
     after.pop(".run.lock", None)
     before.pop(".run.lock", None)
     assert after == before
+
+
+def test_a_run_stopped_by_a_config_error_does_not_block_the_retry(tmp_path: Path, entry_point):
+    run_dir = tmp_path / "run"
+    failed = entry_point("train.py", "model.optimizer.lr=-1", f"hydra.run.dir={run_dir}")
+    assert failed.returncode == 1 and "model.optimizer.lr=-1" in failed.stderr
+    assert (run_dir / ".hydra").is_dir() and not (run_dir / "checkpoints").exists()
+    retried = entry_point(
+        "train.py", "debug=fdr", "extras.print_config=false", f"hydra.run.dir={run_dir}"
+    )
+    assert retried.returncode == 0, retried.stderr
+    assert (run_dir / "metrics.json").is_file()
 
 
 def test_a_live_run_holds_its_directory(tmp_path: Path, entry_point, quick):

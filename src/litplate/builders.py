@@ -33,7 +33,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback] | None = None) ->
     callbacks = instantiate_group(cfg.get("callbacks")) + (callbacks or [])
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    check_launch(trainer)
+    check_launch(trainer, cfg.trainer.get("strategy"))
     return trainer
 
 

@@ -7,6 +7,7 @@ sees and what to use instead.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -70,6 +71,24 @@ def check_devices(trainer_cfg: Mapping[str, Any]) -> None:
     (TPU, HPU, custom) are left to Lightning.
     """
     accelerator = str(trainer_cfg.get("accelerator", "auto")).lower()
+    if accelerator == "cpu":
+        need, asked = _needed(trainer_cfg.get("devices", "auto"))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        if need > (cores or 1):
+            raise DeviceUnavailableError(
+                f"{_setting(trainer_cfg)} asks for {asked} CPU processes but this machine has "
+                f"{cores} CPU cores — use trainer.devices={cores} or fewer"
+            )
+        return
+    if accelerator in ("tpu", "xla"):
+        try:
+            import torch_xla  # noqa: F401
+        except ImportError:
+            raise DeviceUnavailableError(
+                f"{_setting(trainer_cfg)} asks for a TPU, which needs torch_xla (not installed): "
+                "pip install torch_xla, or use trainer=cpu or trainer=auto"
+            ) from None
+        return
     if accelerator in ("gpu", "cuda"):
         cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if accelerator == "gpu" and not cuda and _mps_available():
@@ -96,28 +115,38 @@ def _mps_available() -> bool:
     return bool(backend and backend.is_available())
 
 
-def check_launch(trainer: Any) -> None:
+def start_method(strategy: Any) -> str:
+    """How a strategy (a registered name such as `ddp_spawn`, or a `_target_` config) starts its
+    processes: "popen" re-runs the command line, "spawn"/"fork" start them from this one."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    if isinstance(strategy, str):
+        entry = StrategyRegistry[strategy] if strategy in StrategyRegistry else {}
+        return entry.get("init_params", {}).get("start_method", "popen")
+    if isinstance(strategy, Mapping):
+        return str(strategy.get("start_method") or "popen")
+    return "popen"  # a strategy object: Lightning's default
+
+
+def check_launch(trainer: Any, strategy: Any) -> None:
     """Refuse a Lightning DDP launch that would re-run a Hydra multirun in every child process.
 
-    `strategy=ddp` starts ranks 1..N-1 by re-running the command line (Lightning's
-    `_SubprocessScriptLauncher`; for Hydra it adds `hydra.run.dir=` so they share the parent's run
-    directory). In a multirun (`-m`) that command line is the whole sweep, so every child would
-    start the sweep again. Where the processes are started by the cluster (SLURM tasks, torchrun)
-    nothing is re-run and DDP is fine in a sweep.
+    `strategy=ddp` starts ranks 1..N-1 by re-running the command line (for Hydra Lightning adds
+    `hydra.run.dir=` so they share the parent's run directory). In a multirun (`-m`) that command
+    line is the whole sweep, so every child would start the sweep again. Where the processes are
+    started by the cluster (SLURM tasks, torchrun) nothing is re-run and DDP is fine in a sweep.
     """
-    from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
-
-    launcher = getattr(trainer.strategy, "launcher", None)
-    if not isinstance(launcher, _SubprocessScriptLauncher) or launcher.num_processes < 2:
+    processes = trainer.num_devices * trainer.num_nodes
+    if processes < 2 or start_method(strategy) != "popen":
         return
-    if launcher.cluster_environment.creates_processes_externally:
+    if trainer.strategy.cluster_environment.creates_processes_externally:
         return
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         raise DistributedLaunchError(
-            f"strategy=ddp with {launcher.num_processes} devices starts its extra processes by "
+            f"strategy=ddp with {processes} devices starts its extra processes by "
             "re-running the command line, which in a multirun (-m) is the whole sweep. Sweep DDP "
             "runs on SLURM (hydra/launcher=slurm: SLURM starts one task per device), use "
             "trainer.strategy=ddp_spawn, or start each configuration as a single run."

@@ -50,10 +50,6 @@ INPUT, OUTPUT = "x", "y"
 # Float32 kernels of another runtime may round differently; anything larger is a wrong export.
 TOLERANCE = 1e-5
 
-# torch's ONNX exporter lists the torchvision operators it skips, on every export.
-logging.getLogger("torch.onnx._internal.exporter._registration").addFilter(
-    lambda record: not str(record.msg).startswith("torchvision is not installed")
-)
 # lightning 2.6.6's _pytree helper builds a LeafSpec, deprecated in torch 2.13, on every export.
 warnings.filterwarnings(
     "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning

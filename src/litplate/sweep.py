@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 FAILURE_FILE = "failure.json"
 METRICS_FILE = "metrics.json"
 SUMMARY_FILE = "summary.csv"
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
@@ -170,7 +169,8 @@ class SweepSummary(Callback):
 
 
 def _is_grid(config: DictConfig) -> bool:
-    return OmegaConf.select(config, "hydra.sweeper._target_") == BASIC_SWEEPER
+    # Hydra's own grid sweeper is the option `basic` of its hydra/sweeper group.
+    return OmegaConf.select(config, "hydra.runtime.choices.hydra/sweeper") == "basic"
 
 
 def sweep_failure(rows: list[dict], grid: bool, earlier_jobs: Collection[str] = ()) -> str | None:

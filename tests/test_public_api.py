@@ -1,0 +1,106 @@
+"""The project uses only the public APIs of the packages under it (issue: stock Lightning).
+
+A private member (`obj._name`), an import from a private module (`hydra._internal`) or of a
+private name, a monkeypatch (assigning to an attribute of something imported) or a string naming
+a private module of Lightning, Hydra, Optuna or torch can change in any release without notice.
+The scan reads the source (AST) of everything the project runs; `self._name` and `cls._name` are
+the class's own, and the standard library's documented underscore names (`os._exit`) are public.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.project import ROOT
+
+SCANNED = ("src", "scripts", "hooks")
+PRIVATE_PATH = re.compile(r"\b(lightning|hydra|optuna|torch|torchmetrics)(\.\w+)*\._[a-z]\w*")
+# (file, the private thing): each with why it cannot be avoided and a test that fails on a change.
+EXCEPTIONS: dict[tuple[str, str], str] = {}
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def findings(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    imported = set()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                imported.add((alias.asname or alias.name).split(".")[0])
+                if any(_private(part) for part in alias.name.split(".")):
+                    found.append(f"{node.lineno}: import {alias.name}")
+        elif isinstance(node, ast.ImportFrom):
+            imported.update(alias.asname or alias.name for alias in node.names)
+            module = node.module or ""
+            if any(_private(part) for part in module.split(".")):
+                found.append(f"{node.lineno}: from {module} import ...")
+            found += [f"{node.lineno}: import {a.name}" for a in node.names if _private(a.name)]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            owner = node.value
+            own = isinstance(owner, ast.Name) and owner.id in ("self", "cls")
+            stdlib = isinstance(owner, ast.Name) and owner.id in sys.stdlib_module_names
+            if not own and not stdlib:
+                found.append(f"{node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Attribute):
+                    base = target
+                    while isinstance(base, ast.Attribute):
+                        base = base.value
+                    if isinstance(base, ast.Name) and base.id in imported:
+                        found.append(f"{node.lineno}: monkeypatch {ast.unparse(target)}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for match in PRIVATE_PATH.finditer(node.value):
+                if not match.group(0).endswith("_"):  # Hydra's keys: _target_, _partial_, ...
+                    found.append(f"{node.lineno}: names {match.group(0)}")
+    return found
+
+
+def scanned_files() -> list[Path]:
+    return sorted(path for folder in SCANNED for path in (ROOT / folder).rglob("*.py"))
+
+
+def test_no_private_member_of_another_package_is_used():
+    problems = [
+        f"{path.relative_to(ROOT)}:{finding}"
+        for path in scanned_files()
+        for finding in findings(path)
+        if (str(path.relative_to(ROOT)), finding.split(": ", 1)[1]) not in EXCEPTIONS
+    ]
+    assert not problems, "private APIs used:\n" + "\n".join(problems)
+    assert len(EXCEPTIONS) <= 3
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric",
+        "from hydra._internal.utils import run_and_report",
+        "trainer._checkpoint_connector.dump_checkpoint()",
+        "import lightning.pytorch.strategies.launchers.subprocess_script as s\ns._X",
+        "from lightning.pytorch.callbacks import ModelCheckpoint\nModelCheckpoint.state_key = 1",
+        "x = 'hydra._internal.core_plugins.basic_sweeper.BasicSweeper'",
+        "super()._save_checkpoint(trainer, path)",
+    ],
+)
+def test_the_scan_finds_each_kind(source: str, tmp_path: Path):
+    path = tmp_path / "probe.py"
+    path.write_text(source + "\n")
+    assert findings(path)
+
+
+def test_own_and_standard_library_names_pass(tmp_path: Path):
+    path = tmp_path / "probe.py"
+    path.write_text("import os\nclass A:\n    def f(self):\n        self._x = 1\n        os._exit(0)\n")
+    assert findings(path) == []
