@@ -53,12 +53,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MinMetric
 
 import litplate
-from litplate import lightning_output
-from litplate.builders import build_data_and_model, build_trainer
-from litplate.callbacks import LossHistory, StoreRunConfig
-from litplate.config import to_plain
 from litplate.data import TensorDataModule
 from litplate.reference import fit_reference
+from litplate.run import lightning_output
+from litplate.run.builders import build_data_and_model, build_trainer
+from litplate.run.callbacks import LossHistory, StoreRunConfig
+from litplate.run.config import to_plain
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("W1", "W2", "gpu", "start", "memory", "csv")
@@ -713,9 +713,9 @@ PHASES = (
     ("litplate.train", "predict", "predict the test points"),
     ("litplate.train", "plot_predictions", "plot predictions.png"),
     ("litplate.train", "plot_loss_curves", "plot loss_curves.png"),
-    ("litplate.trackers", "log_figure", "the figures into TensorBoard"),
+    ("litplate.run.trackers", "log_figure", "the figures into TensorBoard"),
     ("litplate.train", "save_weights", "write model.safetensors"),
-    ("litplate.trackers", "log_run", "hyper-parameters and metrics into TensorBoard"),
+    ("litplate.run.trackers", "log_run", "hyper-parameters and metrics into TensorBoard"),
     ("litplate.train", "write_json", "write metrics.json"),
 )
 

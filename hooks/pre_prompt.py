@@ -24,7 +24,6 @@ TEMPLATE_ONLY = {
     "benchmarks",
     "docs/template.md",
     "tests/test_benchmarks.py",
-    "tests/test_overhead.py",
     "tests/test_template.py",
 }
 # `<!-- template-only -->` ... `<!-- /template-only -->` in markdown, `# template-only` ... in the

@@ -4,12 +4,12 @@ configs/export.yaml and docs/export.md)."""
 import hydra
 from omegaconf import DictConfig
 
-import litplate.config  # noqa: F401  (registers the config resolvers)
+import litplate.run.config  # noqa: F401  (registers the config resolvers)
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="export")
 def main(cfg: DictConfig) -> None:
-    from litplate.serving import export  # lazily: `--help` needs no torch
+    from litplate.export import export  # lazily: `--help` needs no torch
 
     export(cfg)
 

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-import litplate.config  # noqa: F401  (registers the config resolvers)
+import litplate.run.config  # noqa: F401  (registers the config resolvers)
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")

@@ -14,7 +14,7 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-import litplate.config  # noqa: F401  (registers the config resolvers)
+import litplate.run.config  # noqa: F401  (registers the config resolvers)
 from tests.helpers.project import ROOT, make_cfg
 
 # The trackers (logger=mlflow, logger=wandb) stay on this machine and quiet in every test, and so

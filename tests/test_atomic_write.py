@@ -1,4 +1,4 @@
-"""Results appear whole or not at all: `litplate.atomic_write`, behind every result file."""
+"""Results appear whole or not at all: `litplate.run.files`, behind every result file."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from litplate.atomic_write import atomic_path, atomic_write
+from litplate.run.files import atomic_path, atomic_write
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path):

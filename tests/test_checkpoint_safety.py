@@ -18,15 +18,15 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from litplate.checkpoint import (
+from litplate.models import LinearRegression
+from litplate.run.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_state_dict,
     load_weights,
     model_from_checkpoint,
 )
-from litplate.models import LinearRegression
-from litplate.targets import UnsafeConfigError, check_run_config, check_stored
+from litplate.run.targets import UnsafeConfigError, check_run_config, check_stored
 from litplate.train import train
 
 
@@ -39,11 +39,17 @@ def _file_handler(marker: Path) -> dict:
 
 
 def _mlflow(marker: Path) -> dict:
-    return {"_target_": "lightning.pytorch.loggers.MLFlowLogger", "tracking_uri": f"sqlite:///{marker}"}
+    return {
+        "_target_": "lightning.pytorch.loggers.MLFlowLogger",
+        "tracking_uri": f"sqlite:///{marker}",
+    }
 
 
 def _writer(marker: Path) -> dict:
-    return {"_target_": "lightning.pytorch.loggers.csv_logs.ExperimentWriter", "log_dir": str(marker)}
+    return {
+        "_target_": "lightning.pytorch.loggers.csv_logs.ExperimentWriter",
+        "log_dir": str(marker),
+    }
 
 
 def _put(checkpoint: dict, where: str, marker: Path) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from litplate.builders import build_data_and_model
+from litplate.run.builders import build_data_and_model
+from litplate.run.validation import ConfigError
 from litplate.train import train
-from litplate.validation import ConfigError
 from tests.helpers.project import CONFIG_DIR
 from tests.helpers.scripts import run_script
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from litplate.devices import DeviceUnavailableError, check_devices
+from litplate.run.devices import DeviceUnavailableError, check_devices
 from litplate.train import train
 from tests.helpers.runs import read_metrics
 from tests.helpers.scripts import run_script
@@ -146,9 +146,12 @@ def test_more_cpu_processes_than_cores_are_refused_at_once(tmp_path: Path, entry
     assert result.returncode == 1
     assert f"asks for 99 CPU processes but this machine has {cores} CPU cores" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not list((tmp_path / "run").glob("*.ckpt")) and not (tmp_path / "run" / "checkpoints").exists()
+    assert (
+        not list((tmp_path / "run").glob("*.ckpt"))
+        and not (tmp_path / "run" / "checkpoints").exists()
+    )
 
 
 def test_a_tpu_without_torch_xla_says_what_to_install():
-    with pytest.raises(DeviceUnavailableError, match="needs torch_xla .*: pip install torch_xla"):
+    with pytest.raises(DeviceUnavailableError, match=r"needs torch_xla .*: pip install torch_xla"):
         check_devices({"accelerator": "tpu", "devices": 1})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from litplate.checkpoint import CheckpointError, SafeCheckpointIO
+from litplate.run.checkpoint import CheckpointError, SafeCheckpointIO
 
 
 def _one_clear_error(result, *expected: str) -> None:

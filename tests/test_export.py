@@ -1,5 +1,5 @@
 """Export for serving: each file, read back by its format's own client, predicts what the trained
-Lightning model predicts (scripts/export.py, src/litplate/serving.py)."""
+Lightning model predicts (scripts/export.py, src/litplate/export.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from litplate.checkpoint import model_from_checkpoint
+from litplate.export import ExportError, export
 from litplate.inference import predict
-from litplate.serving import ExportError, export
+from litplate.run.checkpoint import model_from_checkpoint
 from litplate.train import train
 from tests.helpers.project import ROOT, make_cfg
 from tests.helpers.runs import QUIET
@@ -150,10 +150,10 @@ def test_missing_onnx_extra_is_named(checkpoints, tmp_path, entry_point, monkeyp
 
 
 def test_a_file_that_does_not_reproduce_the_model_is_not_kept(checkpoints, tmp_path, monkeypatch):
-    import litplate.serving
+    import litplate.export
 
     monkeypatch.setattr(
-        litplate.serving, "predict_with_file", lambda fmt, path, inputs, config: inputs * 0 + 1e3
+        litplate.export, "predict_with_file", lambda fmt, path, inputs, config: inputs * 0 + 1e3
     )
     cfg = make_cfg("export", tmp_path, [f"ckpt_path={checkpoints['linear']}", "format=pt2"])
     with pytest.raises(ExportError, match=r"model\.pt2: its predictions differ from the model's"):

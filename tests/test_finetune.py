@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from litplate.checkpoint import CheckpointError, load_checkpoint, load_state_dict
-from litplate.export import save_weights
 from litplate.models import LinearRegression, MLPRegression
+from litplate.run.checkpoint import CheckpointError, load_checkpoint, load_state_dict
+from litplate.run.files import save_weights
 from litplate.train import train
 from tests.helpers.runs import QUIET, lightning_epochs, read_metrics
 

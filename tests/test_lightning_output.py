@@ -1,4 +1,4 @@
-"""Lightning is quieted by one explicit call, `litplate.lightning_output.quiet()`, not on import."""
+"""Lightning is quieted by one explicit call, `lightning_output.quiet()`, not on import."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from litplate import lightning_output
+from litplate.run import lightning_output
 
 
 @pytest.mark.slow  # starts fresh interpreters
@@ -20,7 +20,7 @@ def test_importing_the_entry_modules_changes_nothing_in_lightnings_output():
         "import lightning\n"
         "state = lambda: [len(logging.getLogger('lightning').handlers), len(warnings.filters)]\n"
         "before = state()\n"
-        "import litplate.train, litplate.evaluate, litplate.predict, litplate.builders\n"
+        "import litplate.train, litplate.evaluate, litplate.predict, litplate.run.builders\n"
         "print(json.dumps([before, state()]))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from litplate.export import save_figure
 from litplate.plotting import plot_loss_curves
+from litplate.run.files import save_figure
 from litplate.train import train
 from tests.helpers.runs import QUIET, read_metrics
 

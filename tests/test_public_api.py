@@ -102,5 +102,7 @@ def test_the_scan_finds_each_kind(source: str, tmp_path: Path):
 
 def test_own_and_standard_library_names_pass(tmp_path: Path):
     path = tmp_path / "probe.py"
-    path.write_text("import os\nclass A:\n    def f(self):\n        self._x = 1\n        os._exit(0)\n")
+    path.write_text(
+        "import os\nclass A:\n    def f(self):\n        self._x = 1\n        os._exit(0)\n"
+    )
     assert findings(path) == []

@@ -13,8 +13,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from litplate.checkpoint import load_checkpoint
-from litplate.config import new_run_dir, outside_hydra
+from litplate.run.checkpoint import load_checkpoint
+from litplate.run.config import new_run_dir, outside_hydra
 from tests.helpers.project import CONFIG_DIR, ROOT
 from tests.helpers.runs import read_metrics
 

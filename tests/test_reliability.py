@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from litplate.callbacks import NonFiniteLossError
-from litplate.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from litplate.run.callbacks import NonFiniteLossError
+from litplate.run.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from litplate.train import train
 from tests.helpers.project import ROOT, make_cfg
 from tests.helpers.runs import read_metrics
@@ -109,7 +109,7 @@ def test_killed_run_resumes_bit_identically(
 # for the test to read the file before the next trial.
 KILLER = """
 import os, signal, sys, time, torch
-from litplate.checkpoint import SafeCheckpointIO
+from litplate.run.checkpoint import SafeCheckpointIO
 io, path = SafeCheckpointIO(), sys.argv[1]
 for trial in range(int(sys.argv[2])):
     saved, tell = os.pipe()

@@ -10,12 +10,11 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
-from litplate import targets
-from litplate.callbacks import NonFiniteLossError
-from litplate.checkpoint import CheckpointError, SafeCheckpointIO, load_checkpoint
-from litplate.run_directory import lock_run_directory
+from litplate.run.callbacks import NonFiniteLossError
+from litplate.run.checkpoint import CheckpointError, SafeCheckpointIO, load_checkpoint
+from litplate.run.run_directory import lock_run_directory
+from litplate.run.validation import ConfigError
 from litplate.train import train
-from litplate.validation import ConfigError
 from tests.helpers.runs import read_metrics
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from litplate.run.validation import ConfigError, validate
 from litplate.train import train
-from litplate.validation import ConfigError, validate
 from tests.helpers.project import CONFIG_DIR, ROOT
 from tests.helpers.runs import read_metrics
 

@@ -20,7 +20,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hydra_plugins.litplate_optuna_sweeper.optuna_sweeper import _value, search_space
-from litplate.sweep import summarize, sweep_failure, write_summary
+from litplate.run.sweep import summarize, sweep_failure, write_summary
 from tests.helpers.project import CONFIG_DIR, ROOT
 from tests.helpers.runs import read_metrics, read_summary
 from tests.helpers.scripts import run_script
@@ -464,7 +464,7 @@ def test_joblib_workers_stop_after_their_job_when_the_sweep_is_killed(tmp_path: 
 
 
 def _jobs_in_the_sweeps_own_process() -> None:
-    from litplate.sweep import StopOrphanedWorkers
+    from litplate.run.sweep import StopOrphanedWorkers
 
     guard = StopOrphanedWorkers()
     guard.on_multirun_start(config=None)

@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from litplate.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from litplate.data import LinearDataModule
 from litplate.evaluate import evaluate
 from litplate.inference import predict
 from litplate.models import LinearRegression
 from litplate.predict import predict_to_csv
+from litplate.run.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from litplate.train import train
 from tests.helpers.runs import read_metrics
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from litplate import lightning_output
-from litplate.builders import build_from_checkpoint, build_trainer
-from litplate.config import outside_hydra
-from litplate.export import to_float, write_json
+from litplate.run import lightning_output
+from litplate.run.builders import build_from_checkpoint, build_trainer
+from litplate.run.config import outside_hydra
+from litplate.run.files import to_float, write_json
 
 log = logging.getLogger(__name__)
 

@@ -1,45 +1,252 @@
-"""Step 6 of the workflow, "save": the run's artefacts other than checkpoints."""
+"""Step 6 for serving: the tested model as one file that runs without Lightning (or Python).
+
+`scripts/export.py ckpt_path=... format=...` (configs/export.yaml) reads a checkpoint through the
+safe path (`model_from_checkpoint`), captures its forward pass with `torch.export` (the batch axis
+of any size) and writes one of these into the run's directory, beside `export.json`:
+
+| format      | file                   | read back with                                   |
+|-------------|------------------------|--------------------------------------------------|
+| onnx        | `model.onnx`           | onnxruntime, from Python, C++, C#, Java, JS, ... |
+| torchscript | `model.torchscript.pt` | `torch.jit.load`, or LibTorch in C++              |
+| pt2         | `model.pt2`            | `torch.export.load`                              |
+| safetensors | `model.safetensors`    | safetensors + the model config in export.json    |
+
+Before a file gets its name it is read back with that client and must predict what the model
+predicts, so a file that exists is one that works.
+"""
 
 from __future__ import annotations
 
-import json
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
-from torch import nn
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig
 
-from litplate.atomic_write import atomic_path, atomic_write
+from litplate.data.standardize import Standardization
+from litplate.run.checkpoint import (
+    CheckpointError,
+    load_state_dict,
+    load_weights,
+    model_from_checkpoint,
+)
+from litplate.run.files import atomic_path, save_weights, write_json
+from litplate.run.targets import build
+
+log = logging.getLogger(__name__)
+
+FORMATS = {
+    "onnx": "model.onnx",
+    "torchscript": "model.torchscript.pt",
+    "pt2": "model.pt2",
+    "safetensors": "model.safetensors",
+}
+# The names of the ONNX graph's input and output.
+INPUT, OUTPUT = "x", "y"
+# Float32 kernels of another runtime may round differently; anything larger is a wrong export.
+TOLERANCE = 1e-5
+
+# lightning 2.6.6's _pytree helper builds a LeafSpec, deprecated in torch 2.13, on every export.
+warnings.filterwarnings(
+    "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+)
 
 
-def save_weights(model: nn.Module, path: str | Path) -> Path:
-    """The model's state_dict as safetensors: plain tensors that anyone can load without pickle."""
-    state = {key: value.detach().contiguous() for key, value in model.state_dict().items()}
-    with atomic_path(path, keep_suffix=True) as tmp:
-        save_file(state, str(tmp))
-    return Path(path)
+class ExportError(CompactHydraException, ValueError):
+    """Bad export arguments, a missing extra, or a file that does not reproduce the model.
+
+    A CompactHydraException, so `scripts/export.py` prints the message alone, without a traceback.
+    """
 
 
-def save_figure(figure: Any, path: str | Path) -> Path:
-    """A matplotlib figure as a PNG, written whole or not at all; the figure is then freed."""
-    import matplotlib.pyplot as plt
+def export(cfg: DictConfig) -> dict[str, Any]:
+    """Write `cfg.ckpt_path`'s model in `cfg.format` and export.json into `cfg.paths.output_dir`."""
+    fmt = cfg.get("format")
+    if fmt not in FORMATS:
+        raise ExportError(f"format={fmt!r}: expected one of {', '.join(FORMATS)}")
+    if not cfg.get("ckpt_path"):
+        raise ExportError(
+            "ckpt_path is required, e.g. ckpt_path=logs/train/runs/RUN/checkpoints/best.ckpt"
+        )
+    if fmt == "onnx":
+        require_onnx()
+    try:
+        model, run_config = model_from_checkpoint(cfg.ckpt_path)
+    except CheckpointError as error:
+        raise ExportError(str(error)) from None
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / FORMATS[fmt]
+    data = run_config.get("data") or {}
+    stats = standardization_of(data)
+    if stats is not None and fmt != "safetensors":  # the file takes and gives the data's units
+        model = InDataUnits(model, stats)
+    max_abs_diff = save_checked(model, fmt, path, run_config["model"])
+    inputs = {"name": INPUT, "shape": ["batch", n_features_of(model)], "dtype": "float32"}
+    outputs = {"name": OUTPUT, "shape": ["batch", 1], "dtype": "float32"}
+    if data.get("features"):  # a CSV's columns, in the order the model takes them
+        inputs["features"], outputs["target"] = list(data["features"]), data.get("target")
+    if stats is not None:
+        inputs["standardization"] = {
+            "feature_mean": list(stats.mean),
+            "feature_std": list(stats.std),
+            "target_mean": stats.target_mean,
+            # safetensors holds the bare weights: apply (x - mean) / std and add target_mean.
+            "inside_the_file": fmt != "safetensors",
+        }
+    info = {
+        "format": fmt,
+        "file": path.name,
+        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+        "input": inputs,
+        "output": outputs,
+        "max_abs_diff": max_abs_diff,
+        "model": run_config["model"],
+        "torch": torch.__version__,
+    }
+    write_json(info, output_dir / "export.json")
+    log.info("%s -> %s (max |difference| from the model: %.3g)", fmt, path, max_abs_diff)
+    return info
 
-    with atomic_path(path, keep_suffix=True) as tmp:
-        figure.savefig(tmp, dpi=100)
-    plt.close(figure)
-    return Path(path)
+
+def standardization_of(data: dict[str, Any]) -> Standardization | None:
+    """The run's standardization of a CSV's features (docs/data.md), if it had one."""
+    if not data.get("standardize") or data.get("feature_mean") is None:
+        return None
+    return Standardization.of(data["feature_mean"], data["feature_std"], data.get("target_mean", 0))
 
 
-def write_json(data: dict[str, Any], path: str | Path) -> Path:
-    """Write atomically, so a crash never leaves a half-written file that looks like a result."""
-    with atomic_write(path) as file:
-        file.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return Path(path)
+class InDataUnits(torch.nn.Module):
+    """The model with its run's standardization around it: the file's raw features in, the
+    target's own values out, as eval and predict see them."""
+
+    def __init__(self, model: torch.nn.Module, stats: Standardization) -> None:
+        super().__init__()
+        self.model = model
+        self.hparams = model.hparams
+        self.register_buffer("mean", torch.tensor(stats.mean))
+        self.register_buffer("std", torch.tensor(stats.std))
+        self.register_buffer("target_mean", torch.tensor(stats.target_mean))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std) + self.target_mean
 
 
-def to_float(value: Any) -> Any:
-    """Tensors and numbers as Python floats, for JSON."""
-    if isinstance(value, torch.Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    return value
+def require_onnx() -> None:
+    """The ONNX exporter (onnxscript) and runtime are an extra of the package: say which."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as error:
+        raise ExportError(
+            f"format=onnx needs the onnx extra ({error.name} is missing): pip install -e '.[onnx]'"
+        ) from None
+
+
+def n_features_of(model: torch.nn.Module) -> int:
+    n_features = getattr(model, "hparams", {}).get("n_features")
+    if not isinstance(n_features, int):
+        raise ExportError(f"{type(model).__name__} has no integer hparams.n_features to export")
+    return n_features
+
+
+def save_checked(
+    model: torch.nn.Module, fmt: str, path: Path, model_config: dict[str, Any]
+) -> float:
+    """Write `model` in `fmt` to `path`, read it back and return the largest difference between
+    its predictions and the model's; a file that differs by more than TOLERANCE is not kept."""
+    model.eval()
+    n_features = n_features_of(model)
+    inputs = torch.rand(7, n_features, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = model(inputs)
+    with atomic_path(path, keep_suffix=True) as tmp:  # the suffix its reader expects
+        SAVERS[fmt](model, n_features, tmp)
+        got = predict_with_file(fmt, tmp, inputs, model_config)
+        max_abs_diff = (got - expected).abs().max().item()
+        if not max_abs_diff <= TOLERANCE:
+            raise ExportError(
+                f"{path.name}: its predictions differ from the model's by up to {max_abs_diff:.3g}"
+                f" (more than {TOLERANCE:g}); nothing was written"
+            )
+    return max_abs_diff
+
+
+def example_and_axes(n_features: int) -> tuple[tuple[torch.Tensor], tuple[dict[int, Any]]]:
+    """An example input, and its first axis marked as the batch axis, of any size."""
+    # Two rows: an example batch of one would make torch.export fix the batch axis at 1.
+    return (torch.zeros(2, n_features),), ({0: torch.export.Dim("batch")},)
+
+
+def exported(model: torch.nn.Module, n_features: int) -> torch.export.ExportedProgram:
+    """The forward pass as a graph (torch.export), for inputs of shape (batch, n_features)."""
+    example, axes = example_and_axes(n_features)
+    return torch.export.export(model, example, dynamic_shapes=axes)
+
+
+def save_onnx(model: torch.nn.Module, n_features: int, path: Path) -> None:
+    # The exporter's optimisation passes log each step at INFO; their warnings stay visible.
+    for name in ("onnx_ir", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    example, axes = example_and_axes(n_features)
+    # torch's export-based ONNX exporter (the TorchScript-based one is deprecated).
+    program = torch.onnx.export(
+        model,
+        example,
+        dynamic_shapes=axes,
+        input_names=[INPUT],
+        output_names=[OUTPUT],
+        dynamo=True,
+        verbose=False,
+    )
+    program.save(str(path), external_data=False)  # one self-contained file
+
+
+def save_torchscript(model: torch.nn.Module, n_features: int, path: Path) -> None:
+    log.warning(
+        "TorchScript (torch.jit) is deprecated by PyTorch; format=pt2 (torch.export) or "
+        "format=onnx are its successors"
+    )
+    program = exported(model, n_features)
+    # Traced from the exported graph: tracing the LightningModule itself touches its trainer.
+    with warnings.catch_warnings():
+        # The graph's input-shape guard is traced as a constant: the traced ops check shapes.
+        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean")
+        traced = torch.jit.trace(program.module(), program.example_inputs[0])
+    torch.jit.save(traced, str(path))
+
+
+def save_pt2(model: torch.nn.Module, n_features: int, path: Path) -> None:
+    torch.export.save(exported(model, n_features), str(path))
+
+
+SAVERS = {
+    "onnx": save_onnx,
+    "torchscript": save_torchscript,
+    "pt2": save_pt2,
+    "safetensors": lambda model, n_features, path: save_weights(model, path),
+}
+
+
+def predict_with_file(
+    fmt: str, path: Path, inputs: torch.Tensor, model_config: dict[str, Any]
+) -> torch.Tensor:
+    """Predict `inputs` with the file at `path`, read by the client of its format (safetensors:
+    into the model that `model_config` builds)."""
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return torch.from_numpy(session.run([OUTPUT], {INPUT: inputs.numpy()})[0])
+    with torch.inference_mode():
+        if fmt == "torchscript":
+            return torch.jit.load(str(path))(inputs)
+        if fmt == "pt2":
+            return torch.export.load(str(path)).module()(inputs)
+        rebuilt = build(model_config, "model", "export.json [model]", _recursive_=False)
+        load_weights(rebuilt, load_state_dict(path), path)
+        return rebuilt.eval()(inputs)

@@ -17,7 +17,7 @@ def plot_predictions(
     test_labels: torch.Tensor,
     predictions: torch.Tensor | None = None,
 ) -> Figure:
-    """Plot like the course does; returns the figure (`litplate.export.save_figure` writes it).
+    """Plot like the course does; returns the figure (`litplate.run.files.save_figure` writes it).
 
     With several input features there is no single x axis: the predictions are then plotted
     against the true values, where a perfect model lies on the diagonal.

@@ -9,11 +9,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from litplate import lightning_output
-from litplate.atomic_write import atomic_write
-from litplate.builders import build_from_checkpoint, build_trainer
-from litplate.config import outside_hydra
-from litplate.export import save_figure
+from litplate.run import lightning_output
+from litplate.run.builders import build_from_checkpoint, build_trainer
+from litplate.run.config import outside_hydra
+from litplate.run.files import atomic_write, save_figure
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from litplate.builders import build_data_and_model
+from litplate.run.builders import build_data_and_model
 
 
 @dataclass

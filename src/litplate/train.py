@@ -11,16 +11,16 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from litplate import lightning_output, trackers
-from litplate.builders import build_data_and_model, build_trainer
-from litplate.callbacks import RunRecord
-from litplate.checkpoint import fit_checkpoints, load_checkpoint, load_weights
-from litplate.config import outside_hydra, print_config_tree, to_plain
-from litplate.export import save_figure, save_weights, to_float, write_json
 from litplate.inference import predict
 from litplate.plotting import plot_loss_curves
-from litplate.resume import check_resumable, fit
-from litplate.validation import validate
+from litplate.run import lightning_output, trackers
+from litplate.run.builders import build_data_and_model, build_trainer
+from litplate.run.callbacks import RunRecord
+from litplate.run.checkpoint import fit_checkpoints, load_checkpoint, load_weights
+from litplate.run.config import outside_hydra, print_config_tree, to_plain
+from litplate.run.files import save_figure, save_weights, to_float, write_json
+from litplate.run.resume import check_resumable, fit
+from litplate.run.validation import validate
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     outputs = datamodule.to_data_units(predict(model, datamodule.split("test")[0]))
     figures = {
         "predictions": model.plot_predictions(datamodule, "test", outputs),
-        "loss_curves": plot_loss_curves(model.loss_curve("train/loss"), model.loss_curve("val/loss")),
+        "loss_curves": plot_loss_curves(
+            model.loss_curve("train/loss"), model.loss_curve("val/loss")
+        ),
     }
     for name, figure in figures.items():
         save_figure(figure, output_dir / f"{name}.png")

@@ -61,7 +61,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from litplate.sweep import read_job
+from litplate.run.sweep import read_job
 
 # Optuna is imported only when a sweep starts: Hydra imports every plugin module on each start.
 

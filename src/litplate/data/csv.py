@@ -19,7 +19,7 @@ import torch
 
 from litplate.data.standardize import Standardization
 from litplate.data.tensors import TensorDataModule
-from litplate.errors import UserInputError
+from litplate.run.errors import UserInputError
 
 # Doubles from here up round to inf in float32 (half an ulp above its largest value, 3.4e38).
 FLOAT32_OVERFLOW = 2.0**128 - 2.0**103

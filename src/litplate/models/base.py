@@ -17,9 +17,9 @@ import torch
 from hydra.utils import instantiate
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection, R2Score
 
-from litplate.checkpoint import load_checkpoint, load_state_dict, load_weights
-from litplate.config import to_plain
-from litplate.targets import check_model_hparams
+from litplate.run.checkpoint import load_checkpoint, load_state_dict, load_weights
+from litplate.run.config import to_plain
+from litplate.run.targets import check_model_hparams
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -73,7 +73,9 @@ class LitModel(L.LightningModule):
     # --- Task hooks: regression defaults -------------------------------------------------------
     def configure_metrics(self) -> MetricCollection:
         """The metrics logged for validation and test (as `val/NAME` and `test/NAME`)."""
-        return MetricCollection({"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()})
+        return MetricCollection(
+            {"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}
+        )
 
     def metric_inputs(
         self, outputs: torch.Tensor, targets: torch.Tensor
@@ -111,7 +113,9 @@ class LitModel(L.LightningModule):
         """Lightning's, for a local file read as plain data: a URL (which Lightning would unpickle)
         or a file that is not plain data is refused before anything is run."""
         load_checkpoint(checkpoint_path)  # local path, weights_only, allowed classes
-        return super().load_from_checkpoint(checkpoint_path, *args, **{**kwargs, "weights_only": True})
+        return super().load_from_checkpoint(
+            checkpoint_path, *args, **{**kwargs, "weights_only": True}
+        )
 
     # --- Fine-tuning ---------------------------------------------------------------------------
     def setup(self, stage: str) -> None:

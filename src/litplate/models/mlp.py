@@ -9,8 +9,8 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from litplate.config import to_plain
 from litplate.models.base import LitModel
+from litplate.run.config import to_plain
 
 
 class MLPRegression(LitModel):

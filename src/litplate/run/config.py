@@ -32,7 +32,7 @@ def project_root() -> str:
 
     `paths.root_dir` defaults to it, so `configs/` and `data/` are found from any launch directory.
     """
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     if not (root / "configs").is_dir():
         raise ValueError(
             f"paths.root_dir: {root} holds no configs/ (is the package not installed with "

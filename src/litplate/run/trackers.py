@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import MLFlowLogger as _MLFlowLogger
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 
-from litplate.config import flat_hparams
+from litplate.run.config import flat_hparams
 
 if TYPE_CHECKING:
     import lightning as L

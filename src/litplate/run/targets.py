@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from litplate.errors import UserInputError
+from litplate.run.errors import UserInputError
 
 ALLOWLIST_FILE = Path(__file__).with_name("allowed_targets.yaml")
 ROLES = ("data", "model")  # the parts of a run's config that eval, predict and export build

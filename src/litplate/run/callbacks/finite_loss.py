@@ -7,7 +7,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from litplate.checkpoint import fit_checkpoints, non_finite_parameters
+from litplate.run.checkpoint import fit_checkpoints, non_finite_parameters
 
 
 class NonFiniteLossError(RuntimeError):

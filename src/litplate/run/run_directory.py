@@ -17,7 +17,7 @@ from typing import IO, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
-from litplate.errors import UserInputError
+from litplate.run.errors import UserInputError
 
 # What a run leaves in its directory; any of them marks it as taken (a `.hydra` alone, left by a
 # run that stopped on a config error, does not: the retry may use the directory).

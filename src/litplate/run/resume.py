@@ -10,9 +10,9 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from litplate.checkpoint import CheckpointError, fit_checkpoints, load_checkpoint
-from litplate.errors import UserInputError
-from litplate.export import to_float
+from litplate.run.checkpoint import CheckpointError, fit_checkpoints, load_checkpoint
+from litplate.run.errors import UserInputError
+from litplate.run.files import to_float
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
-from litplate.atomic_write import atomic_write
-from litplate.errors import UserInputError
-from litplate.targets import UnsafeConfigError, build, check_model_hparams, check_run_config
+from litplate.run.errors import UserInputError
+from litplate.run.files import atomic_write
+from litplate.run.targets import UnsafeConfigError, build, check_model_hparams, check_run_config
 
 RUN_CONFIG_KEY = "run_config"
 
@@ -33,7 +33,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a Lightning `.ckpt` as plain data; refuse anything that is not.
 
     Its stored run config and hyper-parameters are checked against the allowlist of
-    `litplate.targets` here, so no caller ever instantiates a `_target_` that a file chose.
+    `litplate.run.targets` here, so no caller ever instantiates a `_target_` that a file chose.
     """
     path = _local_path(path, "checkpoint")
     return _checked(_torch_load(path), path)

@@ -10,11 +10,11 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from litplate.checkpoint import model_from_checkpoint
-from litplate.config import to_plain
-from litplate.targets import build
-from litplate.devices import check_devices, check_launch
-from litplate.validation import validate
+from litplate.run.checkpoint import model_from_checkpoint
+from litplate.run.config import to_plain
+from litplate.run.devices import check_devices, check_launch
+from litplate.run.targets import build
+from litplate.run.validation import validate
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:

@@ -13,8 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from litplate.errors import UserInputError
-from litplate.targets import check_run_config
+from litplate.run.errors import UserInputError
+from litplate.run.targets import check_run_config
 
 _ABSENT = object()
 

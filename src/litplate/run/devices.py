@@ -121,7 +121,8 @@ def start_method(strategy: Any) -> str:
     from lightning.pytorch.strategies import StrategyRegistry
 
     if isinstance(strategy, str):
-        entry = StrategyRegistry[strategy] if strategy in StrategyRegistry else {}
+        # The registry's entry, not StrategyRegistry.get(), which builds the strategy.
+        entry = StrategyRegistry[strategy] if strategy in StrategyRegistry else {}  # noqa: SIM401
         return entry.get("init_params", {}).get("start_method", "popen")
     if isinstance(strategy, Mapping):
         return str(strategy.get("start_method") or "popen")

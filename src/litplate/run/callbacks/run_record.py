@@ -1,4 +1,4 @@
-"""What a checkpoint carries besides the weights and the loop, to rebuild and resume a run exactly."""
+"""What a checkpoint carries besides weights and loop state, to rebuild and resume a run exactly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from litplate.checkpoint import RUN_CONFIG_KEY
+from litplate.run.checkpoint import RUN_CONFIG_KEY
 
 RNG_KEY = "rng_states"
 
