@@ -14,8 +14,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from litplate.run.checkpoint import model_from_checkpoint
 from litplate.run.config import to_plain
 from litplate.run.devices import check_devices, check_launch
-from litplate.run.targets import check_stored
 from litplate.run.errors import UserInputError
+from litplate.run.targets import check_stored
 from litplate.run.validation import ConfigError
 
 
@@ -45,7 +45,9 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
     `model.n_features: null` takes the data's number of input features; the value is written into
     `cfg`, so the config saved with the run's checkpoints rebuilds the same model.
     """
-    datamodule = checked(cfg.data, "data", _convert_="all")  # plain lists, for weights_only checkpoints
+    datamodule = checked(
+        cfg.data, "data", _convert_="all"
+    )  # plain lists, for weights_only checkpoints
     # What the data settled while loading (a CSV's absolute path and training-split statistics)
     # goes into the config that checkpoints store, so eval and predict rebuild the same inputs.
     settled = getattr(datamodule, "settled_config", None)
@@ -59,15 +61,15 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
 
 
 def checked(node: DictConfig, key: str, **kwargs: Any) -> Any:
-    """`instantiate(node)`; a constructor's ValueError (its own check of an argument) becomes one
-    ConfigError naming the config key, without Hydra's wrapping and traceback."""
+    """`instantiate(node)`; a constructor's ValueError or TypeError (its check of an argument)
+    becomes one ConfigError naming the config key, without Hydra's wrapping and traceback."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
         if isinstance(cause, UserInputError):
             raise cause from None
-        if isinstance(cause, ValueError):
+        if isinstance(cause, (ValueError, TypeError)):  # an argument of the wrong value or type
             raise ConfigError(f"invalid config: {key}: {cause}") from None
         raise
 
