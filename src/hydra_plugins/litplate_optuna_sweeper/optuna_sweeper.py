@@ -177,9 +177,7 @@ class LitplateOptunaSweeper(Sweeper):
         )
         self._reconcile(study, sweep_dir, _running(study))
         for start in range(0, self.n_trials, self.n_jobs):
-            if self._rdb is not None:  # as Study.optimize does before each trial
-                with _quiet_heartbeat_warnings():
-                    optuna.storages.fail_stale_trials(study)
+            self._fail_stale(study)  # as Study.optimize does before each trial
             count = min(self.n_jobs, self.n_trials - start)
             trials = [self._ask(study, space) for _ in range(count)]
             overrides = [
@@ -270,12 +268,7 @@ class LitplateOptunaSweeper(Sweeper):
             numbers &= _running(study)
             if not wait or not numbers or self._rdb is None:
                 return numbers
-            with _quiet_heartbeat_warnings():
-                optuna.storages.fail_stale_trials(study)
-            failed = numbers - _running(study)
-            for number in sorted(failed):
-                log.warning("Trial %d of another run: no heartbeat and no result, FAIL", number)
-            numbers -= failed
+            numbers -= self._fail_stale(study)
             if not numbers:
                 return numbers
             if time.monotonic() > deadline:
@@ -286,6 +279,22 @@ class LitplateOptunaSweeper(Sweeper):
                 )
                 return numbers
             time.sleep(1)
+
+    def _fail_stale(self, study: Any) -> set[int]:
+        """Fail the RUNNING trials whose heartbeat is older than the grace period (their workers
+        were killed); returns their numbers."""
+        import optuna
+
+        if self._rdb is None:
+            return set()
+        running = _running(study)
+        with _quiet_heartbeat_warnings():
+            optuna.storages.fail_stale_trials(study)
+        states = [optuna.trial.TrialState.FAIL]
+        failed = {t.number for t in study.get_trials(deepcopy=False, states=states)} & running
+        for number in sorted(failed):
+            log.warning("Trial %d of another run: no heartbeat and no result, FAIL", number)
+        return failed
 
     def _finish_from_files(self, study: Any, trial: Any, job_dir: Path, metric: str | None) -> None:
         import optuna
