@@ -8,6 +8,7 @@ the documented one and a few overrides that make the trials short.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ from litplate.sweep import read_job
 from tests.helpers.postgres import create_database, free_port, postgres_bin, postgres_server
 from tests.helpers.project import ROOT
 from tests.helpers.runs import read_metrics, read_summary
+from tests.helpers.scripts import run_script
 from tests.test_docs import bash_blocks, commands
 
 DOC_URL = "postgresql+psycopg://optuna@db.example.org/optuna"
@@ -68,23 +70,62 @@ def test_the_documented_commands_use_the_documented_url():
     assert documented("optuna-dashboard") == ["optuna-dashboard", DOC_URL]
 
 
-def test_a_postgresql_storage_without_its_driver_is_one_clear_error(
-    entry_point, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    # Python's own way to make an import fail: None in sys.modules (no server is needed).
-    monkeypatch.setitem(sys.modules, "psycopg", None)
-    result = entry_point(
+# The errors in a fresh process each, as a user meets them (they stop before any job starts).
+
+
+def test_a_postgresql_storage_without_its_driver_is_one_clear_error(tmp_path: Path):
+    # A psycopg that cannot be imported, first on the path, stands for one not installed.
+    (tmp_path / "shadow" / "psycopg").mkdir(parents=True)
+    (tmp_path / "shadow" / "psycopg" / "__init__.py").write_text(
+        "raise ImportError(\"No module named 'psycopg'\")\n"
+    )
+    path = os.pathsep.join([str(tmp_path / "shadow"), os.environ.get("PYTHONPATH", "")])
+    result = run_script(
         "train.py", "-m", "hparams_search=linear_optuna",
         "hydra.sweeper.storage=postgresql+psycopg://optuna:secret@127.0.0.1:1/optuna",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        env={**os.environ, "PYTHONPATH": path}, timeout=120,
     )  # fmt: skip
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[0] == (
         "hydra.sweeper.storage=postgresql+psycopg://optuna:***@127.0.0.1:1/optuna: its database "
         "driver psycopg is not installed: pip install -e '.[postgres]' (psycopg 3, for "
         "postgresql+psycopg:// URLs)"
     )
     assert not (tmp_path / "sweep").exists()
+
+
+def test_an_unreachable_storage_is_one_clear_error(tmp_path: Path):
+    url = f"postgresql+psycopg://optuna@127.0.0.1:{free_port()}/optuna"  # nothing listens there
+    result = run_script(
+        "train.py", "-m", "hparams_search=linear_optuna", f"hydra.sweeper.storage={url}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    first = result.stderr.strip().splitlines()[0]
+    assert first.startswith(f"hydra.sweeper.storage={url}: ") and "refused" in first, first
+
+
+def test_a_job_directory_of_another_study_is_never_written_into(tmp_path: Path):
+    import optuna
+
+    # The sweep dir holds job 0 of a study whose storage is gone (or is elsewhere): a new study of
+    # the same name in another storage would number its first trial 0 too.
+    sweep_dir, storage = tmp_path / "sweep", f"sqlite:///{tmp_path / 'other.db'}"
+    (sweep_dir / "0" / ".hydra").mkdir(parents=True)
+    (sweep_dir / "0" / "metrics.json").write_text('{"val/loss": 0.5}')
+    result = run_script(
+        "train.py", "-m", "hparams_search=linear_optuna", f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={sweep_dir}", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert (
+        f"{sweep_dir / '0'} already holds a job, not one of study 'linear_optuna' in {storage}: "
+        "choose another hydra.sweeper.study_name or hydra.sweep.dir"
+    ) in result.stderr.splitlines()
+    assert sorted(p.name for p in (sweep_dir / "0").iterdir()) == [".hydra", "metrics.json"]
+    trials = optuna.load_study(study_name="linear_optuna", storage=storage).trials
+    assert [(trial.number, trial.state.name) for trial in trials] == [(0, "FAIL")]
 
 
 @pytest.fixture(scope="session")
