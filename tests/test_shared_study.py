@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from litplate.sweep import read_job
+from litplate.run.sweep import read_job
 from tests.helpers.postgres import create_database, free_port, postgres_bin, postgres_server
 from tests.helpers.project import ROOT
 from tests.helpers.runs import read_metrics, read_summary
