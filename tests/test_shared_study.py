@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -68,6 +69,27 @@ def test_the_documented_commands_use_the_documented_url():
     worker = documented(WORKER)
     assert f"hydra.sweeper.storage={DOC_URL}" in worker and "hydra.sweeper.n_trials=4" in worker
     assert documented("optuna-dashboard") == ["optuna-dashboard", DOC_URL]
+
+
+def test_each_job_is_numbered_by_its_trial_when_other_workers_trials_come_between():
+    from hydra_plugins.litplate_optuna_sweeper.optuna_sweeper import LitplateOptunaSweeper
+
+    sweeper = LitplateOptunaSweeper(
+        direction="minimize", study_name="s", storage=None, n_trials=3, n_jobs=3, seed=None,
+        sampler=None, params={},
+    )  # fmt: skip
+    calls = []
+
+    def launch(overrides: list, initial_job_idx: int) -> list[str]:
+        calls.append((initial_job_idx, overrides))
+        return [f"job {initial_job_idx + i}" for i in range(len(overrides))]
+
+    sweeper.launcher = SimpleNamespace(launch=launch)
+    # This worker asked for trials 3, 4 and 7; another worker's 5 and 6 came between.
+    trials = [SimpleNamespace(number=number) for number in (3, 4, 7)]
+    returns = sweeper._launch(trials, [["a=3"], ["a=4"], ["a=7"]])
+    assert calls == [(3, [["a=3"], ["a=4"]]), (7, [["a=7"]])]
+    assert returns == ["job 3", "job 4", "job 7"]
 
 
 # The errors in a fresh process each, as a user meets them (they stop before any job starts).
