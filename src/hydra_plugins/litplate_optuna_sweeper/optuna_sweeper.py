@@ -530,11 +530,13 @@ def _quiet_heartbeat_warnings() -> Iterator[None]:
         yield
 
 
-def _shown(url: str) -> str:
-    """The storage URL without its password, for logs and best_params.yaml."""
+def _shown(url: str | None) -> str:
+    """The storage URL without its password, for messages and best_params.yaml."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    if not url:
+        return "memory"
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
