@@ -32,8 +32,8 @@ from tests.test_docs import bash_blocks, commands
 
 DOC_URL = "postgresql+psycopg://optuna@db.example.org/optuna"
 WORKER = "python scripts/train.py -m hparams_search=linear_optuna hydra.sweeper.storage="
-# Short trials; heartbeats every second, a trial without one for 3 s is stale.
-HEARTBEAT, GRACE = 1, 3
+# Short trials; heartbeats every second, a trial without one for 4 s is stale.
+HEARTBEAT, GRACE = 1, 4
 FAST = [
     "trainer.max_epochs=3", "callbacks.progress_bar=null",
     f"hydra.sweeper.heartbeat_interval={HEARTBEAT}", f"hydra.sweeper.grace_period={GRACE}",
