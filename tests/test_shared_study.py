@@ -164,11 +164,11 @@ def postgres() -> Iterator[str]:
 def start_worker(command: list[str], cwd: Path, name: str) -> subprocess.Popen:
     """`python scripts/train.py ...` in its own process, its output in `cwd/<name>.log`."""
     assert command[:2] == ["python", "scripts/train.py"]
-    log = (cwd / f"{name}.log").open("w")
     script = str(ROOT / "scripts" / "train.py")
-    return subprocess.Popen(
-        [sys.executable, script, *command[2:]], cwd=cwd, stdout=log, stderr=subprocess.STDOUT
-    )
+    with (cwd / f"{name}.log").open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, script, *command[2:]], cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        )
 
 
 def finish(workers: dict[str, subprocess.Popen], cwd: Path, timeout: float = 240) -> dict:
@@ -229,12 +229,18 @@ def run_workers(postgres: str, cwd: Path) -> dict:
         train_log = sweep_dir / str(launched(logs[0])[0]) / "train.log"
         return train_log.exists() and "Run directory:" in train_log.read_text()
 
-    wait_for(all_running, doomed)
-    assert all(worker.poll() is None for worker in workers.values())  # they go on after the kill
-    killed_at = datetime.now()
-    doomed.kill()
-    doomed.wait()
-    logs = finish(workers, cwd)
+    try:
+        wait_for(all_running, doomed)
+        assert all(worker.poll() is None for worker in workers.values())  # they go on after it
+        killed_at = datetime.now()
+        doomed.kill()
+        doomed.wait()
+        logs = finish(workers, cwd)
+    finally:  # a failed test leaves no worker behind
+        for process in [doomed, *workers.values()]:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     logs["doomed"] = (cwd / "doomed.log").read_text()
     return {
         "url": url, "sweep_dir": sweep_dir, "logs": logs, "killed_at": killed_at,
