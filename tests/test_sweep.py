@@ -419,7 +419,7 @@ def test_a_killed_optuna_study_is_reconciled_when_continued(
     states = {trial.number: trial.state.name for trial in trials}
     assert states == {0: "COMPLETE", 1: "FAIL", 2: "COMPLETE", 3: "COMPLETE"}
     assert trials[0].value == read_metrics(sweep_dir / "0")["val/loss"]  # counted with its value
-    assert "Trial 0 of an earlier run: its job finished" in second.stdout
+    assert "Trial 0 of another run: its job finished" in second.stdout
 
     # best_params.yaml and summary.csv agree with the study.
     best = yaml.safe_load((sweep_dir / "best_params.yaml").read_text())
