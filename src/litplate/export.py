@@ -217,7 +217,24 @@ def save_torchscript(model: torch.nn.Module, n_features: int, path: Path) -> Non
         # The graph's input-shape guard is traced as a constant: the traced ops check shapes.
         warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean")
         traced = torch.jit.trace(program.module(), program.example_inputs[0])
-    torch.jit.save(traced, str(path))
+    torch.jit.save(torch.jit.script(ShapeChecked(traced, n_features)), str(path))
+
+
+class ShapeChecked(torch.nn.Module):
+    """A traced graph that refuses inputs not of shape (batch, n_features): a trace checks no
+    shapes, and broadcasting would turn a wrong width into plausible numbers."""
+
+    def __init__(self, traced: torch.nn.Module, n_features: int) -> None:
+        super().__init__()
+        self.traced = traced
+        self.n_features = n_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.n_features:
+            raise ValueError(
+                f"expected an input of shape (batch, {self.n_features}), got {list(x.shape)}"
+            )
+        return self.traced(x)
 
 
 def save_pt2(model: torch.nn.Module, n_features: int, path: Path) -> None:
