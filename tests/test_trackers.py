@@ -7,6 +7,7 @@ Both stay on this machine: MLflow writes a SQLite store under the log dir, W&B r
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,23 @@ def test_wandb_offline_run_is_read_back_from_its_files(
     assert (files / "model.safetensors").read_bytes() == (
         run_dir / "model.safetensors"
     ).read_bytes()
+
+
+@pytest.mark.parametrize(("user_set", "expected"), [(None, "true"), ("false", "false")])
+def test_mlflow_telemetry_is_off_unless_the_user_set_it(
+    user_set: str | None, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from litplate.run.trackers import MissingExtraError, MLFlowLogger
+
+    if user_set is None:
+        monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY")
+    else:
+        monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", user_set)
+    # mlflow's import starts its telemetry: the variable must be there before it (and is quick).
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(MissingExtraError):
+        MLFlowLogger(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == expected
 
 
 @pytest.mark.parametrize("tracker", ["mlflow", "wandb"])

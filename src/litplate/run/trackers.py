@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ class MLFlowLogger(_MLFlowLogger):
     `tracking_uri` `sqlite:///DIR/mlflow.db` gets its directory made; a relative
     `artifact_location` becomes absolute, so `mlflow ui` finds the files from any directory.
     `tags` may be a list of names (the run's `tags`): each becomes an MLflow run tag.
+    MLflow's usage telemetry is off unless MLFLOW_DISABLE_TELEMETRY is set (docs/trackers.md).
     """
 
     def __init__(
@@ -59,6 +61,8 @@ class MLFlowLogger(_MLFlowLogger):
         tags: Sequence[str] | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        # Before mlflow's import, which starts its telemetry client: nothing leaves unasked.
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         require("mlflow")
         if tracking_uri and tracking_uri.startswith("sqlite:///"):
             Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
