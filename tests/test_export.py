@@ -217,3 +217,53 @@ def test_each_file_refuses_an_input_of_the_wrong_width(fmt, n, rows, width, tmp_
     with torch.no_grad(), pytest.raises(Exception) as refused:
         predict_with(torch.rand(rows, width))
     assert REFUSALS[fmt].format(n=n, rows=rows, width=width) in str(refused.value)
+
+
+def doctored(ckpt: Path, out: Path, data: dict | None = None, **weights: float) -> Path:
+    """A copy of `ckpt` with the stored data config updated by `data` and weights replaced."""
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    checkpoint["run_config"]["data"].update(data or {})
+    for name, value in weights.items():
+        checkpoint["state_dict"][name] = torch.full_like(checkpoint["state_dict"][name], value)
+    torch.save(checkpoint, out)
+    return out
+
+
+STANDARDIZED = {"standardize": True, "feature_mean": [0.0], "target_mean": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("data", "weights", "message"),
+    [
+        (
+            {**STANDARDIZED, "feature_mean": [0.0, 0.0], "feature_std": [0, 1]},
+            {},
+            "bad.ckpt: the stored data.feature_mean=[0.0, 0.0], data.feature_std=[0, 1], "
+            "data.target_mean=0.0: feature_std must be > 0, got [0.0, 1.0]",
+        ),
+        (
+            {**STANDARDIZED, "feature_mean": [0.0, 0.0], "feature_std": [1.0, 1.0]},
+            {},
+            "bad.ckpt: its stored data.feature_mean=[0.0, 0.0] has 2 values for the model's "
+            "1 features",
+        ),
+        (
+            None,
+            {"weights": float("nan"), "bias": float("inf")},
+            "bad.ckpt: the weights hold NaN or infinite values in weights, bias; nothing was "
+            "written",
+        ),
+    ],
+    ids=["zero-std", "std-of-other-width", "nan-weights"],
+)
+def test_a_checkpoint_that_cannot_be_exported_is_one_clear_line(
+    linear_run, tmp_path, entry_point, monkeypatch, data, weights, message
+):
+    monkeypatch.chdir(tmp_path)
+    doctored(linear_run / "checkpoints" / "best.ckpt", tmp_path / "bad.ckpt", data, **weights)
+    out = tmp_path / "out"
+    result = entry_point("export.py", "ckpt_path=bad.ckpt", "format=pt2", f"hydra.run.dir={out}")
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and "differ" not in result.stderr
+    assert not list(out.glob("model.*")) and not (out / "export.json").exists()
