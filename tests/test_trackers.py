@@ -130,6 +130,28 @@ def test_mlflow_telemetry_is_off_unless_the_user_set_it(
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == expected
 
 
+def test_wandb_online_without_an_api_key_is_one_clear_line(
+    tmp_path: Path, entry_point, monkeypatch: pytest.MonkeyPatch
+):
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "NETRC", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no wandb settings
+    args = ["logger=wandb", "logger.wandb.offline=false", "extras.print_config=false"]
+    result = entry_point("train.py", *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 1
+    assert (
+        "logger.wandb.offline=false needs a W&B API key: run `wandb login` or set WANDB_API_KEY;"
+        " or keep logger.wandb.offline=true" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+    from litplate.run.trackers import WandbLogger
+
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)  # a key: the logger is made (wandb.init waits)
+    assert WandbLogger(save_dir=str(tmp_path / "w"), offline=False) is not None
+
+
 @pytest.mark.parametrize("tracker", ["mlflow", "wandb"])
 def test_a_missing_tracker_names_its_extra(
     tracker: str, tmp_path: Path, entry_point, monkeypatch: pytest.MonkeyPatch
