@@ -418,10 +418,12 @@ def machine() -> str:
         found = re.findall(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
         cpu = found[0].strip() if found else cpu
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    git = ["git", "describe", "--always", "--dirty"]
+    commit = subprocess.run(git, cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return (
         f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; Python"
         f" {platform.python_version()}, torch {torch.__version__}, lightning {L.__version__};"
-        f" {now}; load average {os.getloadavg()[0]:.1f}"
+        f" litplate {commit or 'unknown'}; {now}; load average {os.getloadavg()[0]:.1f}"
     )
 
 
