@@ -29,7 +29,7 @@ test-fast: setup  ## the default selection: every test but the slow ones, one wo
 
 # template-only
 .PHONY: bench
-bench: setup  ## litplate against Lightning's floor, the peer pipeline and the plain loop -> BENCHMARKS.md (minutes)
+bench: setup  ## litplate against Lightning's floor, the peer pipeline and the plain loop -> BENCHMARKS.md (about 7 minutes)
 	$(BIN)/python benchmarks/run.py
 
 # /template-only
