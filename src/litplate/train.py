@@ -89,8 +89,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ),
     }
     for name, figure in figures.items():
-        save_figure(figure, output_dir / f"{name}.png")
-        trackers.log_figure(trainer, name, figure)
+        trackers.log_figure(trainer, name, save_figure(figure, output_dir / f"{name}.png"))
 
     # 6. Save the tested model (its checkpoints reload it: eval.py, predict.py) and the results.
     save_weights(model, output_dir / "model.safetensors")

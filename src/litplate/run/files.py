@@ -56,14 +56,19 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     return Path(path)
 
 
-def save_figure(figure: Any, path: str | Path) -> Path:
-    """A matplotlib figure as a PNG, written whole or not at all; the figure is then freed."""
+def save_figure(figure: Any, path: str | Path) -> Any:
+    """A matplotlib figure as a PNG, written whole or not at all; returns its pixels (RGB, as
+    TensorBoard takes them), drawn once for both. The figure is then freed."""
+    import matplotlib.image
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    with atomic_path(path, keep_suffix=True) as tmp:
-        figure.savefig(tmp, dpi=100)
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
     plt.close(figure)
-    return Path(path)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        matplotlib.image.imsave(tmp, pixels)
+    return pixels
 
 
 def write_json(data: dict[str, Any], path: str | Path) -> Path:

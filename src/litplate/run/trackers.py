@@ -125,11 +125,11 @@ def log_run(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], output
             _log_wandb(logger, cfg, metrics, files, output_dir)
 
 
-def log_figure(trainer: L.Trainer, name: str, figure: Any) -> None:
-    """Show a matplotlib figure in TensorBoard's Images tab (when a TensorBoard logger is on)."""
+def log_figure(trainer: L.Trainer, name: str, pixels: Any) -> None:
+    """Show a figure's pixels (RGB, from `save_figure`) in TensorBoard's Images tab."""
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_figure(name, figure, trainer.global_step, close=False)
+            logger.experiment.add_image(name, pixels, trainer.global_step, dataformats="HWC")
 
 
 def _log_tensorboard(logger: TensorBoardLogger, cfg: DictConfig, metrics: dict[str, Any]) -> None:
