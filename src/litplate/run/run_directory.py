@@ -13,6 +13,8 @@ checked and locked as the job starts.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -96,7 +98,12 @@ class OneRunPerDirectory(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if job_return.status == JobStatus.FAILED:
-            log_to_files(job_return.return_value)
+            # A failed job's return_value raises its error, and says so on stderr: Hydra says it.
+            try:
+                with contextlib.redirect_stderr(io.StringIO()):
+                    job_return.return_value  # noqa: B018
+            except Exception as error:
+                log_to_files(error)
         _release(self._job_lock)
         self._job_lock = None
 
@@ -157,7 +164,7 @@ def log_to_files(error: BaseException) -> None:
     """The error that ended the job, into the job's log file (stderr gets it from Hydra): a
     user's error as its message alone, a bug with its traceback."""
     if isinstance(error, UserInputError):
-        message = f"Error: {error}"
+        message = str(error)
     else:
         message = "".join(traceback.format_exception(error)).rstrip()
     record = logging.LogRecord(__name__, logging.ERROR, __file__, 0, message, None, None)
