@@ -51,7 +51,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         check_resumable(resumed, model, cfg.ckpt_path)
 
     # 2.2 The training loop, and the testing loop every epoch (as validation): 3. Lightning fits.
-    trainer = build_trainer(cfg, callbacks=[RunRecord(to_plain(cfg))])
+    resumed_step = resumed["global_step"] if resumed is not None else None
+    trainer = build_trainer(cfg, callbacks=[RunRecord(to_plain(cfg))], resumed_step=resumed_step)
     fit_metrics, epochs = fit(cfg, trainer, model, datamodule, resumed)
 
     # 4. Evaluate the chosen checkpoint (none when checkpointing is off), through the safe path.
