@@ -67,3 +67,26 @@ def test_a_full_disk_names_the_file(tmp_path: Path):
         info.value
     )
     assert not list(tmp_path.iterdir())  # neither a partial file nor its temporary
+
+
+def test_a_full_disk_while_tensorboard_writes_names_its_events_file(tmp_path: Path, entry_point):
+    run_dir = tmp_path / "run"
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # Over a checkpoint's size (about 29 kB), under what the fit's events reach.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, hard))
+    try:
+        result = entry_point(
+            "train.py", "experiment=linear", "trainer.max_epochs=300", "extras.print_config=false",
+            "callbacks.progress_bar=null", "callbacks.model_summary=null",
+            f"hydra.run.dir={run_dir}",
+        )  # fmt: skip
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    (events,) = (run_dir / "tensorboard").glob("events.out.tfevents.*")
+    assert events.stat().st_size <= 40_000
+    _one_clear_error(
+        result, f"{events} not written: no space left on the device, or the file is too large"
+    )
+    assert "Exception in thread" not in result.stderr and ".ckpt" not in result.stderr

@@ -18,7 +18,7 @@ from litplate.run.builders import build_data_and_model, build_trainer
 from litplate.run.callbacks import RunRecord
 from litplate.run.checkpoint import fit_checkpoints, load_checkpoint, load_weights
 from litplate.run.config import outside_hydra, print_config_tree, to_plain
-from litplate.run.files import save_figure, save_weights, to_float, write_json
+from litplate.run.files import full_disk_named, save_figure, save_weights, to_float, write_json
 from litplate.run.resume import check_resumable, fit
 from litplate.run.validation import validate
 
@@ -108,7 +108,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def train_and_score(cfg: DictConfig) -> float | None:
     """Train, then return the metric a Hydra sweeper optimises (`cfg.optimized_metric`)."""
-    metrics = train(cfg)
+    with full_disk_named(cfg.paths.output_dir):
+        metrics = train(cfg)
     name = cfg.get("optimized_metric")
     if not name:
         return None

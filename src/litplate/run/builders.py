@@ -47,7 +47,7 @@ def build_trainer(
 
 
 def _purges(node: DictConfig, resumed_step: int | None) -> bool:
-    return resumed_step is not None and issubclass(get_class(node._target_), TensorBoardLogger)
+    return resumed_step is not None and issubclass(get_class(node["_target_"]), TensorBoardLogger)
 
 
 def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
