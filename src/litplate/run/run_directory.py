@@ -67,34 +67,33 @@ def _release(lock: IO[Any] | None) -> None:
         lock.close()
 
 
+# The locks this process holds, by what for: kept out of the callback, which launchers pickle.
+_held: dict[str, IO[Any] | None] = {}
+
+
 class OneRunPerDirectory(Callback):
     def __init__(self, resume: bool = True) -> None:
         self.resume = resume  # whether a run with a ckpt_path inside a taken directory may enter
-        self._lock: IO[Any] | None = None
-        self._sweep_lock: IO[Any] | None = None
-        self._job_lock: IO[Any] | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._lock = _exit_if_taken(self.claim, config)
+        _held["run"] = _exit_if_taken(self.claim, config)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra calls this after the job, failed or not: another run in this process may start.
-        _release(self._lock)
-        self._lock = None
+        _release(_held.pop("run", None))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._sweep_lock = _exit_if_taken(claim_sweep, config)
+        _held["sweep"] = _exit_if_taken(claim_sweep, config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        _release(self._sweep_lock)
-        self._sweep_lock = None
+        _release(_held.pop("sweep", None))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             job_dir = Path(config.hydra.runtime.output_dir)
             # Hydra has written the job's .hydra by now: the rest of the directory stays as it was.
             hint = "the sweep stopped before this job ran; Hydra had rewritten only its .hydra"
-            self._job_lock = _exit_if_taken(claim, job_dir, JOB_MARKERS, "job", hint)
+            _held["job"] = _exit_if_taken(claim, job_dir, JOB_MARKERS, "job", hint)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if job_return.status == JobStatus.FAILED:
@@ -104,8 +103,7 @@ class OneRunPerDirectory(Callback):
                     job_return.return_value  # noqa: B018
             except Exception as error:
                 log_to_files(error)
-        _release(self._job_lock)
-        self._job_lock = None
+        _release(_held.pop("job", None))
 
     def claim(self, config: DictConfig) -> IO[Any] | None:
         if not _rank_zero():
