@@ -32,6 +32,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from litplate.run.run_directory import lock_run_directory
 from tests.helpers.markdown import broken_links
 from tests.helpers.project import CONFIG_DIR, ROOT
 
@@ -295,6 +296,19 @@ def trigger(entry_point, tmp_path: Path, quote: str) -> str:
         args = ["train.py", "trainer=gpu", *run]
     elif quote.startswith("the training loss became"):
         pytest.skip("a fit: test_nan_loss_message_as_quoted runs it (slow)")
+    elif quote.startswith("DIR already holds a run"):
+        (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+        (tmp_path / "run" / "metrics.json").write_text("{}")
+        (tmp_path / "run" / "model.safetensors").write_text("")
+        args = ["eval.py", f"ckpt_path={tmp_path / 'run' / 'last.ckpt'}", *run]
+    elif quote.startswith("DIR already holds a sweep"):
+        (tmp_path / "sweep").mkdir()
+        (tmp_path / "sweep" / "summary.csv").write_text("job\n")
+        args = ["train.py", "-m", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    elif quote.startswith("DIR: another run is writing"):
+        (tmp_path / "run").mkdir()
+        lock = lock_run_directory(tmp_path / "run")  # noqa: F841 (held until this returns)
+        args = ["train.py", *run]
     elif quote.startswith("ModuleNotFoundError"):
         # Outside the project's environment: no site-packages (-S), as a bare `python` has none.
         result = subprocess.run(

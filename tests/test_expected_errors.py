@@ -26,6 +26,10 @@ def test_eval_validates_its_data_overrides(linear_run: Path, tmp_path: Path, ent
     )
     _one_clear_error(result, "invalid config: data: batch_size must be >= 1 or null", "got -4")
     assert not (tmp_path / "e" / "metrics.json").exists()
+    # The run's log holds the error too, once, without a traceback.
+    log = (tmp_path / "e" / "eval.log").read_text()
+    assert log.count("data.batch_size=-4: expected an integer >= 1") == 1, log
+    assert "[ERROR]" in log and "Traceback" not in log
 
 
 def test_resuming_with_another_optimizer_says_how(linear_run: Path, tmp_path: Path, entry_point):
@@ -63,3 +67,26 @@ def test_a_full_disk_names_the_file(tmp_path: Path):
         info.value
     )
     assert not list(tmp_path.iterdir())  # neither a partial file nor its temporary
+
+
+def test_a_full_disk_while_tensorboard_writes_names_its_events_file(tmp_path: Path, entry_point):
+    run_dir = tmp_path / "run"
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # Over a checkpoint's size (about 29 kB), under what the fit's events reach.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, hard))
+    try:
+        result = entry_point(
+            "train.py", "experiment=linear", "trainer.max_epochs=300", "extras.print_config=false",
+            "callbacks.progress_bar=null", "callbacks.model_summary=null",
+            f"hydra.run.dir={run_dir}",
+        )  # fmt: skip
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    (events,) = (run_dir / "tensorboard").glob("events.out.tfevents.*")
+    assert events.stat().st_size <= 40_000
+    _one_clear_error(
+        result, f"{events} not written: no space left on the device, or the file is too large"
+    )
+    assert "Exception in thread" not in result.stderr and ".ckpt" not in result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from litplate.run.callbacks import NonFiniteLossError
 from litplate.run.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
@@ -38,6 +41,10 @@ def _start(long_run: list[str], run_dir: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [*TRAIN, *long_run, f"hydra.run.dir={run_dir}", *extra],
         cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -65,6 +72,15 @@ def _same_result(a: Path, b: Path) -> None:
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Each TensorBoard scalar's (step, value) points, as TensorBoard reads the run's events."""
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
+
+
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory: pytest.TempPathFactory, long_run: list[str]) -> Path:
     """The run never killed, in this process (as `python scripts/train.py` would run it)."""
@@ -78,23 +94,39 @@ def straight_run(tmp_path_factory: pytest.TempPathFactory, long_run: list[str]) 
 def test_killed_run_resumes_bit_identically(
     tmp_path: Path, straight_run: Path, sig: int, long_run: list[str]
 ):
-    proc = _start(long_run, tmp_path)
-    _wait_for_epochs(tmp_path, proc, 5)
-    proc.send_signal(sig)
+    if sig == signal.SIGKILL:  # killed by itself after epoch 6's validation was logged
+        kill = [
+            "+callbacks.kill._target_=tests.helpers.kill.KillAfterValidation",
+            "+callbacks.kill.epoch=6",
+        ]
+        proc = _start(long_run, tmp_path, *kill)
+    else:
+        proc = _start(long_run, tmp_path)
+        _wait_for_epochs(tmp_path, proc, 5)
+        proc.send_signal(sig)
     code = proc.wait(timeout=120)
     stderr = proc.stderr.read()
-    assert code != 0
     assert not (tmp_path / "metrics.json").exists()
-    if sig == signal.SIGTERM:
-        assert f"ckpt_path={tmp_path}/checkpoints/last.ckpt" in stderr
-    last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    last_path = tmp_path / "checkpoints" / "last.ckpt"
+    last = load_checkpoint(last_path)
     epoch = last["epoch"]
     assert 5 <= epoch < 19
-    # best.ckpt is on disk and usable, and at least as good as the best that last.ckpt names.
+    if sig == signal.SIGTERM:  # one clear line naming the epoch last.ckpt holds, no traceback
+        assert code == 1 and "Traceback" not in stderr, stderr
+        (line,) = (line for line in stderr.splitlines() if "SIGTERM" in line)
+        assert re.fullmatch(
+            rf"SIGTERM received during epoch \d+; {re.escape(str(last_path))} holds the end of "
+            rf"epoch {epoch}: resume with ckpt_path={re.escape(str(last_path))}",
+            line,
+        ), line
+    else:
+        assert code == -signal.SIGKILL and epoch == 5
+    # best.ckpt, kept in memory between writes, is on disk and usable, and at least as good as
+    # the best that last.ckpt names (it is written first).
     best_path = tmp_path / "checkpoints" / "best.ckpt"
     best = load_checkpoint(best_path)
     model_from_checkpoint(best_path)
-    (key,) = (k for k in best["callbacks"] if k.startswith("ModelCheckpoint{'monitor': 'val/loss'"))
+    (key,) = (key for key in best["callbacks"] if key.startswith("ModelCheckpoint{'monitor': 'val"))
     best_score = best["callbacks"][key]["best_model_score"]
     assert best_score <= last["callbacks"][key]["best_model_score"]
     assert best["epoch"] <= epoch + 1
@@ -102,6 +134,8 @@ def test_killed_run_resumes_bit_identically(
     # Resumed in this process: the killed one's checkpoint is all it shares with it.
     train(make_cfg("train", tmp_path, [*long_run, f"ckpt_path={tmp_path}/checkpoints/last.ckpt"]))
     _same_result(straight_run, tmp_path)
+    # TensorBoard: every curve has one point per step, the same values as the run never killed.
+    assert _scalars(tmp_path) == _scalars(straight_run)
 
 
 # One interpreter imports torch once, then forks a saver per trial and kills it part-way; it waits

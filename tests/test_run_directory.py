@@ -3,7 +3,6 @@ finished, and only finite weights are ever saved."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -15,20 +14,12 @@ from litplate.run.checkpoint import CheckpointError, SafeCheckpointIO, load_chec
 from litplate.run.run_directory import lock_run_directory
 from litplate.run.validation import ConfigError
 from litplate.train import train
-from tests.helpers.runs import read_metrics
+from tests.helpers.runs import digests, read_metrics
 
 
 @pytest.fixture(scope="module")
 def quick(tiny_overrides: list[str]) -> list[str]:
     return [*tiny_overrides, "trainer.max_epochs=20", "callbacks.progress_bar=null"]
-
-
-def _digests(run_dir: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(run_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(run_dir.rglob("*"))
-        if path.is_file()
-    }
 
 
 @pytest.fixture
@@ -42,15 +33,26 @@ def finished_run(tmp_path: Path, entry_point, quick) -> Path:
 def test_a_second_fresh_run_into_a_taken_directory_stops_and_changes_nothing(
     finished_run: Path, entry_point, quick
 ):
-    before = _digests(finished_run)
+    before = digests(finished_run)
     result = entry_point("train.py", *quick, "seed=7", f"hydra.run.dir={finished_run}")
     assert result.returncode == 1
     taken = "(checkpoints, metrics.json, model.safetensors)"
     assert f"{finished_run} already holds a run {taken}" in result.stderr
-    after = _digests(finished_run)
-    after.pop(".run.lock", None)
-    before.pop(".run.lock", None)
-    assert after == before
+    assert digests(finished_run) == before
+
+
+def test_eval_export_and_predict_never_write_into_a_training_run(finished_run: Path, entry_point):
+    before = digests(finished_run)
+    last = finished_run / "checkpoints" / "last.ckpt"
+    for script, *extra in [("eval.py",), ("export.py", "format=safetensors"), ("predict.py",)]:
+        result = entry_point(script, f"ckpt_path={last}", *extra, f"hydra.run.dir={finished_run}")
+        assert result.returncode == 1, script
+        assert result.stderr.strip().splitlines() == [
+            f"Error: {finished_run} already holds a run (checkpoints, metrics.json, "
+            "model.safetensors): nothing was written. Choose another hydra.run.dir (by default "
+            "each run gets its own)"
+        ], script
+        assert digests(finished_run) == before, script  # .hydra, metrics.json, weights, logs
 
 
 def test_a_run_stopped_by_a_config_error_does_not_block_the_retry(tmp_path: Path, entry_point):

@@ -20,9 +20,10 @@ from hydra.core.utils import JobReturn, JobStatus
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hydra_plugins.litplate_optuna_sweeper.optuna_sweeper import _value, search_space
+from litplate.run.run_directory import lock_run_directory
 from litplate.run.sweep import summarize, sweep_failure, write_summary
 from tests.helpers.project import CONFIG_DIR, ROOT
-from tests.helpers.runs import read_metrics, read_summary
+from tests.helpers.runs import digests, read_metrics, read_summary
 from tests.helpers.scripts import run_script
 
 
@@ -76,10 +77,11 @@ def test_summary_rows_are_sorted_best_first_with_failures_last(tmp_path: Path):
 
 def test_a_failing_job_is_summarised_as_failed_and_the_others_run(tmp_path: Path, entry_point):
     sweep_dir = tmp_path / "sweep"
-    result = entry_point(
+    args = (
         "train.py", "-m", "experiment=linear", "trainer.max_epochs=3", "data.step=0,0.02",
         f"hydra.sweep.dir={sweep_dir}",
     )  # fmt: skip
+    result = entry_point(*args)
     # A grid sweep with a failed job exits 1 once all jobs ran, naming the job in one line.
     assert result.returncode == 1, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == (
@@ -102,6 +104,17 @@ def test_a_failing_job_is_summarised_as_failed_and_the_others_run(tmp_path: Path
     for name in ("val/loss", "test/loss", "weight", "bias", "epochs"):
         assert float(completed[name]) == metrics[name]
     assert table_jobs(result.stdout) == [1, 0]
+
+    # The same sweep again into its directory: refused up front, every file as it was.
+    before = digests(sweep_dir)
+    again = entry_point(*args)
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines() == [
+        f"Error: {sweep_dir} already holds a sweep (0/failure.json, 1/checkpoints, "
+        "1/metrics.json, 1/model.safetensors, summary.csv): nothing was written. Choose another "
+        "hydra.sweep.dir (by default each sweep gets its own)"
+    ]
+    assert digests(sweep_dir) == before
 
 
 @pytest.mark.slow
@@ -126,6 +139,45 @@ def test_a_grid_sweep_with_a_failed_job_exits_non_zero_after_every_job(tmp_path:
     }  # fmt: skip
     for job in ("0", "2"):
         assert float(rows[job]["val/loss"]) == read_metrics(sweep_dir / job)["val/loss"]
+
+
+def test_a_live_sweep_holds_its_directory(tmp_path: Path, entry_point):
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    lock = lock_run_directory(sweep_dir)  # as a sweep in progress holds it
+    try:
+        result = entry_point(
+            "train.py", "-m", "experiment=linear", "data.step=0.01,0.02",
+            f"hydra.sweep.dir={sweep_dir}",
+        )  # fmt: skip
+    finally:
+        lock.close()
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {sweep_dir}: another run is writing into this directory now; nothing was written"
+    ]
+    assert sorted(p.name for p in sweep_dir.iterdir()) == [".run.lock"]
+
+
+def test_a_continued_study_never_runs_a_job_in_a_directory_holding_a_run(
+    tmp_path: Path, entry_point
+):
+    # A new study (another storage) in a directory whose job 0 holds an earlier study's run.
+    sweep_dir = tmp_path / "sweep"
+    _fake_job(sweep_dir, 0, ["lr=0.1"], {"val/loss": 0.5})
+    before = (sweep_dir / "0" / "metrics.json").read_bytes()
+    result = entry_point(
+        "train.py", "-m", "hydra/sweeper=litplate_optuna", "hydra.sweeper.n_trials=1",
+        "data.step=choice(0.01, 0.02)", f"hydra.sweeper.storage=sqlite:///{tmp_path}/other.db",
+        f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {sweep_dir / '0'} already holds a job (metrics.json): the sweep stopped before "
+        "this job ran; Hydra had rewritten only its .hydra"
+    )
+    assert (sweep_dir / "0" / "metrics.json").read_bytes() == before
+    assert not (sweep_dir / "0" / "checkpoints").exists()
 
 
 def test_a_sweep_fails_by_its_sweepers_rule():

@@ -18,7 +18,7 @@ from litplate.run.builders import build_data_and_model, build_trainer
 from litplate.run.callbacks import RunRecord
 from litplate.run.checkpoint import fit_checkpoints, load_checkpoint, load_weights
 from litplate.run.config import outside_hydra, print_config_tree, to_plain
-from litplate.run.files import save_figure, save_weights, to_float, write_json
+from litplate.run.files import full_disk_named, save_figure, save_weights, to_float, write_json
 from litplate.run.resume import check_resumable, fit
 from litplate.run.validation import validate
 
@@ -51,7 +51,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("Run directory: %s", output_dir.resolve())
 
     # 2.2 The training loop, and the testing loop every epoch (as validation): 3. Lightning fits.
-    trainer = build_trainer(cfg, callbacks=[RunRecord(to_plain(cfg))])
+    resumed_step = resumed["global_step"] if resumed is not None else None
+    trainer = build_trainer(cfg, callbacks=[RunRecord(to_plain(cfg))], resumed_step=resumed_step)
     fit_metrics, epochs = fit(cfg, trainer, model, datamodule, resumed)
 
     # 4. Evaluate the chosen checkpoint (none when checkpointing is off), through the safe path.
@@ -106,7 +107,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def train_and_score(cfg: DictConfig) -> float | None:
     """Train, then return the metric a Hydra sweeper optimises (`cfg.optimized_metric`)."""
-    metrics = train(cfg)
+    with full_disk_named(cfg.paths.output_dir):
+        metrics = train(cfg)
     name = cfg.get("optimized_metric")
     if not name:
         return None

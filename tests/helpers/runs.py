@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,6 +12,15 @@ QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null"]
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def digests(directory: Path) -> dict[str, str]:
+    """Every file under `directory` by its SHA-256 (the lock file of a live run aside)."""
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != ".run.lock"
+    }
 
 
 def read_summary(sweep_dir: Path) -> list[dict[str, str]]:

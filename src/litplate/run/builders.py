@@ -8,7 +8,8 @@ from typing import Any
 
 import lightning as L
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litplate.run.checkpoint import model_from_checkpoint
@@ -26,17 +27,29 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in group.values() if node and "_target_" in node]
 
 
-def build_trainer(cfg: DictConfig, callbacks: list[L.Callback] | None = None) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, callbacks: list[L.Callback] | None = None, resumed_step: int | None = None
+) -> L.Trainer:
     """The Trainer of `cfg.trainer`, with the callbacks and loggers of `cfg`.
 
     Devices that are not there (`trainer=gpu` without a GPU) stop here, with one clear message.
+    A fit resumed from a checkpoint of `resumed_step` logs the steps after it again: TensorBoard
+    drops those its interrupted fit logged (`purge_step`), one point per step as if never stopped.
     """
     check_devices(cfg.trainer)
     callbacks = instantiate_group(cfg.get("callbacks")) + (callbacks or [])
-    loggers = instantiate_group(cfg.get("logger"))
+    loggers = [
+        instantiate(node, **({"purge_step": resumed_step} if _purges(node, resumed_step) else {}))
+        for node in (cfg.get("logger") or {}).values()
+        if node and "_target_" in node
+    ]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     check_launch(trainer, cfg.trainer.get("strategy"))
     return trainer
+
+
+def _purges(node: DictConfig, resumed_step: int | None) -> bool:
+    return resumed_step is not None and issubclass(get_class(node["_target_"]), TensorBoardLogger)
 
 
 def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
@@ -45,9 +58,8 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
     `model.n_features: null` takes the data's number of input features; the value is written into
     `cfg`, so the config saved with the run's checkpoints rebuilds the same model.
     """
-    datamodule = checked(
-        cfg.data, "data", _convert_="all"
-    )  # plain lists, for weights_only checkpoints
+    # Plain lists, not ListConfigs: checkpoints stay loadable with weights_only.
+    datamodule = checked(cfg.data, "data", _convert_="all")
     # What the data settled while loading (a CSV's absolute path and training-split statistics)
     # goes into the config that checkpoints store, so eval and predict rebuild the same inputs.
     settled = getattr(datamodule, "settled_config", None)

@@ -8,8 +8,10 @@ sees the old file or the new one, never a part.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +20,14 @@ from typing import IO, Any
 import torch
 from safetensors.torch import save_file
 from torch import nn
+
+from litplate.run.errors import UserInputError
+
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+class DiskFull(UserInputError):
+    """A file of the run could not be written: the disk (or the file size limit) is full."""
 
 
 @contextmanager
@@ -83,3 +93,34 @@ def to_float(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.item() if value.numel() == 1 else value.tolist()
     return value
+
+
+@contextmanager
+def full_disk_named(run_dir: str | Path) -> Iterator[None]:
+    """A full disk met while the block writes a run's files stops with one message naming the
+    file. TensorBoard writes its events in a thread, which would print its own traceback before
+    the main thread meets the same error: that thread's report is left to the main thread."""
+    in_threads: list[BaseException] = []
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in DISK_FULL:
+            in_threads.append(args.exc_value)
+        else:
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        events = sorted(Path(run_dir).rglob("events.out.tfevents.*"), key=os.path.getmtime)
+        # The writer thread's error carries no file name: it is the newest events file's.
+        name = error.filename or (events[-1] if error in in_threads and events else run_dir)
+        raise DiskFull(
+            f"{name} not written: no space left on the device, or the file is too large for it "
+            f"({error.strerror})"
+        ) from None
+    finally:
+        threading.excepthook = previous
