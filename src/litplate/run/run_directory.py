@@ -89,7 +89,8 @@ class OneRunPerDirectory(Callback):
         _release(_held.pop("sweep", None))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        # A job's other ranks (SLURM tasks of a DDP job) share rank 0's directory and claim.
+        if HydraConfig.get().mode == RunMode.MULTIRUN and _rank_zero():
             job_dir = Path(config.hydra.runtime.output_dir)
             # Hydra has written the job's .hydra by now: the rest of the directory stays as it was.
             hint = "the sweep stopped before this job ran; Hydra had rewritten only its .hydra"
