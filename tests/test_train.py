@@ -15,7 +15,7 @@ from litplate.inference import predict
 from litplate.models import LinearRegression
 from litplate.predict import predict_to_csv
 from litplate.run.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from litplate.train import train
+from litplate.train import train, train_and_score
 from tests.helpers.runs import read_metrics
 
 
@@ -142,3 +142,11 @@ def test_checkpoint_of_another_model_names_the_keys(linear_run: Path, tmp_path: 
     assert "missing: bias" in message
     assert "unexpected: layer.weight" in message
     assert "mis-shaped: weights (3,) vs model (1,)" in message
+
+
+def test_a_single_run_without_validation_ends_without_its_optimized_metric(cfg_factory):
+    # No val/loss to return: the run has written its files, and no sweeper waits for a value.
+    overrides = ["experiment=linear", "trainer.max_epochs=2", "+trainer.limit_val_batches=0"]
+    cfg = cfg_factory(overrides=[*overrides, "callbacks.progress_bar=null"])
+    assert train_and_score(cfg) is None
+    assert "val/loss" not in read_metrics(Path(cfg.paths.output_dir))

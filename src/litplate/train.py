@@ -112,7 +112,18 @@ def train_and_score(cfg: DictConfig) -> float | None:
     if not name:
         return None
     if name not in metrics:
-        raise KeyError(
-            f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}"
-        )
+        problem = f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}"
+        if not in_multirun():
+            # A single run (e.g. trainer.limit_val_batches=0: no val/loss) has finished and
+            # written its files: no sweeper waits for the value.
+            log.warning("%s; nothing to return to a sweeper", problem)
+            return None
+        raise KeyError(problem)
     return metrics[name]
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
