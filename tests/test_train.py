@@ -150,3 +150,11 @@ def test_a_single_run_without_validation_ends_without_its_optimized_metric(cfg_f
     cfg = cfg_factory(overrides=[*overrides, "callbacks.progress_bar=null"])
     assert train_and_score(cfg) is None
     assert "val/loss" not in read_metrics(Path(cfg.paths.output_dir))
+
+
+def test_a_plateau_schedule_steps_in_the_epochs_that_validate(cfg_factory):
+    overrides = ["experiment=linear", "model/scheduler=plateau", "trainer.max_epochs=4"]
+    cfg = cfg_factory(overrides=[*overrides, "trainer.check_val_every_n_epoch=2"])
+    cfg.callbacks.progress_bar = None
+    metrics = train(cfg)
+    assert metrics["epochs"] == 4 and "val/loss" in metrics

@@ -224,7 +224,9 @@ class LitModel(L.LightningModule):
             return optimizer
         scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
         # "monitor" only matters to ReduceLROnPlateau; other schedulers ignore it.
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"},
-        }
+        lr_scheduler = {"scheduler": scheduler, "monitor": "val/loss"}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            # It steps on val/loss, which exists only in the epochs that validate
+            # (trainer.check_val_every_n_epoch): Lightning stops with a traceback in the others.
+            lr_scheduler["frequency"] = self.trainer.check_val_every_n_epoch or 1
+        return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
