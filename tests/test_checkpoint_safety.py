@@ -343,3 +343,28 @@ def test_the_documented_python_loading_refuses_a_pickle_served_over_http(tmp_pat
     # The payload is live: loaded without weights_only (as Lightning loads a URL), it runs.
     torch.load(served / "model.ckpt", weights_only=False)
     assert (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda c: c["run_config"].pop("model"), "no model config"),
+        (lambda c: c["run_config"].update(model=None), "no model config"),
+        (lambda c: c["run_config"].update(model="litplate.models.LinearRegression"), "no model"),
+        (lambda c: c["run_config"]["model"].pop("_target_"), "no model config"),
+        (lambda c: c["run_config"].pop("data"), "no data config"),
+        (lambda c: c["run_config"].update(data=[1]), "no data config"),
+        (lambda c: c.update(state_dict=[1]), "'state_dict' is not a mapping"),
+        (lambda c: c["state_dict"].update(weights=3), "'state_dict' is not a mapping"),
+    ],
+)
+def test_a_malformed_checkpoint_is_one_clear_error(
+    honest_checkpoint, change, named, tmp_path: Path, entry_point
+):
+    checkpoint = copy.deepcopy(honest_checkpoint)
+    change(checkpoint)
+    path = tmp_path / "malformed.ckpt"
+    torch.save(checkpoint, path)
+    result = entry_point("eval.py", f"ckpt_path={path}", f"hydra.run.dir={tmp_path}/eval")
+    assert result.returncode == 1, result.stderr
+    assert named in result.stderr and "Traceback" not in result.stderr
