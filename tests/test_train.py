@@ -158,3 +158,13 @@ def test_a_plateau_schedule_steps_in_the_epochs_that_validate(cfg_factory):
     cfg.callbacks.progress_bar = None
     metrics = train(cfg)
     assert metrics["epochs"] == 4 and "val/loss" in metrics
+
+
+def test_last_checkpoint_holds_the_last_epoch_when_validating_every_other_epoch(cfg_factory):
+    overrides = ["experiment=linear", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2"]
+    cfg = cfg_factory(overrides=[*overrides, "callbacks.progress_bar=null"])
+    train(cfg)
+    last = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    assert last["epoch"] == 2  # epoch 2 does not validate; it is the fit's last
+    assert [epoch for epoch, _ in last["loss_history"]["train/loss"]] == [0, 1, 2]
+    assert [epoch for epoch, _ in last["loss_history"]["val/loss"]] == [1]
