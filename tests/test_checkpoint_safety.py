@@ -18,6 +18,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from litplate.data import CSVDataModule, LinearDataModule
 from litplate.models import LinearRegression
 from litplate.run.checkpoint import (
     CheckpointError,
@@ -337,6 +338,9 @@ def test_the_documented_python_loading_refuses_a_pickle_served_over_http(tmp_pat
             model_from_checkpoint(url)
         with pytest.raises(CheckpointError, match="remote checkpoints are not loaded"):
             LinearRegression.load_from_checkpoint(url)
+        for data_module in (LinearDataModule, CSVDataModule):  # Lightning's own would unpickle
+            with pytest.raises(CheckpointError, match="remote checkpoints are not loaded"):
+                data_module.load_from_checkpoint(url)
     finally:
         server.shutdown()
     assert not (tmp_path / "ran").exists()
