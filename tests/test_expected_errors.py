@@ -42,6 +42,16 @@ def test_resuming_with_another_optimizer_says_how(linear_run: Path, tmp_path: Pa
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
+def test_resuming_another_model_names_the_weights(linear_run: Path, tmp_path: Path, entry_point):
+    ckpt = linear_run / "checkpoints" / "last.ckpt"
+    result = entry_point(
+        "train.py", "experiment=linear", "model=mlp", f"ckpt_path={ckpt}",
+        f"hydra.run.dir={tmp_path}/r",
+    )  # fmt: skip
+    _one_clear_error(result, f"{ckpt} does not fit MLPRegression", "missing: ")
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
 def test_hydra_full_error_raises_it_whole(tmp_path: Path, entry_point, monkeypatch):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # Hydra re-raises: the interpreter prints all
     with pytest.raises(CheckpointError, match="checkpoint not found"):

@@ -10,7 +10,12 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from litplate.run.checkpoint import CheckpointError, fit_checkpoints, load_checkpoint
+from litplate.run.checkpoint import (
+    CheckpointError,
+    fit_checkpoints,
+    load_checkpoint,
+    load_weights,
+)
 from litplate.run.errors import UserInputError
 from litplate.run.files import to_float
 
@@ -22,7 +27,11 @@ class RunInterrupted(UserInputError):
 
 
 def check_resumable(checkpoint: dict[str, Any], model: L.LightningModule, path: str) -> None:
-    """A fit resumes only with the optimizer and scheduler whose state the checkpoint holds."""
+    """A fit resumes only with the model, optimizer and scheduler whose state the checkpoint
+    holds."""
+    # The weights the fit restores anyway, loaded here: another model (another model= or
+    # architecture) is one error naming its keys, not Lightning's traceback.
+    load_weights(model, checkpoint["state_dict"], path)
     stored = checkpoint.get("hyper_parameters") or {}
     for key in ("optimizer", "scheduler"):
         before = (stored.get(key) or {}).get("_target_")
