@@ -10,6 +10,7 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from litplate.run import trackers
 from litplate.run.checkpoint import (
     CheckpointError,
     fit_checkpoints,
@@ -53,6 +54,8 @@ def fit(
     resumed: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], int]:
     """`trainer.fit` (from `cfg.ckpt_path` if set); the fit's last metrics and its epochs."""
+    if resumed is not None:
+        trackers.keep_csv_rows(trainer)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except SIGTERMException:
