@@ -87,3 +87,19 @@ def test_a_fit_resumed_in_its_directory_keeps_the_csv_rows(cfg_factory):
         if row.split(",")[header.index("train/loss")]
     }
     assert epochs == {0, 1, 2, 3, 4}  # Lightning's CSVLogger had deleted epochs 0-2
+
+
+def test_resuming_a_finished_fit_adds_no_epoch_to_its_curves(cfg_factory, monkeypatch):
+    import litplate.train
+
+    overrides = ["experiment=linear", "trainer.max_epochs=3", *QUIET]
+    train(cfg_factory(overrides=overrides, name="run"))
+    drawn = {}
+    plot = litplate.train.plot_loss_curves
+    monkeypatch.setattr(
+        litplate.train, "plot_loss_curves", lambda t, v: drawn.update(t=t, v=v) or plot(t, v)
+    )
+    last = cfg_factory(overrides=overrides, name="run").paths.output_dir + "/checkpoints/last.ckpt"
+    train(cfg_factory(overrides=[*overrides, f"ckpt_path={last}"], name="run"))
+    # Its validation is measured again, for metrics.json: not a fourth epoch of the curve.
+    assert drawn["t"][0] == drawn["v"][0] == [0, 1, 2]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.trainer.states import TrainerFn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection, R2Score
 
 from litplate.run.checkpoint import load_checkpoint, load_state_dict, load_weights
@@ -192,7 +193,9 @@ class LitModel(L.LightningModule):
         value = metric.compute()  # summed across DDP ranks
         metric.reset()
         self.log(name, value, prog_bar=prog_bar, sync_dist=True)
-        if not self.trainer.sanity_checking:
+        # The fit's epochs only: not its sanity check, nor a trainer.validate() after it (which
+        # would add a point at an epoch that never ran).
+        if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
             self.loss_history[name][self.current_epoch] = float(value)
 
     def predict_step(
