@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import pytest
@@ -144,12 +145,15 @@ def test_checkpoint_of_another_model_names_the_keys(linear_run: Path, tmp_path: 
     assert "mis-shaped: weights (3,) vs model (1,)" in message
 
 
-def test_a_single_run_without_validation_ends_without_its_optimized_metric(cfg_factory):
+def test_a_single_run_without_validation_ends_without_its_optimized_metric(cfg_factory, caplog):
     # No val/loss to return: the run has written its files, and no sweeper waits for a value.
     overrides = ["experiment=linear", "trainer.max_epochs=2", "+trainer.limit_val_batches=0"]
     cfg = cfg_factory(overrides=[*overrides, "callbacks.progress_bar=null"])
-    assert train_and_score(cfg) is None
+    with caplog.at_level(logging.WARNING, logger="litplate.train"):
+        assert train_and_score(cfg) is None
     assert "val/loss" not in read_metrics(Path(cfg.paths.output_dir))
+    # No validation, so no best.ckpt: the final weights are tested, and the log says so.
+    assert "test_ckpt=best: the fit wrote no best checkpoint" in caplog.text
 
 
 def test_a_plateau_schedule_steps_in_the_epochs_that_validate(cfg_factory):

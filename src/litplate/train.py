@@ -59,6 +59,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     tested = checkpoints.get(cfg.get("test_ckpt", "best"))
     if tested is not None:
         load_weights(model, load_checkpoint(tested)["state_dict"], tested)
+    elif checkpoints:
+        # It wrote checkpoints, but not the one asked for (no validation, so no best; its
+        # ModelCheckpoint removed): say which weights are tested instead.
+        log.warning(
+            "test_ckpt=%s: the fit wrote no %s checkpoint (only %s); testing its final weights",
+            cfg.get("test_ckpt", "best"),
+            cfg.get("test_ckpt", "best"),
+            ", ".join(map(str, checkpoints.values())),
+        )
     test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     # The model's own values (the line's weight and bias), also in the data's units if standardized.
     reported = model.reported_values(getattr(datamodule, "standardization", None))
