@@ -73,3 +73,25 @@ def test_a_full_disk_names_the_file(tmp_path: Path):
         info.value
     )
     assert not list(tmp_path.iterdir())  # neither a partial file nor its temporary
+
+
+def test_eval_without_a_checkpoint_is_one_clear_error(tmp_path: Path, entry_point):
+    result = entry_point("eval.py", f"hydra.run.dir={tmp_path}/e")
+    _one_clear_error(result, "ckpt_path is required")
+
+
+def test_freezing_an_unknown_parameter_is_one_clear_error(tmp_path: Path, entry_point):
+    result = entry_point(
+        "train.py", "experiment=linear", "model.freeze=[nope]", f"hydra.run.dir={tmp_path}/r"
+    )
+    _one_clear_error(result, "freeze: LinearRegression has no parameter 'nope'")
+
+
+def test_predict_with_several_processes_is_one_clear_error(
+    linear_run: Path, tmp_path: Path, entry_point
+):
+    ckpt = linear_run / "checkpoints" / "last.ckpt"
+    result = entry_point(
+        "predict.py", f"ckpt_path={ckpt}", "trainer=ddp_cpu", f"hydra.run.dir={tmp_path}/p"
+    )
+    _one_clear_error(result, "predict.py writes one CSV from one process")

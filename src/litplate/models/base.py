@@ -21,6 +21,7 @@ from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, Metric
 from litplate.run.checkpoint import load_checkpoint, load_state_dict, load_weights
 from litplate.run.config import to_plain
 from litplate.run.targets import check_model_hparams
+from litplate.run.validation import ConfigError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -141,7 +142,7 @@ class LitModel(L.LightningModule):
             for parameter in chosen:
                 parameter.requires_grad_(False)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"freeze: {type(self).__name__} has no parameter {', '.join(map(repr, unknown))} "
                 f"(its parameters: {', '.join(parameters)})"
             )

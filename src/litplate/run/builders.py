@@ -82,7 +82,7 @@ def build_from_checkpoint(
     `cfg.data` (empty by default) is merged over the run's data config, e.g. `+data.noise_std=0.1`.
     """
     if not cfg.get("ckpt_path"):
-        raise ValueError(
+        raise ConfigError(
             "ckpt_path is required, e.g. ckpt_path=logs/train/runs/RUN/checkpoints/last.ckpt"
         )
     model, run_config = model_from_checkpoint(cfg.ckpt_path)
