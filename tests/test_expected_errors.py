@@ -42,6 +42,35 @@ def test_resuming_with_another_optimizer_says_how(linear_run: Path, tmp_path: Pa
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("model.optimizer.lr=0.5", "model.optimizer.lr=0.01, this run 0.5"),
+        # cosine's T_max is ${trainer.max_epochs}: the restored schedule would keep the old one
+        ("trainer.max_epochs=30", "model.scheduler.T_max=20, this run 30"),
+    ],
+)
+def test_resuming_with_other_optimizer_settings_says_how(
+    finished_linear_run: Path, override: str, named: str, tmp_path: Path, entry_point
+):
+    ckpt = finished_linear_run / "checkpoints" / "last.ckpt"
+    result = entry_point(
+        "train.py", "experiment=linear", "trainer.max_epochs=20", override,
+        f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}/r",
+    )  # fmt: skip
+    _one_clear_error(result, named, f"model.init_from={ckpt}")
+
+
+@pytest.fixture
+def finished_linear_run(tmp_path: Path, entry_point) -> Path:
+    run = tmp_path / "first"
+    result = entry_point(
+        "train.py", "experiment=linear", "trainer.max_epochs=20", f"hydra.run.dir={run}"
+    )
+    assert result.returncode == 0, result.stderr
+    return run
+
+
 def test_resuming_another_model_names_the_weights(linear_run: Path, tmp_path: Path, entry_point):
     ckpt = linear_run / "checkpoints" / "last.ckpt"
     result = entry_point(

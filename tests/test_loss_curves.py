@@ -72,7 +72,7 @@ def test_resumed_run_keeps_the_whole_curve(cfg_factory):
 
 @pytest.mark.filterwarnings("ignore:Experiment logs directory")
 def test_a_fit_resumed_in_its_directory_keeps_the_csv_rows(cfg_factory):
-    overrides = ["experiment=linear", "logger=csv", *QUIET]
+    overrides = ["experiment=linear", "model.scheduler=null", "logger=csv", *QUIET]
     first = cfg_factory(overrides=[*overrides, "trainer.max_epochs=3"], name="run")
     train(first)
     csv = Path(first.paths.output_dir) / "csv" / "metrics.csv"

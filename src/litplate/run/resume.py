@@ -44,6 +44,20 @@ def check_resumable(checkpoint: dict[str, Any], model: L.LightningModule, path: 
                 f"model/{key} as it was, or start a new fit from its weights with "
                 f"model.init_from={path}"
             )
+        if key in stored and stored.get(key) != model.hparams.get(key):
+            # Lightning restores the optimizer's and scheduler's state, their settings with it
+            # (an optimizer's lr, a cosine schedule's T_max): this run's would be silently ignored.
+            before, now = stored.get(key) or {}, model.hparams.get(key) or {}
+            changed = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
+            raise CheckpointError(
+                f"{path}: its fit used "
+                + ", ".join(f"model.{key}.{k}={before.get(k)!r}" for k in changed)
+                + ", this run "
+                + ", ".join(f"{now.get(k)!r}" for k in changed)
+                + f": a resumed fit goes on with the {key} state of the checkpoint, whose settings "
+                f"would override these. Resume with them as they were, or start a new fit from "
+                f"its weights with model.init_from={path}"
+            )
 
 
 def fit(
