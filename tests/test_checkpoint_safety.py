@@ -372,3 +372,25 @@ def test_a_malformed_checkpoint_is_one_clear_error(
     result = entry_point("eval.py", f"ckpt_path={path}", f"hydra.run.dir={tmp_path}/eval")
     assert result.returncode == 1, result.stderr
     assert named in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("key", ["best_model_path", "kth_best_model_path", "best_k_models"])
+def test_a_callback_state_pointing_outside_its_directory_is_refused(
+    honest_checkpoint, key, tmp_path: Path, cfg_factory
+):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    checkpoint = copy.deepcopy(honest_checkpoint)
+    outside = f"{tmp_path}/run/checkpoints/../../victim"
+    for state in checkpoint["callbacks"].values():
+        state.pop("dirpath", None)  # Lightning then takes the state as its own directory's
+        state[key] = {outside: torch.tensor(0.0)} if key == "best_k_models" else outside
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    path.parent.mkdir(parents=True)
+    torch.save(checkpoint, path)
+    # One more epoch than the honest run's, with its schedule: a resume that trains.
+    overrides = ["experiment=linear", "trainer.max_epochs=301", "model.scheduler.T_max=300"]
+    cfg = cfg_factory(overrides=[*overrides, f"ckpt_path={path}"], name="run")
+    with pytest.raises(CheckpointError, match="outside its directory"):
+        train(cfg)
+    assert victim.is_dir()

@@ -48,6 +48,7 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
         for name, value in state_dict.items()
     ):
         raise CheckpointError(f"{path}: its 'state_dict' is not a mapping of names to tensors")
+    _check_callback_paths(checkpoint, path)
     try:
         if RUN_CONFIG_KEY in checkpoint:
             check_run_config(checkpoint[RUN_CONFIG_KEY], f"{path} [{RUN_CONFIG_KEY}]")
@@ -56,6 +57,23 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
     except UnsafeConfigError as err:
         raise CheckpointError(str(err)) from None
     return checkpoint
+
+
+def _check_callback_paths(checkpoint: dict[str, Any], path: Path) -> None:
+    """A resumed ModelCheckpoint deletes its previous files, checked to be under its dirpath by
+    their parents, which `..` passes: `DIR/../../x` would be removed, recursively. Lightning
+    writes these paths from a real path, so an honest checkpoint never holds a `..`."""
+    for name, state in (checkpoint.get("callbacks") or {}).items():
+        if not isinstance(state, dict):
+            continue
+        paths = [state.get(key) for key in ("dirpath", "best_model_path", "last_model_path")]
+        paths += [state.get("kth_best_model_path"), *(state.get("best_k_models") or {})]
+        for value in paths:
+            if isinstance(value, str) and ".." in Path(value).parts:
+                raise CheckpointError(
+                    f"{path}: refused: the state of {str(name).split('{')[0]} names {value!r}, "
+                    "outside its directory (a resumed fit would delete it). Nothing was run."
+                )
 
 
 def _torch_load(path: Path) -> Any:
