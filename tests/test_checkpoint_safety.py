@@ -18,6 +18,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from litplate.data import CSVDataModule, LinearDataModule
 from litplate.models import LinearRegression
 from litplate.run.checkpoint import (
     CheckpointError,
@@ -337,9 +338,59 @@ def test_the_documented_python_loading_refuses_a_pickle_served_over_http(tmp_pat
             model_from_checkpoint(url)
         with pytest.raises(CheckpointError, match="remote checkpoints are not loaded"):
             LinearRegression.load_from_checkpoint(url)
+        for data_module in (LinearDataModule, CSVDataModule):  # Lightning's own would unpickle
+            with pytest.raises(CheckpointError, match="remote checkpoints are not loaded"):
+                data_module.load_from_checkpoint(url)
     finally:
         server.shutdown()
     assert not (tmp_path / "ran").exists()
     # The payload is live: loaded without weights_only (as Lightning loads a URL), it runs.
     torch.load(served / "model.ckpt", weights_only=False)
     assert (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda c: c["run_config"].pop("model"), "no model config"),
+        (lambda c: c["run_config"].update(model=None), "no model config"),
+        (lambda c: c["run_config"].update(model="litplate.models.LinearRegression"), "no model"),
+        (lambda c: c["run_config"]["model"].pop("_target_"), "no model config"),
+        (lambda c: c["run_config"].pop("data"), "no data config"),
+        (lambda c: c["run_config"].update(data=[1]), "no data config"),
+        (lambda c: c.update(state_dict=[1]), "'state_dict' is not a mapping"),
+        (lambda c: c["state_dict"].update(weights=3), "'state_dict' is not a mapping"),
+    ],
+)
+def test_a_malformed_checkpoint_is_one_clear_error(
+    honest_checkpoint, change, named, tmp_path: Path, entry_point
+):
+    checkpoint = copy.deepcopy(honest_checkpoint)
+    change(checkpoint)
+    path = tmp_path / "malformed.ckpt"
+    torch.save(checkpoint, path)
+    result = entry_point("eval.py", f"ckpt_path={path}", f"hydra.run.dir={tmp_path}/eval")
+    assert result.returncode == 1, result.stderr
+    assert named in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("key", ["best_model_path", "kth_best_model_path", "best_k_models"])
+def test_a_callback_state_pointing_outside_its_directory_is_refused(
+    honest_checkpoint, key, tmp_path: Path, cfg_factory
+):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    checkpoint = copy.deepcopy(honest_checkpoint)
+    outside = f"{tmp_path}/run/checkpoints/../../victim"
+    for state in checkpoint["callbacks"].values():
+        state.pop("dirpath", None)  # Lightning then takes the state as its own directory's
+        state[key] = {outside: torch.tensor(0.0)} if key == "best_k_models" else outside
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    path.parent.mkdir(parents=True)
+    torch.save(checkpoint, path)
+    # One more epoch than the honest run's, with its schedule: a resume that trains.
+    overrides = ["experiment=linear", "trainer.max_epochs=301", "model.scheduler.T_max=300"]
+    cfg = cfg_factory(overrides=[*overrides, f"ckpt_path={path}"], name="run")
+    with pytest.raises(CheckpointError, match="outside its directory"):
+        train(cfg)
+    assert victim.is_dir()

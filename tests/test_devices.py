@@ -87,11 +87,15 @@ def test_more_gpus_than_there_are_names_the_count(monkeypatch):
         check_devices({"accelerator": "gpu", "devices": [1]})
 
 
-def test_cpu_auto_and_others_are_not_checked(monkeypatch):
+def test_cpu_auto_and_others_pass_what_there_is(monkeypatch):
     _no_cuda(monkeypatch)
     for accelerator in ("cpu", "auto", "hpu"):
         check_devices({"accelerator": accelerator, "devices": 1})
-    check_devices({"accelerator": "auto", "devices": 8})  # auto takes what there is
+    cores = len(os.sched_getaffinity(0))
+    check_devices({"accelerator": "auto", "devices": cores})
+    # Without a GPU, auto is the CPU: Lightning starts one process per device asked for.
+    with pytest.raises(DeviceUnavailableError, match=f"this machine has {cores} CPU cores"):
+        check_devices({"accelerator": "auto", "devices": cores + 1})
     with pytest.raises(DeviceUnavailableError, match=r"torch\.backends\.mps\.is_available"):
         check_devices({"accelerator": "mps", "devices": 1})
 

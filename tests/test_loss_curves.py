@@ -68,3 +68,38 @@ def test_resumed_run_keeps_the_whole_curve(cfg_factory):
     history = saved_history(torch.load(metrics["best_checkpoint"], weights_only=True))
     assert curve(history, "train/loss")[0] == list(range(8))
     assert curve(history, "val/loss")[0] == list(range(8))
+
+
+@pytest.mark.filterwarnings("ignore:Experiment logs directory")
+def test_a_fit_resumed_in_its_directory_keeps_the_csv_rows(cfg_factory):
+    overrides = ["experiment=linear", "model.scheduler=null", "logger=csv", *QUIET]
+    first = cfg_factory(overrides=[*overrides, "trainer.max_epochs=3"], name="run")
+    train(first)
+    csv = Path(first.paths.output_dir) / "csv" / "metrics.csv"
+    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    resumed = [*overrides, "trainer.max_epochs=5", f"ckpt_path={last}"]
+    train(cfg_factory(overrides=resumed, name="run"))
+    rows = csv.read_text().splitlines()
+    header = rows[0].split(",")
+    epochs = {
+        int(row.split(",")[header.index("epoch")])
+        for row in rows[1:]
+        if row.split(",")[header.index("train/loss")]
+    }
+    assert epochs == {0, 1, 2, 3, 4}  # Lightning's CSVLogger had deleted epochs 0-2
+
+
+def test_resuming_a_finished_fit_adds_no_epoch_to_its_curves(cfg_factory, monkeypatch):
+    import litplate.train
+
+    overrides = ["experiment=linear", "trainer.max_epochs=3", *QUIET]
+    train(cfg_factory(overrides=overrides, name="run"))
+    drawn = {}
+    plot = litplate.train.plot_loss_curves
+    monkeypatch.setattr(
+        litplate.train, "plot_loss_curves", lambda t, v: drawn.update(t=t, v=v) or plot(t, v)
+    )
+    last = cfg_factory(overrides=overrides, name="run").paths.output_dir + "/checkpoints/last.ckpt"
+    train(cfg_factory(overrides=[*overrides, f"ckpt_path={last}"], name="run"))
+    # Its validation is measured again, for metrics.json: not a fourth epoch of the curve.
+    assert drawn["t"][0] == drawn["v"][0] == [0, 1, 2]

@@ -51,13 +51,62 @@ def findings(path: Path) -> list[str]:
             if any(_private(part) for part in module.split(".")):
                 found.append(f"{node.lineno}: from {module} import ...")
             found += [f"{node.lineno}: import {a.name}" for a in node.names if _private(a.name)]
+    # A standard-library module imported under its own name (not `import torch as os`).
+    stdlib = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+        if alias.asname is None and alias.name.split(".")[0] in sys.stdlib_module_names
+    }
+    # `self._name` is the class's own only where the class defines it: in a subclass of
+    # Lightning's, `self._trainer` is Lightning's private attribute.
+    own_names = {}
+    for cls_node in ast.walk(tree):
+        if isinstance(cls_node, ast.ClassDef):
+            names = set()
+            for inner in ast.walk(cls_node):
+                if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add(inner.name)
+                elif isinstance(inner, ast.Name) and isinstance(inner.ctx, ast.Store):
+                    names.add(inner.id)
+                elif isinstance(inner, ast.Attribute) and isinstance(inner.ctx, ast.Store):
+                    names.add(inner.attr)
+            for inner in ast.walk(cls_node):
+                own_names.setdefault(id(inner), names)
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and _private(node.attr):
             owner = node.value
-            own = isinstance(owner, ast.Name) and owner.id in ("self", "cls")
-            stdlib = isinstance(owner, ast.Name) and owner.id in sys.stdlib_module_names
-            if not own and not stdlib:
+            own = (
+                isinstance(owner, ast.Name)
+                and owner.id in ("self", "cls")
+                and node.attr in own_names.get(id(node), ())
+            )
+            from_stdlib = isinstance(owner, ast.Name) and owner.id in stdlib
+            if not own and not from_stdlib:
                 found.append(f"{node.lineno}: {ast.unparse(node)}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "setattr", "hasattr", "delattr")
+            and len(node.args) >= 2
+        ):
+            # The same use through a name in a string: getattr(trainer, "_checkpoint_connector").
+            owner, name = node.args[0], node.args[1]
+            private = isinstance(name, ast.Constant) and isinstance(name.value, str)
+            if private and _private(name.value):
+                own = (
+                    isinstance(owner, ast.Name)
+                    and owner.id in ("self", "cls")
+                    and name.value in own_names.get(id(node), ())
+                )
+                if not own:
+                    found.append(f"{node.lineno}: {ast.unparse(node)}")
+            base = owner
+            while isinstance(base, ast.Attribute):
+                base = base.value
+            if node.func.id == "setattr" and isinstance(base, ast.Name) and base.id in imported:
+                found.append(f"{node.lineno}: monkeypatch {ast.unparse(node)}")
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
@@ -99,6 +148,12 @@ def test_no_private_member_of_another_package_is_used():
         "from lightning.pytorch.callbacks import ModelCheckpoint\nModelCheckpoint.state_key = 1",
         "x = 'hydra._internal.core_plugins.basic_sweeper.BasicSweeper'",
         "super()._save_checkpoint(trainer, path)",
+        "getattr(trainer, '_checkpoint_connector').dump_checkpoint()",
+        "import lightning as L\nclass M(L.LightningModule):\n    def f(self):\n"
+        "        return self._trainer",
+        "from lightning.pytorch.callbacks import ModelCheckpoint\n"
+        "setattr(ModelCheckpoint, 'state_key', 1)",
+        "import lightning.pytorch.core.saving as os\nos._ALLOWED_INSTANTIATORS.add('x')",
     ],
 )
 def test_the_scan_finds_each_kind(source: str, tmp_path: Path):

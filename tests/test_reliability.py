@@ -126,6 +126,7 @@ def test_killed_run_resumes_bit_identically(
     best_path = tmp_path / "checkpoints" / "best.ckpt"
     best = load_checkpoint(best_path)
     model_from_checkpoint(best_path)
+    # The ModelCheckpoint that keeps best.ckpt (the other, last.ckpt's, monitors nothing).
     (key,) = (key for key in best["callbacks"] if key.startswith("ModelCheckpoint{'monitor': 'val"))
     best_score = best["callbacks"][key]["best_model_score"]
     assert best_score <= last["callbacks"][key]["best_model_score"]

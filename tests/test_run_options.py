@@ -170,3 +170,17 @@ def test_paths_root_and_data_dir(cfg_factory):
     assert cfg.paths.root_dir == str(ROOT) and cfg.paths.data_dir == str(ROOT / "data")
     cfg = cfg_factory(overrides=["data=csv", "paths.data_dir=/elsewhere"])
     assert cfg.data.path == "/elsewhere/houses.csv"
+
+
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [
+        ("callbacks=early_stopping", "callbacks.early_stopping (monitor=val/loss) needs it"),
+        ("model/scheduler=plateau", "ReduceLROnPlateau, which steps on val/loss) needs it"),
+    ],
+)
+def test_what_watches_val_loss_in_a_run_without_validation_is_named(cfg_factory, option, named):
+    cfg = cfg_factory(overrides=["experiment=linear", option, "+trainer.limit_val_batches=0"])
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        validate(cfg)
+    validate(cfg_factory(overrides=["experiment=linear", option]))

@@ -41,7 +41,6 @@ TEMPLATE_ONLY = [
     "benchmarks",
     "docs/template.md",
     "tests/test_benchmarks.py",
-    "tests/test_overhead.py",
     "tests/test_template.py",
 ]
 

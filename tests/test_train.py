@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from litplate.inference import predict
 from litplate.models import LinearRegression
 from litplate.predict import predict_to_csv
 from litplate.run.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from litplate.train import train
+from litplate.train import train, train_and_score
 from tests.helpers.runs import read_metrics
 
 
@@ -142,3 +143,32 @@ def test_checkpoint_of_another_model_names_the_keys(linear_run: Path, tmp_path: 
     assert "missing: bias" in message
     assert "unexpected: layer.weight" in message
     assert "mis-shaped: weights (3,) vs model (1,)" in message
+
+
+def test_a_single_run_without_validation_ends_without_its_optimized_metric(cfg_factory, caplog):
+    # No val/loss to return: the run has written its files, and no sweeper waits for a value.
+    overrides = ["experiment=linear", "trainer.max_epochs=2", "+trainer.limit_val_batches=0"]
+    cfg = cfg_factory(overrides=[*overrides, "callbacks.progress_bar=null"])
+    with caplog.at_level(logging.WARNING, logger="litplate.train"):
+        assert train_and_score(cfg) is None
+    assert "val/loss" not in read_metrics(Path(cfg.paths.output_dir))
+    # No validation, so no best.ckpt: the final weights are tested, and the log says so.
+    assert "test_ckpt=best: the fit wrote no best checkpoint" in caplog.text
+
+
+def test_a_plateau_schedule_steps_in_the_epochs_that_validate(cfg_factory):
+    overrides = ["experiment=linear", "model/scheduler=plateau", "trainer.max_epochs=4"]
+    cfg = cfg_factory(overrides=[*overrides, "trainer.check_val_every_n_epoch=2"])
+    cfg.callbacks.progress_bar = None
+    metrics = train(cfg)
+    assert metrics["epochs"] == 4 and "val/loss" in metrics
+
+
+def test_last_checkpoint_holds_the_last_epoch_when_validating_every_other_epoch(cfg_factory):
+    overrides = ["experiment=linear", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2"]
+    cfg = cfg_factory(overrides=[*overrides, "callbacks.progress_bar=null"])
+    train(cfg)
+    last = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    assert last["epoch"] == 2  # epoch 2 does not validate; it is the fit's last
+    assert [epoch for epoch, _ in last["loss_history"]["train/loss"]] == [0, 1, 2]
+    assert [epoch for epoch, _ in last["loss_history"]["val/loss"]] == [1]

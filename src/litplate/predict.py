@@ -13,6 +13,7 @@ from litplate.run import lightning_output
 from litplate.run.builders import build_from_checkpoint, build_trainer
 from litplate.run.config import outside_hydra
 from litplate.run.files import atomic_write, save_figure
+from litplate.run.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def predict_to_csv(cfg: DictConfig) -> Path:
     model, datamodule, _ = build_from_checkpoint(cfg)
     trainer = build_trainer(cfg)
     if trainer.world_size > 1:  # each rank would predict only its share of the rows
-        raise ValueError(
+        raise ConfigError(
             f"predict.py writes one CSV from one process, but the trainer has {trainer.world_size}"
             " processes: use trainer=cpu, trainer=gpu or trainer=mps"
         )

@@ -60,6 +60,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     tested = checkpoints.get(cfg.get("test_ckpt", "best"))
     if tested is not None:
         load_weights(model, load_checkpoint(tested)["state_dict"], tested)
+    elif checkpoints:
+        # It wrote checkpoints, but not the one asked for (no validation, so no best; its
+        # ModelCheckpoint removed): say which weights are tested instead.
+        log.warning(
+            "test_ckpt=%s: the fit wrote no %s checkpoint (only %s); testing its final weights",
+            cfg.get("test_ckpt", "best"),
+            cfg.get("test_ckpt", "best"),
+            ", ".join(map(str, checkpoints.values())),
+        )
     test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     # The model's own values (the line's weight and bias), also in the data's units if standardized.
     reported = model.reported_values(getattr(datamodule, "standardization", None))
@@ -113,7 +122,18 @@ def train_and_score(cfg: DictConfig) -> float | None:
     if not name:
         return None
     if name not in metrics:
-        raise KeyError(
-            f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}"
-        )
+        problem = f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}"
+        if not in_multirun():
+            # A single run (e.g. trainer.limit_val_batches=0: no val/loss) has finished and
+            # written its files: no sweeper waits for the value.
+            log.warning("%s; nothing to return to a sweeper", problem)
+            return None
+        raise KeyError(problem)
     return metrics[name]
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

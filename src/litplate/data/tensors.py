@@ -150,6 +150,18 @@ class TensorDataModule(L.LightningDataModule):
     (`num_workers > 0`) cannot share GPU tensors, so their data stays on the host.
     """
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """Lightning's, for a local file read as plain data: a URL (which Lightning unpickles
+        with weights_only=False) or a file that is not plain data is refused before anything
+        is run, as `LitModel.load_from_checkpoint` does."""
+        from litplate.run.checkpoint import load_checkpoint
+
+        load_checkpoint(checkpoint_path)  # local path, weights_only, allowed classes
+        return super().load_from_checkpoint(
+            checkpoint_path, *args, **{**kwargs, "weights_only": True}
+        )
+
     def __init__(
         self,
         train_fraction: float = 0.8,

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.trainer.states import TrainerFn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection, R2Score
 
 from litplate.run.checkpoint import load_checkpoint, load_state_dict, load_weights
 from litplate.run.config import to_plain
 from litplate.run.targets import check_model_hparams
+from litplate.run.validation import ConfigError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -140,7 +142,7 @@ class LitModel(L.LightningModule):
             for parameter in chosen:
                 parameter.requires_grad_(False)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"freeze: {type(self).__name__} has no parameter {', '.join(map(repr, unknown))} "
                 f"(its parameters: {', '.join(parameters)})"
             )
@@ -192,7 +194,9 @@ class LitModel(L.LightningModule):
         value = metric.compute()  # summed across DDP ranks
         metric.reset()
         self.log(name, value, prog_bar=prog_bar, sync_dist=True)
-        if not self.trainer.sanity_checking:
+        # The fit's epochs only: not its sanity check, nor a trainer.validate() after it (which
+        # would add a point at an epoch that never ran).
+        if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
             self.loss_history[name][self.current_epoch] = float(value)
 
     def predict_step(
@@ -224,7 +228,9 @@ class LitModel(L.LightningModule):
             return optimizer
         scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
         # "monitor" only matters to ReduceLROnPlateau; other schedulers ignore it.
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"},
-        }
+        lr_scheduler = {"scheduler": scheduler, "monitor": "val/loss"}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            # It steps on val/loss, which exists only in the epochs that validate
+            # (trainer.check_val_every_n_epoch): Lightning stops with a traceback in the others.
+            lr_scheduler["frequency"] = self.trainer.check_val_every_n_epoch or 1
+        return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}

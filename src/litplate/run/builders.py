@@ -12,7 +12,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from litplate.run.checkpoint import model_from_checkpoint
+from litplate.run.checkpoint import model_from_checkpoint, stored_part
 from litplate.run.config import to_plain
 from litplate.run.devices import check_devices, check_launch
 from litplate.run.errors import UserInputError
@@ -94,10 +94,11 @@ def build_from_checkpoint(
     `cfg.data` (empty by default) is merged over the run's data config, e.g. `+data.noise_std=0.1`.
     """
     if not cfg.get("ckpt_path"):
-        raise ValueError(
+        raise ConfigError(
             "ckpt_path is required, e.g. ckpt_path=logs/train/runs/RUN/checkpoints/last.ckpt"
         )
     model, run_config = model_from_checkpoint(cfg.ckpt_path)
-    data_config = {**run_config["data"], **(to_plain(cfg.get("data")) or {})}
+    stored = stored_part(run_config, "data", cfg.ckpt_path)
+    data_config = {**stored, **(to_plain(cfg.get("data")) or {})}
     check_stored(data_config, "data", f"{cfg.ckpt_path} [data]")
     return model, checked(OmegaConf.create(data_config), "data"), run_config

@@ -42,6 +42,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict' in it)")
+    state_dict = checkpoint["state_dict"]
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(name, str) and isinstance(value, torch.Tensor)
+        for name, value in state_dict.items()
+    ):
+        raise CheckpointError(f"{path}: its 'state_dict' is not a mapping of names to tensors")
+    _check_callback_paths(checkpoint, path)
     try:
         if RUN_CONFIG_KEY in checkpoint:
             check_run_config(checkpoint[RUN_CONFIG_KEY], f"{path} [{RUN_CONFIG_KEY}]")
@@ -50,6 +57,23 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
     except UnsafeConfigError as err:
         raise CheckpointError(str(err)) from None
     return checkpoint
+
+
+def _check_callback_paths(checkpoint: dict[str, Any], path: Path) -> None:
+    """A resumed ModelCheckpoint deletes its previous files, checked to be under its dirpath by
+    their parents, which `..` passes: `DIR/../../x` would be removed, recursively. Lightning
+    writes these paths from a real path, so an honest checkpoint never holds a `..`."""
+    for name, state in (checkpoint.get("callbacks") or {}).items():
+        if not isinstance(state, dict):
+            continue
+        paths = [state.get(key) for key in ("dirpath", "best_model_path", "last_model_path")]
+        paths += [state.get("kth_best_model_path"), *(state.get("best_k_models") or {})]
+        for value in paths:
+            if isinstance(value, str) and ".." in Path(value).parts:
+                raise CheckpointError(
+                    f"{path}: refused: the state of {str(name).split('{')[0]} names {value!r}, "
+                    "outside its directory (a resumed fit would delete it). Nothing was run."
+                )
 
 
 def _torch_load(path: Path) -> Any:
@@ -150,9 +174,21 @@ def model_from_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str
             f"{path}: has no '{RUN_CONFIG_KEY}' (it was not written by litplate's train.py), "
             "so the model and data config are unknown"
         )
+    stored_part(run_config, "model", path)
     model = build(run_config["model"], "model", f"{path} [{RUN_CONFIG_KEY}]", _recursive_=False)
     load_weights(model, checkpoint["state_dict"], path)
     return model, run_config
+
+
+def stored_part(run_config: dict[str, Any], key: str, path: str | Path) -> dict[str, Any]:
+    """The `key` part (model, data) of a checkpoint's run config: a mapping with a `_target_`."""
+    part = run_config.get(key)
+    if not isinstance(part, dict) or not isinstance(part.get("_target_"), str):
+        raise CheckpointError(
+            f"{path}: its {RUN_CONFIG_KEY} has no {key} config with a _target_ (got {part!r:.80}), "
+            f"so the {key} cannot be rebuilt"
+        )
+    return part
 
 
 def non_finite_parameters(state_dict: dict[str, Any]) -> list[str]:

@@ -67,10 +67,13 @@ def _plural(count: int | str, noun: str) -> str:
 def check_devices(trainer_cfg: Mapping[str, Any]) -> None:
     """Raise DeviceUnavailableError if `trainer_cfg` asks for a GPU (or more GPUs) than torch sees.
 
-    `accelerator: cpu` and `auto` always pass (auto takes what there is); other accelerators
-    (TPU, HPU, custom) are left to Lightning.
+    `accelerator: cpu` (and `auto` without a GPU, which is the CPU) may not ask for more processes
+    than there are CPU cores; other accelerators (HPU, custom) are left to Lightning.
     """
     accelerator = str(trainer_cfg.get("accelerator", "auto")).lower()
+    if accelerator == "auto" and not torch.cuda.is_available() and not _mps_available():
+        # Lightning's auto is then the CPU, with as many processes as `devices` asks for.
+        accelerator = "cpu"
     if accelerator == "cpu":
         need, asked = _needed(trainer_cfg.get("devices", "auto"))
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

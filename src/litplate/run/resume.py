@@ -10,7 +10,13 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from litplate.run.checkpoint import CheckpointError, fit_checkpoints, load_checkpoint
+from litplate.run import trackers
+from litplate.run.checkpoint import (
+    CheckpointError,
+    fit_checkpoints,
+    load_checkpoint,
+    load_weights,
+)
 from litplate.run.errors import UserInputError
 from litplate.run.files import to_float
 
@@ -22,7 +28,11 @@ class RunInterrupted(UserInputError):
 
 
 def check_resumable(checkpoint: dict[str, Any], model: L.LightningModule, path: str) -> None:
-    """A fit resumes only with the optimizer and scheduler whose state the checkpoint holds."""
+    """A fit resumes only with the model, optimizer and scheduler whose state the checkpoint
+    holds."""
+    # The weights the fit restores anyway, loaded here: another model (another model= or
+    # architecture) is one error naming its keys, not Lightning's traceback.
+    load_weights(model, checkpoint["state_dict"], path)
     stored = checkpoint.get("hyper_parameters") or {}
     for key in ("optimizer", "scheduler"):
         before = (stored.get(key) or {}).get("_target_")
@@ -34,6 +44,20 @@ def check_resumable(checkpoint: dict[str, Any], model: L.LightningModule, path: 
                 f"model/{key} as it was, or start a new fit from its weights with "
                 f"model.init_from={path}"
             )
+        if key in stored and stored.get(key) != model.hparams.get(key):
+            # Lightning restores the optimizer's and scheduler's state, their settings with it
+            # (an optimizer's lr, a cosine schedule's T_max): this run's would be silently ignored.
+            before, now = stored.get(key) or {}, model.hparams.get(key) or {}
+            changed = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
+            raise CheckpointError(
+                f"{path}: its fit used "
+                + ", ".join(f"model.{key}.{k}={before.get(k)!r}" for k in changed)
+                + ", this run "
+                + ", ".join(f"{now.get(k)!r}" for k in changed)
+                + f": a resumed fit goes on with the {key} state of the checkpoint, whose settings "
+                f"would override these. Resume with them as they were, or start a new fit from "
+                f"its weights with model.init_from={path}"
+            )
 
 
 def fit(
@@ -44,6 +68,8 @@ def fit(
     resumed: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], int]:
     """`trainer.fit` (from `cfg.ckpt_path` if set); the fit's last metrics and its epochs."""
+    if resumed is not None:
+        trackers.keep_csv_rows(trainer)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except SIGTERMException:

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers import MLFlowLogger as _MLFlowLogger
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 
 from litplate.run.config import flat_hparams
@@ -123,6 +123,25 @@ def log_run(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], output
             _log_mlflow(logger, cfg, metrics, files, output_dir)
         elif isinstance(logger, _WandbLogger):
             _log_wandb(logger, cfg, metrics, files, output_dir)
+
+
+def keep_csv_rows(trainer: L.Trainer) -> None:
+    """A resumed fit's CSV logger goes on after the rows its run logged before (as TensorBoard
+    does): Lightning's CSVLogger deletes a metrics.csv it finds when it starts."""
+    if not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        if not isinstance(logger, CSVLogger):
+            continue
+        path = Path(logger.log_dir) / "metrics.csv"
+        if not path.is_file():
+            continue
+        before = path.read_text(encoding="utf-8")
+        writer = logger.experiment  # started here: it deletes metrics.csv
+        path.write_text(before, encoding="utf-8")
+        header = before.splitlines()[0] if before.strip() else ""
+        # Its keys, so the writer appends (or rewrites the file with a wider header).
+        writer.metrics_keys = [key for key in header.split(",") if key]
 
 
 def log_figure(trainer: L.Trainer, name: str, pixels: Any) -> None:

@@ -70,7 +70,30 @@ def validate(cfg: DictConfig, rules: dict[str, Rule] = RULES) -> None:
             problems.append(f"{key}={value!r}: expected a finite number, {rule.expected}")
         elif not ok_type or not rule.check(value):
             problems.append(f"{key}={value!r}: expected {rule.expected}")
+    problems += _needs_validation(cfg)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     # A run's checkpoints hold its config, and are reloaded only if every target is allowed.
     check_run_config(cfg, "the run's config", stored=False)
+
+
+def _needs_validation(cfg: DictConfig) -> list[str]:
+    """What watches a val/ metric in a run that never validates (Lightning stops at the first
+    epoch's end with a traceback)."""
+    limit = OmegaConf.select(cfg, "trainer.limit_val_batches", default=None)
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit != 0:
+        return []
+    watchers = [
+        f"callbacks.{name} (monitor={node.get('monitor')})"
+        for name, node in (OmegaConf.select(cfg, "callbacks", default=None) or {}).items()
+        if node
+        and str(node.get("_target_", "")).endswith("EarlyStopping")
+        and str(node.get("monitor", "")).startswith("val/")
+    ]
+    scheduler = OmegaConf.select(cfg, "model.scheduler._target_", default=None)
+    if str(scheduler).endswith("ReduceLROnPlateau"):
+        watchers.append(f"model.scheduler ({scheduler}, which steps on val/loss)")
+    return [
+        f"trainer.limit_val_batches={limit!r} runs no validation, but {watcher} needs it"
+        for watcher in watchers
+    ]
