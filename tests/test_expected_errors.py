@@ -28,7 +28,7 @@ def test_eval_validates_its_data_overrides(linear_run: Path, tmp_path: Path, ent
     assert not (tmp_path / "e" / "metrics.json").exists()
     # The run's log holds the error too, once, without a traceback.
     log = (tmp_path / "e" / "eval.log").read_text()
-    assert log.count("data.batch_size=-4: expected an integer >= 1") == 1, log
+    assert log.count("invalid config: data: batch_size must be >= 1") == 1, log
     assert "[ERROR]" in log and "Traceback" not in log
 
 
