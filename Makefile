@@ -62,7 +62,9 @@ EXAMPLES := src/litplate/data/linear.py src/litplate/models/linear.py src/litpla
 EXAMPLE_TESTS := checkpoint_safety cli csv data data_on_device ddp digits docs export finetune \
 	launchers loss_curves mlp model notebook python_api reference run_options sweep trackers train
 
+# perl: their imports (one line, or wrapped in parentheses), then the other lines marked `# example`.
 remove-examples:  ## delete the examples and their tests; yours stay (docs/make-it-yours.md)
 	rm -rf $(EXAMPLES) $(EXAMPLE_TESTS:%=tests/test_%.py)
-	perl -ni -e 'print unless /# example$$/' src/litplate/data/__init__.py \
-		src/litplate/models/__init__.py src/litplate/run/allowed_targets.yaml
+	perl -0pi -e 's/^from \S+\.(?:data\.linear|models\.linear|models\.mlp) import (?:\([^)]*\)|.*)\n//mg; s/^.*# example\n//mg' \
+		src/litplate/data/__init__.py src/litplate/models/__init__.py \
+		src/litplate/run/allowed_targets.yaml

@@ -97,7 +97,8 @@ def test_killed_run_resumes_bit_identically(
     best_path = tmp_path / "checkpoints" / "best.ckpt"
     best = load_checkpoint(best_path)
     model_from_checkpoint(best_path)
-    (key,) = (key for key in best["callbacks"] if key.startswith("ModelCheckpoint{"))
+    states = best["callbacks"]  # the ModelCheckpoint of best.ckpt is the one with a monitor
+    (key,) = (k for k in states if k.startswith("ModelCheckpoint{") and states[k]["monitor"])
     best_score = best["callbacks"][key]["best_model_score"]
     assert best_score <= last["callbacks"][key]["best_model_score"]
     assert best["epoch"] <= epoch + 1
