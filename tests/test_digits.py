@@ -111,3 +111,18 @@ def test_a_digits_sweep_is_sorted_by_validation_accuracy(tmp_path: Path, entry_p
     assert [row["job"] for row in rows] == ["1", "0"]  # the higher learning rate learns faster
     for row in rows:
         assert float(row["val/acc"]) == read_metrics(sweep_dir / row["job"])["val/acc"]
+
+
+def test_an_optuna_search_maximizes_the_accuracy_and_the_summary_shows_it_first():
+    from hydra import compose, initialize_config_dir
+
+    from tests.helpers.project import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        overrides = ["experiment=digits", "hparams_search=linear_optuna"]
+        cfg = compose("train", overrides, return_hydra_config=True)
+    summary = cfg.hydra.callbacks.sweep_summary
+    assert cfg.hydra.sweeper.direction == "maximize"
+    assert (summary.sort_by, summary.mode, list(summary.columns)) == (
+        "val/acc", "max", ["val/f1", "test/acc"]
+    )  # fmt: skip
