@@ -6,38 +6,44 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup train test test-fast lint format tensorboard clean remove-examples
+.PHONY: setup setup-dev train test test-fast lint format tensorboard clean remove-examples
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-setup: $(VENV)/.installed  ## create .venv and install litplate with its dev tools
+setup: $(VENV)/.installed  ## create .venv and install litplate: what training needs, nothing more
+
+setup-dev: $(VENV)/.installed-dev  ## also the test and lint tools, the trackers, ONNX and notebooks
 
 train: setup  ## the reference example: y = 0.7x + 0.3
 	$(BIN)/python scripts/train.py experiment=linear
 
-test: setup  ## every test, the slow ones included, one worker per core (what CI runs)
+test: setup-dev  ## every test, the slow ones included, one worker per core (what CI runs)
 	$(BIN)/python -m pytest -m "" -n auto --dist worksteal
 
-test-fast: setup  ## the default selection: every test but the slow ones, one worker per core
+test-fast: setup-dev  ## the default selection: every test but the slow ones, one worker per core
 	$(BIN)/python -m pytest -n auto
 
 # template-only
 .PHONY: bench
-bench: setup  ## litplate against Lightning's floor, the peer pipeline and the plain loop -> BENCHMARKS.md (about 7 minutes)
+bench: setup-dev  ## litplate against Lightning's floor, the peer pipeline and the plain loop -> BENCHMARKS.md (about 7 minutes)
 	$(BIN)/python benchmarks/run.py
 
 # /template-only
-lint: setup  ## ruff: lint and formatting check
+lint: setup-dev  ## ruff: lint and formatting check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: setup  ## ruff: fix what it can and format
+format: setup-dev  ## ruff: fix what it can and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
@@ -60,7 +66,8 @@ EXAMPLES := src/litplate/data/linear.py src/litplate/models/linear.py src/litpla
 	configs/experiment/digits.yaml configs/hparams_search/linear_optuna.yaml \
 	notebooks docs/notebook.md
 EXAMPLE_TESTS := checkpoint_safety cli csv data data_on_device ddp digits docs export finetune \
-	launchers loss_curves mlp model notebook python_api reference run_options sweep trackers train
+	launchers loss_curves mlp model notebook python_api reference run_options shared_study sweep \
+	trackers train
 
 # perl: their imports (one line, or wrapped in parentheses), then the other lines marked `# example`.
 remove-examples:  ## delete the examples and their tests; yours stay (docs/make-it-yours.md)

@@ -1,1 +1,1 @@
-"""Benchmarks of litplate against the plain PyTorch loop: `python benchmarks/run.py`."""
+"""litplate against Lightning's floor, the peer pipeline and the plain loop: `benchmarks/run.py`."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
+from litplate.export import FORMATS, export
 from litplate.run.files import atomic_path, atomic_write
+from tests.helpers.project import make_cfg
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path):
@@ -34,3 +38,24 @@ def test_keep_suffix_gives_writers_the_suffix_they_choose_the_format_by(tmp_path
         tmp.write_bytes(b"model")
     assert (tmp_path / "model.onnx").read_bytes() == b"model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def modes(directory: Path, names: list[str]) -> dict[str, str]:
+    return {name: oct(stat.S_IMODE((directory / name).stat().st_mode)) for name in names}
+
+
+def test_results_get_the_mode_a_plain_open_gives(trained_run: Path, tmp_path: Path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    names = ["model.safetensors", "metrics.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"]
+    assert modes(trained_run, names) == dict.fromkeys(names, oct(0o666 & ~umask))
+    umask = os.umask(0o027)  # another umask is honoured too
+    try:
+        for fmt in FORMATS:
+            ckpt = trained_run / "checkpoints" / "best.ckpt"
+            export(make_cfg("export", tmp_path / fmt, [f"ckpt_path={ckpt}", f"format={fmt}"]))
+    finally:
+        os.umask(umask)
+    names = [f"{fmt}/{name}" for fmt, name in FORMATS.items()]
+    names += [f"{fmt}/export.json" for fmt in FORMATS]
+    assert modes(tmp_path, names) == dict.fromkeys(names, oct(0o640))

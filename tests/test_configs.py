@@ -87,7 +87,10 @@ def test_cfg_job_prints_the_experiment(cfg_factory, tiny_overrides):
     [
         ("trainer.max_epochs=abc", "trainer.max_epochs='abc': expected an integer >= 1"),
         ("model.optimizer.lr=-0.1", "model.optimizer.lr=-0.1: expected a number > 0"),
-        ("data.test_fraction=0.3", "data.train_fraction + data.val_fraction + data.test_fraction"),
+        (
+            "data.test_fraction=0.3",
+            "data: train_fraction + val_fraction + test_fraction must be <= 1",
+        ),
         ("seed=abc", "seed='abc': expected an integer"),
         ("test_ckpt=first", "test_ckpt='first': expected 'best' or 'last'"),
     ],

@@ -132,11 +132,29 @@ def test_weights_in_original_units_give_the_same_line():
         ("", r"data\.csv: the file is empty \(no header row\)"),
         ("a,b,y\n", r"data\.csv: only a header, no data rows"),
         ("a,b,y\n\n\n", r"data\.csv: only a header, no data rows"),
-        ("a,y\n1,2\n", r"data\.csv: no column 'b' in the header \(line 1\)"),
+        (
+            "a,y\n1,2\n",
+            r"data\.csv: no column 'b' in the header \(line 1\); the columns are \['a', 'y'\]$",
+        ),
+        (
+            "root:x:0:0:root:/root:/bin/bash\nbin:x:1:1:bin:/bin:/sbin/nologin\n",  # not a CSV
+            r"data\.csv: no column 'a', 'b', 'y' in the header \(line 1\); its first line does "
+            r"not look like a row of column names \(is it a CSV file\?\)$",
+        ),
         ("a,b,y\n1,2,3\n4,x,6\n", r"data\.csv, line 3, column 'b': 'x' is not a number"),
         ("a,b,y\n1,2,3\n4,,6\n", r"data\.csv, line 3, column 'b': empty cell"),
         ("a,b,y\n1,2,3\n1,2,nan\n", r"data\.csv, line 3, column 'y': 'nan' is not a finite number"),
         ("a,b,y\n1,inf,3\n", r"data\.csv, line 2, column 'b': 'inf' is not a finite number"),
+        (  # a quote left open on line 42 swallows the lines after it
+            good_rows(40) + '1,"2,3\n' + good_rows(10).split("\n", 1)[1],
+            r"data\.csv, line 42: a quote \(\"\) is not closed on this line; "
+            r"the cell it opens runs on to line 52$",
+        ),
+        (
+            'a,b,y\n1,2,3\n4,"5,6\n7,8",9\n',
+            r"data\.csv, line 3: a quote \(\"\) is not closed on this line; "
+            r"the cell it opens runs on to line 4$",
+        ),
         ("a,b,y\n1,2,3\n1,2\n", r"data\.csv, line 3: 2 cells where the header has 3"),
         ("a,b,y\n1,2,3\n1,2,3,4\n", r"data\.csv, line 3: 4 cells where the header has 3"),
         ("a,b,y\n1,2,3\n  \n", r"data\.csv, line 3: 1 cells where the header has 3"),

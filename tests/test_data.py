@@ -7,12 +7,12 @@ import math
 import lightning as L
 import pytest
 import torch
-from hydra.errors import InstantiationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from litplate.data import LinearDataModule
 from litplate.data.tensors import BatchIndexSampler
 from litplate.models import LinearRegression
+from litplate.run.validation import ConfigError
 from litplate.train import train
 
 
@@ -216,6 +216,6 @@ def test_ddp_ranks_share_out_the_single_process_order():
 
 
 def test_nan_in_the_data_is_refused_naming_the_argument(cfg_factory):
-    # Hydra wraps the data module's ValueError, keeping its message and adding the config key.
-    with pytest.raises(InstantiationException, match="bias must be a finite number, got bias=nan"):
+    # The data module's own check, its message prefixed with the config key.
+    with pytest.raises(ConfigError, match="data: bias must be a finite number, got bias=nan"):
         train(cfg_factory(overrides=["data.bias=nan"]))

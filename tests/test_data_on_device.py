@@ -2,8 +2,7 @@
 
 No GPU here: the meta device stands in for it (tensors that have a device and a shape but no
 values), and a fake accelerator check makes the CPU count as the GPU for a real Lightning fit.
-What only a GPU can show: that a CUDA fit's batches need no host-to-device copy per step (the
-GPU rows of BENCHMARKS.md, `data.on_device=false` against the default).
+What only a GPU can show: that a CUDA fit's batches need no host-to-device copy per step.
 """
 
 from __future__ import annotations

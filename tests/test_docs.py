@@ -278,10 +278,10 @@ def trigger(entry_point, tmp_path: Path, quote: str) -> str:
         args = ["train.py", "experiment=no_such_experiment"]
     elif quote.startswith("Could not override"):
         args = ["train.py", "no_such_key=1"]
+    elif quote.startswith("invalid config: data:"):
+        args = ["train.py", "data.step=0", *run]
     elif quote.startswith("invalid config"):
         args = ["train.py", "trainer.max_epochs=abc", *run]
-    elif quote.startswith("Error in call to target"):
-        args = ["train.py", "data.step=0", *run]
     elif quote.startswith("checkpoint not found"):
         args = ["eval.py", f"ckpt_path={tmp_path / 'missing.ckpt'}", *run]
     elif quote.startswith("refused: it holds pickled code"):

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
 
-from litplate.export import ExportError, export
+from litplate.data.standardize import Standardization
+from litplate.export import ExportError, InDataUnits, export, save_checked
 from litplate.inference import predict
+from litplate.models.linear import LinearRegression
 from litplate.run.checkpoint import model_from_checkpoint
 from litplate.train import train
 from tests.helpers.project import ROOT, make_cfg
@@ -178,3 +182,88 @@ def test_csv_model_exports_with_its_feature_columns(tmp_path):
     X, expected = lightning_predictions(ckpt)
     (got,) = session.run(["y"], {"x": X.numpy()})
     np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-6)
+
+
+def read_back(fmt: str, path: Path) -> Callable[[torch.Tensor], Any]:
+    """The file's predict function, as its format's own client loads it."""
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda x: session.run(["y"], {"x": x.numpy()})[0]
+    if fmt == "torchscript":
+        return torch.jit.load(str(path))
+    return torch.export.load(str(path)).module()
+
+
+REFUSALS = {
+    "onnx": "invalid dimensions for input: x",
+    "torchscript": "expected an input of shape (batch, {n}), got [{rows}, {width}]",
+    "pt2": "Guard failed: x.size()[1] == {n}",
+}
+
+
+@pytest.mark.parametrize("fmt", list(REFUSALS))
+@pytest.mark.parametrize(("n", "rows", "width"), [(1, 3, 2), (2, 2, 1)])
+def test_each_file_refuses_an_input_of_the_wrong_width(fmt, n, rows, width, tmp_path):
+    model = LinearRegression(n_features=n)
+    if n == 2:  # standardized: (x - mean) / std would broadcast a column of one to two
+        model = InDataUnits(model, Standardization.of([1.0, 2.0], [3.0, 4.0], 5.0))
+    path = tmp_path / FILES[fmt]
+    save_checked(model, fmt, path, {})
+    predict_with = read_back(fmt, path)
+    with torch.no_grad():
+        assert tuple(predict_with(torch.rand(4, n)).shape) == (4, 1)
+    with torch.no_grad(), pytest.raises(Exception) as refused:
+        predict_with(torch.rand(rows, width))
+    assert REFUSALS[fmt].format(n=n, rows=rows, width=width) in str(refused.value)
+
+
+def doctored(ckpt: Path, out: Path, data: dict | None = None, **weights: float) -> Path:
+    """A copy of `ckpt` with the stored data config updated by `data` and weights replaced."""
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    checkpoint["run_config"]["data"].update(data or {})
+    for name, value in weights.items():
+        checkpoint["state_dict"][name] = torch.full_like(checkpoint["state_dict"][name], value)
+    torch.save(checkpoint, out)
+    return out
+
+
+STANDARDIZED = {"standardize": True, "feature_mean": [0.0], "target_mean": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("data", "weights", "message"),
+    [
+        (
+            {**STANDARDIZED, "feature_mean": [0.0, 0.0], "feature_std": [0, 1]},
+            {},
+            "bad.ckpt: the stored data.feature_mean=[0.0, 0.0], data.feature_std=[0, 1], "
+            "data.target_mean=0.0: feature_std must be > 0, got [0.0, 1.0]",
+        ),
+        (
+            {**STANDARDIZED, "feature_mean": [0.0, 0.0], "feature_std": [1.0, 1.0]},
+            {},
+            "bad.ckpt: its stored data.feature_mean=[0.0, 0.0] has 2 values for the model's "
+            "1 features",
+        ),
+        (
+            None,
+            {"weights": float("nan"), "bias": float("inf")},
+            "bad.ckpt: the weights hold NaN or infinite values in weights, bias; nothing was "
+            "written",
+        ),
+    ],
+    ids=["zero-std", "std-of-other-width", "nan-weights"],
+)
+def test_a_checkpoint_that_cannot_be_exported_is_one_clear_line(
+    linear_run, tmp_path, entry_point, monkeypatch, data, weights, message
+):
+    monkeypatch.chdir(tmp_path)
+    doctored(linear_run / "checkpoints" / "best.ckpt", tmp_path / "bad.ckpt", data, **weights)
+    out = tmp_path / "out"
+    result = entry_point("export.py", "ckpt_path=bad.ckpt", "format=pt2", f"hydra.run.dir={out}")
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and "differ" not in result.stderr
+    assert not list(out.glob("model.*")) and not (out / "export.json").exists()

@@ -14,7 +14,7 @@ GUIDE = ROOT / "docs" / "make-it-yours.md"
 def test_guide_has_files_commands_and_the_removal():
     blocks = guide_blocks(GUIDE)
     kinds = [kind for _, kind, _ in blocks]
-    assert kinds.count("bash") == 5 and kinds.count("python") == 2 and kinds.count("yaml") == 3
+    assert kinds.count("bash") == 4 and kinds.count("python") == 2 and kinds.count("yaml") == 3
     assert [path for path, _, _ in blocks if path] == [
         "configs/data/flowers.yaml",
         "src/litplate/models/softmax.py",

@@ -92,8 +92,7 @@ def test_killed_run_resumes_bit_identically(
     last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     epoch = last["epoch"]
     assert 5 <= epoch < 19
-    # best.ckpt, kept in memory between writes, is on disk and usable, and at least as good as
-    # the best that last.ckpt names (it is written first).
+    # best.ckpt is on disk and usable, and at least as good as the best that last.ckpt names.
     best_path = tmp_path / "checkpoints" / "best.ckpt"
     best = load_checkpoint(best_path)
     model_from_checkpoint(best_path)

@@ -83,8 +83,8 @@ def test_a_failing_job_is_summarised_as_failed_and_the_others_run(tmp_path: Path
     # A grid sweep with a failed job exits 1 once all jobs ran, naming the job in one line.
     assert result.returncode == 1, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == (
-        "Sweep failed: 1 of 2 jobs failed: #0 (data.step=0) ValueError: step must be > 0, "
-        f"got step=0 (summary: {sweep_dir / 'summary.csv'})"
+        "Sweep failed: 1 of 2 jobs failed: #0 (data.step=0) ConfigError: invalid config: data: "
+        f"step must be > 0, got step=0 (summary: {sweep_dir / 'summary.csv'})"
     )
     rows = {row["job"]: row for row in read_summary(sweep_dir)}
     assert rows.keys() == {"0", "1"}
@@ -92,7 +92,7 @@ def test_a_failing_job_is_summarised_as_failed_and_the_others_run(tmp_path: Path
     failed, completed = rows["0"], rows["1"]
     assert failed["status"] == "failed"
     assert failed["overrides"] == "experiment=linear trainer.max_epochs=3 data.step=0"
-    assert failed["error"] == "ValueError: step must be > 0, got step=0"
+    assert failed["error"] == "ConfigError: invalid config: data: step must be > 0, got step=0"
     assert failed["val/loss"] == ""
     assert "Traceback" in json.loads((sweep_dir / "0" / "failure.json").read_text())["traceback"]
     assert not (sweep_dir / "0" / "metrics.json").exists()
@@ -117,8 +117,8 @@ def test_a_grid_sweep_with_a_failed_job_exits_non_zero_after_every_job(tmp_path:
     )  # fmt: skip
     assert result.returncode == 1, result.stderr[-3000:]
     assert result.stderr.strip() == (
-        "Sweep failed: 1 of 3 jobs failed: #1 (data.step=0) ValueError: step must be > 0, "
-        f"got step=0 (summary: {sweep_dir / 'summary.csv'})"
+        "Sweep failed: 1 of 3 jobs failed: #1 (data.step=0) ConfigError: invalid config: data: "
+        f"step must be > 0, got step=0 (summary: {sweep_dir / 'summary.csv'})"
     )
     rows = {row["job"]: row for row in read_summary(sweep_dir)}
     assert {job: row["status"] for job, row in rows.items()} == {
@@ -130,7 +130,7 @@ def test_a_grid_sweep_with_a_failed_job_exits_non_zero_after_every_job(tmp_path:
 
 def test_a_sweep_fails_by_its_sweepers_rule():
     def row(job: int, status: str, step: str) -> dict:
-        error = "ValueError: step must be > 0" if status == "failed" else ""
+        error = "ConfigError: invalid config: data: step must be > 0" if status == "failed" else ""
         overrides = f"experiment=linear data.step={step}"
         return {
             "job": job,
@@ -143,13 +143,14 @@ def test_a_sweep_fails_by_its_sweepers_rule():
     ok, bad = row(0, "completed", "0.02"), row(1, "failed", "0")
     assert sweep_failure([ok], grid=True) is None
     assert sweep_failure([ok, bad], grid=True) == (
-        "Sweep failed: 1 of 2 jobs failed: #1 (data.step=0) ValueError: step must be > 0"
+        "Sweep failed: 1 of 2 jobs failed: #1 (data.step=0) "
+        "ConfigError: invalid config: data: step must be > 0"
     )
     # A search: a failed trial is a result; it fails only when none of this run's completed.
     assert sweep_failure([ok, bad], grid=False) is None
     assert sweep_failure([bad], grid=False) == (
         "Search failed: none of the 1 trials of this run completed: "
-        "#1 (experiment=linear data.step=0) ValueError: step must be > 0"
+        "#1 (experiment=linear data.step=0) ConfigError: invalid config: data: step must be > 0"
     )
     # A continued study: job 0 completed in an earlier invocation, this one's only trial failed.
     assert sweep_failure([ok, bad], grid=False, earlier_jobs={"0"}).startswith(
@@ -167,7 +168,7 @@ def test_an_optuna_search_with_no_completed_trial_exits_non_zero(tmp_path: Path,
     assert result.returncode == 1, result.stderr[-3000:]
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("Search failed: none of the 2 trials of this run completed: #")
-    assert message.count("ValueError: step must be > 0") == 2
+    assert message.count("ConfigError: invalid config: data: step must be > 0") == 2
     rows = read_summary(sweep_dir)
     assert [row["status"] for row in rows] == ["failed", "failed"]
 
@@ -418,7 +419,7 @@ def test_a_killed_optuna_study_is_reconciled_when_continued(
     states = {trial.number: trial.state.name for trial in trials}
     assert states == {0: "COMPLETE", 1: "FAIL", 2: "COMPLETE", 3: "COMPLETE"}
     assert trials[0].value == read_metrics(sweep_dir / "0")["val/loss"]  # counted with its value
-    assert "Trial 0 of an earlier run: its job finished" in second.stdout
+    assert "Trial 0 of another run: its job finished" in second.stdout
 
     # best_params.yaml and summary.csv agree with the study.
     best = yaml.safe_load((sweep_dir / "best_params.yaml").read_text())

@@ -7,6 +7,7 @@ Both stay on this machine: MLflow writes a SQLite store under the log dir, W&B r
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,45 @@ def test_wandb_offline_run_is_read_back_from_its_files(
     assert (files / "model.safetensors").read_bytes() == (
         run_dir / "model.safetensors"
     ).read_bytes()
+
+
+@pytest.mark.parametrize(("user_set", "expected"), [(None, "true"), ("false", "false")])
+def test_mlflow_telemetry_is_off_unless_the_user_set_it(
+    user_set: str | None, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from litplate.run.trackers import MissingExtraError, MLFlowLogger
+
+    if user_set is None:
+        monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY")
+    else:
+        monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", user_set)
+    # mlflow's import starts its telemetry: the variable must be there before it (and is quick).
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(MissingExtraError):
+        MLFlowLogger(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == expected
+
+
+def test_wandb_online_without_an_api_key_is_one_clear_line(
+    tmp_path: Path, entry_point, monkeypatch: pytest.MonkeyPatch
+):
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "NETRC", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no wandb settings
+    args = ["logger=wandb", "logger.wandb.offline=false", "extras.print_config=false"]
+    result = entry_point("train.py", *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 1
+    assert (
+        "logger.wandb.offline=false needs a W&B API key: run `wandb login` or set WANDB_API_KEY;"
+        " or keep logger.wandb.offline=true" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+    from litplate.run.trackers import WandbLogger
+
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)  # a key: the logger is made (wandb.init waits)
+    assert WandbLogger(save_dir=str(tmp_path / "w"), offline=False) is not None
 
 
 @pytest.mark.parametrize("tracker", ["mlflow", "wandb"])

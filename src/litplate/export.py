@@ -32,6 +32,7 @@ from litplate.run.checkpoint import (
     load_state_dict,
     load_weights,
     model_from_checkpoint,
+    non_finite_parameters,
 )
 from litplate.run.files import atomic_path, save_weights, write_json
 from litplate.run.targets import build
@@ -77,11 +78,17 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         model, run_config = model_from_checkpoint(cfg.ckpt_path)
     except CheckpointError as error:
         raise ExportError(str(error)) from None
+    non_finite = non_finite_parameters(model.state_dict())
+    if non_finite:  # its predictions would be NaN, which no comparison can check
+        raise ExportError(
+            f"{cfg.ckpt_path}: the weights hold NaN or infinite values in {', '.join(non_finite)}"
+            "; nothing was written"
+        )
+    data = run_config.get("data") or {}
+    stats = standardization_of(data, n_features_of(model), cfg.ckpt_path)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / FORMATS[fmt]
-    data = run_config.get("data") or {}
-    stats = standardization_of(data)
     if stats is not None and fmt != "safetensors":  # the file takes and gives the data's units
         model = InDataUnits(model, stats)
     max_abs_diff, n_outputs = save_checked(model, fmt, path, run_config["model"])
@@ -113,11 +120,26 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     return info
 
 
-def standardization_of(data: dict[str, Any]) -> Standardization | None:
+def standardization_of(
+    data: dict[str, Any], n_features: int, ckpt_path: str
+) -> Standardization | None:
     """The run's standardization of a CSV's features (docs/data.md), if it had one."""
     if not data.get("standardize") or data.get("feature_mean") is None:
         return None
-    return Standardization.of(data["feature_mean"], data["feature_std"], data.get("target_mean", 0))
+    mean, std, target_mean = data["feature_mean"], data.get("feature_std"), data.get("target_mean")
+    try:
+        stats = Standardization.of(mean, std, target_mean)
+    except (TypeError, ValueError) as error:
+        raise ExportError(
+            f"{ckpt_path}: the stored data.feature_mean={mean}, data.feature_std={std}, "
+            f"data.target_mean={target_mean}: {error}"
+        ) from None
+    if len(stats.mean) != n_features:
+        raise ExportError(
+            f"{ckpt_path}: its stored data.feature_mean={mean} has {len(stats.mean)} values for "
+            f"the model's {n_features} features"
+        )
+    return stats
 
 
 class InDataUnits(torch.nn.Module):
@@ -224,7 +246,24 @@ def save_torchscript(model: torch.nn.Module, n_features: int, path: Path) -> Non
         # The graph's input-shape guard is traced as a constant: the traced ops check shapes.
         warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean")
         traced = torch.jit.trace(program.module(), program.example_inputs[0])
-    torch.jit.save(traced, str(path))
+    torch.jit.save(torch.jit.script(ShapeChecked(traced, n_features)), str(path))
+
+
+class ShapeChecked(torch.nn.Module):
+    """A traced graph that refuses inputs not of shape (batch, n_features): a trace checks no
+    shapes, and broadcasting would turn a wrong width into plausible numbers."""
+
+    def __init__(self, traced: torch.nn.Module, n_features: int) -> None:
+        super().__init__()
+        self.traced = traced
+        self.n_features = n_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.n_features:
+            raise ValueError(
+                f"expected an input of shape (batch, {self.n_features}), got {list(x.shape)}"
+            )
+        return self.traced(x)
 
 
 def save_pt2(model: torch.nn.Module, n_features: int, path: Path) -> None:

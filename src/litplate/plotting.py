@@ -20,11 +20,16 @@ def plot_predictions(
     """Plot like the course does; returns the figure (`litplate.run.files.save_figure` writes it).
 
     With several input features there is no single x axis: the predictions are then plotted
-    against the true values, where a perfect model lies on the diagonal.
+    against the true values, where a perfect model lies on the diagonal. At most `MAX_POINTS`
+    evenly spaced points of each series are drawn: a million points look the same and take
+    seconds to draw.
     """
+    train_data, train_labels = _thinned(train_data), _thinned(train_labels)
+    test_data, test_labels = _thinned(test_data), _thinned(test_labels)
+    predictions = None if predictions is None else _thinned(predictions)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 7))
-    if train_data.dim() > 1 and train_data.shape[-1] > 1:
+    if train_data.ndim > 1 and train_data.shape[-1] > 1:
         if predictions is not None:
             ax.scatter(test_labels, predictions, c="r", s=4, label="Predictions")
         low, high = float(test_labels.min()), float(test_labels.max())
@@ -39,6 +44,15 @@ def plot_predictions(
         ax.scatter(test_data, predictions, c="r", s=4, label="Predictions")
     ax.legend(prop={"size": 14})
     return fig
+
+
+MAX_POINTS = 5000
+
+
+def _thinned(values: torch.Tensor) -> torch.Tensor:
+    """At most MAX_POINTS evenly spaced rows, on the CPU, as numpy (which matplotlib draws fast)."""
+    step = max(1, -(-len(values) // MAX_POINTS))
+    return values[::step].detach().cpu().numpy()
 
 
 def plot_loss_curves(

@@ -31,17 +31,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     One paragraph per step of the course; Lightning runs the loops that src/litplate/reference.py
     writes out by hand.
     """
-    # Set up: a checked config, a run directory and a seed; a checkpoint to resume from is read
-    # first, so a missing or unsafe one fails before anything is written.
+    # Set up: a checked config and a seed; a checkpoint to resume from is read first, so a
+    # missing or unsafe one fails before anything is written.
     lightning_output.quiet()
     cfg = outside_hydra(cfg)  # a hydra.compose() config gets its own run directory
     validate(cfg)
     if OmegaConf.select(cfg, "extras.print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg)
     resumed = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    log.info("Run directory: %s", output_dir.resolve())
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
@@ -49,6 +46,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule, model = build_data_and_model(cfg)
     if resumed is not None:
         check_resumable(resumed, model, cfg.ckpt_path)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    log.info("Run directory: %s", output_dir.resolve())
 
     # 2.2 The training loop, and the testing loop every epoch (as validation): 3. Lightning fits.
     trainer = build_trainer(cfg, callbacks=[RunRecord(to_plain(cfg))])

@@ -24,19 +24,27 @@ same storage and name continues it with `n_trials` more trials. A job's number i
 number, so a resumed study's jobs get new directories beside the earlier ones. At the end,
 `best_params.yaml` in the sweep dir holds the best trial's value and parameters.
 
+Many workers can share one study (a PostgreSQL storage, started in N shells or N SLURM jobs): each
+asks Optuna for its own `n_trials` trials, trial numbers are unique in the study, so are the job
+directories (claimed here before the jobs start), and trial N's sampler is seeded with seed + N, so
+workers started together do not draw the same values.
+
 A killed invocation (SIGKILL, a lost SSH session) leaves its trials RUNNING in the storage. While
 its trials run, the sweeper records Optuna heartbeats for them every `heartbeat_interval` seconds
-(Optuna's RDBStorage heartbeat); the next invocation of the study reconciles the RUNNING trials of
-earlier ones from their job directories: a job that wrote metrics.json is told its value
-(`optimized_metric`), one that wrote failure.json is failed, and one that did neither is failed by
-`optuna.storages.fail_stale_trials` once its heartbeat is older than `grace_period` (waiting for
-that at the end of the invocation when needed, so a job that finishes meanwhile still counts).
+(Optuna's RDBStorage heartbeat). Other invocations of the study, at their start and end, reconcile
+the RUNNING trials that are not theirs from their job directories: a job that wrote metrics.json is
+told its value (`optimized_metric`), one that wrote failure.json is failed, and one that did neither
+is failed by `optuna.storages.fail_stale_trials` once its heartbeat is older than `grace_period`
+(called before each round, as Study.optimize does, and waited for at the end of the invocation
+when needed, so a job that finishes meanwhile still counts). A trial still beating is another
+worker's, left to it.
 """
 
 # No `from __future__ import annotations`: Hydra's plugin scan runs this module before it is in
 # sys.modules, where @dataclass then fails to resolve string annotations.
 import logging
 import math
+import random
 import threading
 import time
 import warnings
@@ -61,7 +69,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from litplate.run.sweep import read_job
+from litplate.run.errors import UserInputError
+from litplate.run.files import atomic_write
+from litplate.run.sweep import read_job, sweep_lock
 
 # Optuna is imported only when a sweep starts: Hydra imports every plugin module on each start.
 
@@ -77,9 +87,9 @@ class LitplateOptunaSweeperConf:
     study_name: str = "litplate"
     # A SQLAlchemy URL (sqlite, postgresql, ...); null keeps the study in memory only.
     storage: Any = "sqlite:///${hydra.sweep.dir}/optuna.db"
-    n_trials: int = 20  # trials run by this invocation
+    n_trials: int = 20  # trials run by this invocation (by each worker sharing a study)
     n_jobs: int = 1  # trials launched together (in parallel where the launcher can)
-    # Sampler seed; a resumed study's sampler is seeded with seed + the number of earlier trials.
+    # Sampler seed; trial N's sampler is seeded with seed + N (a resumed or shared study).
     seed: Any = None
     sampler: Any = field(
         default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "_partial_": True}
@@ -152,29 +162,31 @@ class LitplateOptunaSweeper(Sweeper):
                 "hydra.sweeper.params has nothing to search: give it parameters such as "
                 "model.optimizer.lr: tag(log, interval(1e-4, 1e-1))"
             )
+        study = self._load_study()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-
-        study = self._load_study()
+        with atomic_write(sweep_dir / "multirun.yaml") as file:  # workers may share the folder
+            OmegaConf.save(self.config, file)
         log.info(
             "Study %r (%s): %d earlier trials, %d more; search space: %s",
             self.study_name,
-            self.storage or "in memory",
+            _shown(self.storage) if self.storage else "in memory",
             len(study.trials),
             self.n_trials,
             ", ".join(f"{name}={distribution}" for name, distribution in space.items()),
         )
-        earlier = self._reconcile(study, sweep_dir, _running(study))
+        self._reconcile(study, sweep_dir, _running(study))
         for start in range(0, self.n_trials, self.n_jobs):
-            with _quiet_heartbeat_warnings():
-                trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - start))]
+            self._fail_stale(study)  # as Study.optimize does before each trial
+            count = min(self.n_jobs, self.n_trials - start)
+            trials = [self._ask(study, space) for _ in range(count)]
             overrides = [
                 [*fixed, *(f"{name}={Transformer.str(v)}" for name, v in trial.params.items())]
                 for trial in trials
             ]
             with self._heartbeats(trials):
-                returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
+                self._claim(study, sweep_dir, trials)
+                returns = self._launch(trials, overrides)
             for trial, job_return in zip(trials, returns, strict=True):
                 value = _value(job_return)
                 if value is None:
@@ -182,13 +194,62 @@ class LitplateOptunaSweeper(Sweeper):
                     study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
                 else:
                     study.tell(trial, value, skip_if_finished=True)
-        self._reconcile(study, sweep_dir, earlier, wait=True)
+        # The RUNNING trials left are other invocations': running elsewhere, or killed.
+        self._reconcile(study, sweep_dir, _running(study), wait=True)
         return self._report_best(study, sweep_dir)
+
+    def _ask(self, study: Any, space: dict[str, Any]) -> Any:
+        """A new trial, its parameters drawn by a sampler seeded with seed + its number (unique
+        in the study, so workers sharing it draw different values)."""
+        from optuna.distributions import CategoricalDistribution, IntDistribution
+
+        with _quiet_heartbeat_warnings():
+            trial = study.ask()
+        if self._rdb is not None:  # at once: a trial without a heartbeat never goes stale
+            self._rdb.record_heartbeat(self._trial_id(trial))
+        study.sampler = self.sampler(seed=None if self.seed is None else self.seed + trial.number)
+        for name, dist in space.items():
+            if isinstance(dist, CategoricalDistribution):
+                trial.suggest_categorical(name, dist.choices)
+            elif isinstance(dist, IntDistribution):
+                trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+            else:
+                trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+        return trial
+
+    def _claim(self, study: Any, sweep_dir: Path, trials: list[Any]) -> None:
+        """Create the trials' job directories; one that exists holds a job of another study."""
+        import optuna
+
+        for trial in trials:
+            try:
+                (sweep_dir / str(trial.number)).mkdir()
+            except FileExistsError:
+                for asked in trials:
+                    study.tell(asked, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                raise UserInputError(
+                    f"{sweep_dir / str(trial.number)} already holds a job, not one of study "
+                    f"{self.study_name!r} in {_shown(self.storage)}: choose another "
+                    "hydra.sweeper.study_name or hydra.sweep.dir"
+                ) from None
+
+    def _launch(self, trials: list[Any], overrides: list[list[str]]) -> list[JobReturn]:
+        """Launch the jobs, job N for trial N: a launch numbers its jobs from its first on, and
+        other workers' trials may come between ours."""
+        returns: list[JobReturn] = []
+        start = 0
+        for end in range(1, len(trials) + 1):
+            if end == len(trials) or trials[end].number != trials[end - 1].number + 1:
+                returns += self.launcher.launch(
+                    overrides[start:end], initial_job_idx=trials[start].number
+                )
+                start = end
+        return returns
 
     def _reconcile(
         self, study: Any, sweep_dir: Path, numbers: set[int], wait: bool = False
     ) -> set[int]:
-        """Finish the RUNNING trials `numbers` of earlier invocations from their job directories.
+        """Finish the RUNNING trials `numbers` of other invocations from their job directories.
 
         A finished job's trial gets its metrics.json value (or FAIL from failure.json). With
         `wait`, the others are failed once their heartbeat is stale, waiting up to the grace
@@ -207,22 +268,33 @@ class LitplateOptunaSweeper(Sweeper):
             numbers &= _running(study)
             if not wait or not numbers or self._rdb is None:
                 return numbers
-            with _quiet_heartbeat_warnings():
-                optuna.storages.fail_stale_trials(study)
-            failed = numbers - _running(study)
-            for number in sorted(failed):
-                log.warning("Trial %d of an earlier run: its job never finished, FAIL", number)
-            numbers -= failed
+            numbers -= self._fail_stale(study)
             if not numbers:
                 return numbers
             if time.monotonic() > deadline:
                 log.warning(
-                    "Trials %s of an earlier run are RUNNING and still beating: another process "
-                    "runs them",
+                    "Trials %s of another run are RUNNING and still beating: left to the "
+                    "worker running them",
                     sorted(numbers),
                 )
                 return numbers
             time.sleep(1)
+
+    def _fail_stale(self, study: Any) -> set[int]:
+        """Fail the RUNNING trials whose heartbeat is older than the grace period (their workers
+        were killed); returns their numbers."""
+        import optuna
+
+        if self._rdb is None:
+            return set()
+        running = _running(study)
+        with _quiet_heartbeat_warnings():
+            optuna.storages.fail_stale_trials(study)
+        states = [optuna.trial.TrialState.FAIL]
+        failed = {t.number for t in study.get_trials(deepcopy=False, states=states)} & running
+        for number in sorted(failed):
+            log.warning("Trial %d of another run: no heartbeat and no result, FAIL", number)
+        return failed
 
     def _finish_from_files(self, study: Any, trial: Any, job_dir: Path, metric: str | None) -> None:
         import optuna
@@ -237,7 +309,7 @@ class LitplateOptunaSweeper(Sweeper):
             state = optuna.trial.TrialState.COMPLETE if finite else optuna.trial.TrialState.FAIL
             study.tell(trial.number, value if finite else None, state=state, skip_if_finished=True)
             log.info(
-                "Trial %d of an earlier run: its job %s, %s",
+                "Trial %d of another run: its job %s, %s",
                 trial.number,
                 f"finished, {metric}={value}" if finite else "failed",
                 state.name,
@@ -249,9 +321,7 @@ class LitplateOptunaSweeper(Sweeper):
         if self._rdb is None:
             yield
             return
-        study_id = self._rdb.get_study_id_from_name(self.study_name)
-        trial_id = self._rdb.get_trial_id_from_study_id_trial_number
-        ids = [trial_id(study_id, trial.number) for trial in trials]
+        ids = [self._trial_id(trial) for trial in trials]
         stop = threading.Event()
 
         def beat() -> None:
@@ -270,35 +340,73 @@ class LitplateOptunaSweeper(Sweeper):
             stop.set()
             thread.join()
 
+    def _trial_id(self, trial: Any) -> int:
+        study_id = self._rdb.get_study_id_from_name(self.study_name)
+        return self._rdb.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+
     def _load_study(self) -> Any:
         import optuna
 
         self._rdb = None
         if self.storage:
             _make_sqlite_dir(self.storage)
-            with _quiet_heartbeat_warnings():
-                self._rdb = optuna.storages.RDBStorage(
-                    self.storage,
-                    heartbeat_interval=self.heartbeat_interval,
-                    grace_period=self.grace_period,
-                )
+            self._rdb = self._storage()
         study = optuna.create_study(
             storage=self._rdb,
+            sampler=self.sampler(seed=self.seed),
             study_name=self.study_name,
             direction=self.direction,
             load_if_exists=True,
         )
         if study.direction.name.lower() != self.direction:
             raise ValueError(
-                f"study {self.study_name!r} in {self.storage} was created to "
+                f"study {self.study_name!r} in {_shown(self.storage)} was created to "
                 f"{study.direction.name.lower()}, not to {self.direction}"
             )
-        # A resumed study must not replay the samples of the earlier invocations.
-        seed = None if self.seed is None else self.seed + len(study.trials)
-        study.sampler = self.sampler(seed=seed)
         return study
 
+    def _storage(self) -> Any:
+        """Optuna's RDBStorage on `storage`; a missing driver or a bad URL is the user's to fix."""
+        import optuna
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with _quiet_heartbeat_warnings():
+                    return optuna.storages.RDBStorage(
+                        self.storage,
+                        heartbeat_interval=self.heartbeat_interval,
+                        grace_period=self.grace_period,
+                    )
+            except ImportError:
+                url = make_url(self.storage)
+                fix = ": pip install -e '.[postgres]' (psycopg 3, for postgresql+psycopg:// URLs)"
+                raise UserInputError(
+                    f"hydra.sweeper.storage={_shown(self.storage)}: its database driver "
+                    f"{url.get_driver_name()} is not installed"
+                    + (fix if url.get_backend_name() == "postgresql" else "")
+                ) from None
+            except (ArgumentError, OperationalError) as error:
+                reason = " ".join(str(getattr(error, "orig", None) or error).split())
+                raise UserInputError(
+                    f"hydra.sweeper.storage={_shown(self.storage)}: {reason}"
+                ) from None
+            except (IntegrityError, ProgrammingError):
+                # Workers started together on an empty database race to create Optuna's tables.
+                if attempt == 5:
+                    raise
+                time.sleep(random.uniform(0.2, 1))
+
     def _report_best(self, study: Any, sweep_dir: Path) -> dict[str, Any] | None:
+        # Workers sharing the sweep dir write in turn: the file written last holds the study read
+        # last.
+        with sweep_lock(sweep_dir):
+            return self._write_best(study, sweep_dir)
+
+    def _write_best(self, study: Any, sweep_dir: Path) -> dict[str, Any] | None:
         from optuna.trial import TrialState
 
         states = [trial.state for trial in study.trials]
@@ -308,7 +416,7 @@ class LitplateOptunaSweeper(Sweeper):
         best = study.best_trial
         result = {
             "study_name": self.study_name,
-            "storage": self.storage,
+            "storage": _shown(self.storage) if self.storage else None,
             "direction": self.direction,
             "trials": len(states),
             "completed": states.count(TrialState.COMPLETE),
@@ -320,7 +428,8 @@ class LitplateOptunaSweeper(Sweeper):
             "best_overrides": " ".join(f"{k}={Transformer.str(v)}" for k, v in best.params.items()),
         }
         path = sweep_dir / BEST_PARAMS_FILE
-        OmegaConf.save(OmegaConf.create(result), path)
+        with atomic_write(path) as file:
+            OmegaConf.save(OmegaConf.create(result), file)
         log.info(
             "Best of %d trials: #%d, value %s, %s -> %s",
             len(states),
@@ -419,6 +528,19 @@ def _quiet_heartbeat_warnings() -> Iterator[None]:
         ):
             warnings.filterwarnings("ignore", message=message)
         yield
+
+
+def _shown(url: str | None) -> str:
+    """The storage URL without its password, for messages and best_params.yaml."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not url:
+        return "memory"
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def _make_sqlite_dir(url: str) -> None:

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import itertools
 import math
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,6 +24,8 @@ from litplate.data.standardize import Standardization
 from litplate.data.tensors import TensorDataModule
 from litplate.run.errors import UserInputError
 
+# A header cell shown in an error: a short name of letters, digits, spaces and a few signs.
+COLUMN_NAME = re.compile(r"[\w .()%+-]{1,64}")
 # Doubles from here up round to inf in float32 (half an ulp above its largest value, 3.4e38).
 FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
 
@@ -99,8 +102,9 @@ def _decoded(path: Path, file: BinaryIO) -> Iterator[str]:
             ) from None
 
 
-def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """(line number, cells) of each record of the file, the header first."""
+def _records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
+    """(first line, last line, cells) of each record of the file, the header first; a record
+    spans lines when a quoted cell holds a newline."""
     try:
         file = path.open("rb")
     except OSError as err:
@@ -108,13 +112,14 @@ def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
     with file:
         reader = csv.reader(_decoded(path, file))
         while True:
+            start = reader.line_num + 1
             try:
                 row = next(reader)
             except StopIteration:
                 return
             except csv.Error as err:
-                raise CSVDataError(f"{path}, line {reader.line_num}: {err}") from None
-            yield reader.line_num, row
+                raise CSVDataError(f"{path}, line {start}: {err}") from None
+            yield start, reader.line_num, row
 
 
 def _header(path: Path) -> tuple[list[str], int]:
@@ -123,10 +128,10 @@ def _header(path: Path) -> tuple[list[str], int]:
         first = next(records, None)
         if first is None:
             raise CSVDataError(f"{path}: the file is empty (no header row)")
-        header_lines, header = first
+        _, header_lines, header = first
         if not header:
             raise CSVDataError(f"{path}, line 1: empty; the first line must be the header row")
-        if not any(row for _, row in records):
+        if not any(row for _, _, row in records):
             raise CSVDataError(f"{path}: only a header, no data rows")
     return [name.strip() for name in header], header_lines
 
@@ -135,9 +140,15 @@ def _columns(path: Path, header: list[str], wanted: list[str]) -> list[int]:
     """The header positions of the wanted columns, each of which must be there exactly once."""
     missing = [name for name in wanted if name not in header]
     if missing:
+        # Echo the header only when it reads as column names, not a line of some other file.
+        looks_like_names = 2 <= len(header) <= 50 and all(map(COLUMN_NAME.fullmatch, header))
         raise CSVDataError(
             f"{path}: no column {', '.join(map(repr, missing))} in the header (line 1); "
-            f"the columns are {header}"
+            + (
+                f"the columns are {header}"
+                if looks_like_names
+                else "its first line does not look like a row of column names (is it a CSV file?)"
+            )
         )
     for name in wanted:
         positions = [str(i + 1) for i, column in enumerate(header) if column == name]
@@ -187,9 +198,16 @@ def _find_bad_cell(path: Path, header: list[str], columns: list[int]) -> None:
     """Raise a CSVDataError naming the first bad row or cell of the file, if there is one."""
     with contextlib.closing(_records(path)) as records:
         next(records)  # the header
-        for line, row in records:
+        for line, last, row in records:
             if not row:
                 continue  # a blank line
+            if last > line and (
+                len(row) != len(header) or any("\n" in row[i] for i in columns if i < len(row))
+            ):  # a newline in a quoted number or in a ragged record: a quote left open
+                raise CSVDataError(
+                    f'{path}, line {line}: a quote (") is not closed on this line; the cell '
+                    f"it opens runs on to line {last}"
+                )
             if len(row) != len(header):
                 raise CSVDataError(
                     f"{path}, line {line}: {len(row)} cells where the header has {len(header)}"
@@ -352,8 +370,8 @@ class ClassificationCSVDataModule(CSVDataModule):
         if len(bad) == 0:
             return
         with contextlib.closing(_records(path)) as records:
-            header = next(records)[1]
-            rows = ((line, row) for line, row in records if row)  # loadtxt skips blank lines
+            header = next(records)[2]
+            rows = ((line, row) for line, _, row in records if row)  # loadtxt skips blank lines
             line, row = next(itertools.islice(rows, int(bad[0]), None))
         raise CSVDataError(
             f"{path}, line {line}, column {target!r}: {row[header.index(target)]!r} is not a class "

@@ -7,14 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litplate.run.checkpoint import model_from_checkpoint
 from litplate.run.config import to_plain
 from litplate.run.devices import check_devices, check_launch
-from litplate.run.targets import build
-from litplate.run.validation import validate
+from litplate.run.errors import UserInputError
+from litplate.run.targets import check_stored
+from litplate.run.validation import ConfigError
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -44,7 +46,9 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
     the value is written into `cfg`, so the config saved with the run's checkpoints rebuilds the
     same model.
     """
-    datamodule = instantiate(cfg.data, _convert_="all")  # plain lists, for weights_only checkpoints
+    datamodule = checked(
+        cfg.data, "data", _convert_="all"
+    )  # plain lists, for weights_only checkpoints
     # What the data settled while loading (a CSV's absolute path and training-split statistics)
     # goes into the config that checkpoints store, so eval and predict rebuild the same inputs.
     settled = getattr(datamodule, "settled_config", None)
@@ -55,7 +59,21 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
     for key in ("n_features", "n_classes"):  # null: the data's (a classifier's n_classes too)
         if key in cfg.model and cfg.model[key] is None:
             cfg.model[key] = getattr(datamodule, key)
-    return datamodule, instantiate(cfg.model, _recursive_=False)
+    return datamodule, checked(cfg.model, "model", _recursive_=False)
+
+
+def checked(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """`instantiate(node)`; a constructor's ValueError or TypeError (its check of an argument)
+    becomes one ConfigError naming the config key, without Hydra's wrapping and traceback."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, UserInputError):
+            raise cause from None
+        if isinstance(cause, (ValueError, TypeError)):  # an argument of the wrong value or type
+            raise ConfigError(f"invalid config: {key}: {cause}") from None
+        raise
 
 
 def build_from_checkpoint(
@@ -71,5 +89,5 @@ def build_from_checkpoint(
         )
     model, run_config = model_from_checkpoint(cfg.ckpt_path)
     data_config = {**run_config["data"], **(to_plain(cfg.get("data")) or {})}
-    validate(OmegaConf.create({"data": data_config}))  # the +data.KEY=VALUE overrides
-    return model, build(data_config, "data", f"{cfg.ckpt_path} [data]"), run_config
+    check_stored(data_config, "data", f"{cfg.ckpt_path} [data]")
+    return model, checked(OmegaConf.create(data_config), "data"), run_config

@@ -30,6 +30,10 @@ def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     tmp = path.with_name(hidden or f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
+        # Some writers (safetensors, mkstemp) create 0600: the mode a plain open() would give.
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -24,7 +24,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+from litplate.run.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,8 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         log.exception("Job failed; the sweep goes on")
         failure = {"error": describe_error(error), "traceback": traceback.format_exc()}
         path = Path(HydraConfig.get().runtime.output_dir) / FAILURE_FILE
-        path.write_text(json.dumps(failure, indent=2) + "\n")
+        with atomic_write(path) as file:  # other workers of a shared study may read it now
+            file.write(json.dumps(failure, indent=2) + "\n")
         return math.nan
 
 
@@ -155,11 +159,12 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        rows = summarize(sweep_dir, self.sort_by, self.mode)
-        if not rows:
-            log.warning("No job directories under %s: no %s written", sweep_dir, SUMMARY_FILE)
-            return
-        path = write_summary(rows, sweep_dir / SUMMARY_FILE, self.sort_by, self.columns)
+        with sweep_lock(sweep_dir):  # workers of one study: the last summary is the latest
+            rows = summarize(sweep_dir, self.sort_by, self.mode)
+            if not rows:
+                log.warning("No job directories under %s: no %s written", sweep_dir, SUMMARY_FILE)
+                return
+            path = write_summary(rows, sweep_dir / SUMMARY_FILE, self.sort_by, self.columns)
         print_summary(rows, self.sort_by, title=f"Sweep summary: {path}", columns=self.columns)
         failure = sweep_failure(rows, _is_grid(config), self.earlier_jobs)
         if failure:
@@ -194,6 +199,22 @@ def sweep_failure(rows: list[dict], grid: bool, earlier_jobs: Collection[str] = 
     if grid:
         return f"Sweep failed: {len(failed)} of {len(rows)} jobs failed: {named}"
     return f"Search failed: none of the {len(rows)} trials of this run completed: {named}"
+
+
+@contextmanager
+def sweep_lock(sweep_dir: Path) -> Iterator[None]:
+    """Held while reading the jobs and writing a result file: workers sharing a sweep dir (one
+    Optuna study) take turns, so the file written last was read last. Unlocked without fcntl."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        fcntl = None
+    if fcntl is None or not sweep_dir.is_dir():
+        yield
+        return
+    with (sweep_dir / ".sweep.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def summarize(sweep_dir: Path, sort_by: str | None = None, mode: str = "min") -> list[dict]:
@@ -259,7 +280,7 @@ def write_summary(
 ) -> Path:
     """The rows as CSV, in their order (best first), one column per metric: `sort_by` and
     `columns` first."""
-    with path.open("w", newline="") as file:
+    with atomic_write(path, newline="") as file:
         writer = csv.DictWriter(file, fieldnames=_columns(rows, sort_by, columns), restval="")
         writer.writeheader()
         writer.writerows(rows)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 
 from litplate.run.config import flat_hparams
+from litplate.run.errors import UserInputError
 
 if TYPE_CHECKING:
     import lightning as L
@@ -50,6 +52,7 @@ class MLFlowLogger(_MLFlowLogger):
     `tracking_uri` `sqlite:///DIR/mlflow.db` gets its directory made; a relative
     `artifact_location` becomes absolute, so `mlflow ui` finds the files from any directory.
     `tags` may be a list of names (the run's `tags`): each becomes an MLflow run tag.
+    MLflow's usage telemetry is off unless MLFLOW_DISABLE_TELEMETRY is set (docs/trackers.md).
     """
 
     def __init__(
@@ -59,6 +62,8 @@ class MLFlowLogger(_MLFlowLogger):
         tags: Sequence[str] | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        # Before mlflow's import, which starts its telemetry client: nothing leaves unasked.
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         require("mlflow")
         if tracking_uri and tracking_uri.startswith("sqlite:///"):
             Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -79,10 +84,27 @@ class WandbLogger(_WandbLogger):
 
     def __init__(self, save_dir: str = ".", offline: bool = True, **kwargs: Any) -> None:
         require("wandb")
+        if not offline:
+            require_wandb_key(kwargs.get("mode"))
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         if "tags" in kwargs and kwargs["tags"] is not None:
             kwargs["tags"] = list(kwargs["tags"])
         super().__init__(save_dir=save_dir, offline=offline, **kwargs)
+
+
+def require_wandb_key(mode: str | None) -> None:
+    """An online W&B run needs an API key: say so now, not in a traceback from wandb.init."""
+    import wandb
+
+    if {mode, os.environ.get("WANDB_MODE")} & {"offline", "dryrun", "disabled"}:
+        return  # W&B's own setting keeps the run off the network
+    # The variable, or wandb's other sources (.netrc, its settings files), without a prompt.
+    if os.environ.get("WANDB_API_KEY") or wandb.login(verify=False, prompt=False):
+        return
+    raise UserInputError(
+        "logger.wandb.offline=false needs a W&B API key: run `wandb login` or set "
+        "WANDB_API_KEY; or keep logger.wandb.offline=true"
+    )
 
 
 def log_run(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], output_dir: Path) -> None:

@@ -1,0 +1,354 @@
+"""Many workers, one Optuna study on a real PostgreSQL server (docs/sweeps.md, "Many workers, one
+study"), and optuna-dashboard serving it.
+
+The workers run the command docs/sweeps.md shows, as written, with the test server's URL in place of
+the documented one and a few overrides that make the trials short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from litplate.run.sweep import read_job
+from tests.helpers.postgres import create_database, free_port, postgres_bin, postgres_server
+from tests.helpers.project import ROOT
+from tests.helpers.runs import read_metrics, read_summary
+from tests.helpers.scripts import run_script
+from tests.test_docs import bash_blocks, commands
+
+DOC_URL = "postgresql+psycopg://optuna@db.example.org/optuna"
+WORKER = "python scripts/train.py -m hparams_search=linear_optuna hydra.sweeper.storage="
+# Short trials; heartbeats every second, a trial without one for 4 s is stale.
+HEARTBEAT, GRACE = 1, 4
+FAST = [
+    "trainer.max_epochs=3", "callbacks.progress_bar=null",
+    f"hydra.sweeper.heartbeat_interval={HEARTBEAT}", f"hydra.sweeper.grace_period={GRACE}",
+]  # fmt: skip
+
+
+def documented(prefix: str) -> list[str]:
+    """The one command of docs/sweeps.md that starts with `prefix` and uses the documented URL."""
+    found = [
+        args
+        for where, _, body in bash_blocks()
+        if where.startswith("docs/sweeps.md:")
+        for args in commands(body)
+        if " ".join(args).startswith(prefix) and any(DOC_URL in arg for arg in args)
+    ]
+    assert len(found) == 1, (prefix, found)
+    return found[0]
+
+
+def on(url: str, args: list[str]) -> list[str]:
+    """The documented command on the test's database instead of the documented one."""
+    return [arg.replace(DOC_URL, url) for arg in args]
+
+
+def replaced(args: list[str], *overrides: str) -> list[str]:
+    """`args` with each `KEY=VALUE` of `overrides` in place of the argument for that key."""
+    new = {override.split("=")[0]: override for override in overrides}
+    assert new.keys() <= {arg.split("=")[0] for arg in args}
+    return [new.get(arg.split("=")[0], arg) for arg in args]
+
+
+def test_the_documented_commands_use_the_documented_url():
+    worker = documented(WORKER)
+    assert f"hydra.sweeper.storage={DOC_URL}" in worker and "hydra.sweeper.n_trials=4" in worker
+    assert documented("optuna-dashboard") == ["optuna-dashboard", DOC_URL]
+
+
+def test_each_job_is_numbered_by_its_trial_when_other_workers_trials_come_between():
+    from hydra_plugins.litplate_optuna_sweeper.optuna_sweeper import LitplateOptunaSweeper
+
+    sweeper = LitplateOptunaSweeper(
+        direction="minimize", study_name="s", storage=None, n_trials=3, n_jobs=3, seed=None,
+        sampler=None, params={},
+    )  # fmt: skip
+    calls = []
+
+    def launch(overrides: list, initial_job_idx: int) -> list[str]:
+        calls.append((initial_job_idx, overrides))
+        return [f"job {initial_job_idx + i}" for i in range(len(overrides))]
+
+    sweeper.launcher = SimpleNamespace(launch=launch)
+    # This worker asked for trials 3, 4 and 7; another worker's 5 and 6 came between.
+    trials = [SimpleNamespace(number=number) for number in (3, 4, 7)]
+    returns = sweeper._launch(trials, [["a=3"], ["a=4"], ["a=7"]])
+    assert calls == [(3, [["a=3"], ["a=4"]]), (7, [["a=7"]])]
+    assert returns == ["job 3", "job 4", "job 7"]
+
+
+# The errors in a fresh process each, as a user meets them (they stop before any job starts).
+
+
+def test_a_postgresql_storage_without_its_driver_is_one_clear_error(tmp_path: Path):
+    # A psycopg that cannot be imported, first on the path, stands for one not installed.
+    (tmp_path / "shadow" / "psycopg").mkdir(parents=True)
+    (tmp_path / "shadow" / "psycopg" / "__init__.py").write_text(
+        "raise ImportError(\"No module named 'psycopg'\")\n"
+    )
+    path = os.pathsep.join([str(tmp_path / "shadow"), os.environ.get("PYTHONPATH", "")])
+    result = run_script(
+        "train.py", "-m", "hparams_search=linear_optuna",
+        "hydra.sweeper.storage=postgresql+psycopg://optuna:secret@127.0.0.1:1/optuna",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        env={**os.environ, "PYTHONPATH": path}, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[0] == (
+        "hydra.sweeper.storage=postgresql+psycopg://optuna:***@127.0.0.1:1/optuna: its database "
+        "driver psycopg is not installed: pip install -e '.[postgres]' (psycopg 3, for "
+        "postgresql+psycopg:// URLs)"
+    )
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_an_unreachable_storage_is_one_clear_error(tmp_path: Path):
+    url = f"postgresql+psycopg://optuna@127.0.0.1:{free_port()}/optuna"  # nothing listens there
+    result = run_script(
+        "train.py", "-m", "hparams_search=linear_optuna", f"hydra.sweeper.storage={url}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    first = result.stderr.strip().splitlines()[0]
+    assert first.startswith(f"hydra.sweeper.storage={url}: ") and "refused" in first, first
+
+
+def test_a_job_directory_of_another_study_is_never_written_into(tmp_path: Path):
+    import optuna
+
+    # The sweep dir holds job 0 of a study whose storage is gone (or is elsewhere): a new study of
+    # the same name in another storage would number its first trial 0 too.
+    sweep_dir, storage = tmp_path / "sweep", f"sqlite:///{tmp_path / 'other.db'}"
+    (sweep_dir / "0" / ".hydra").mkdir(parents=True)
+    (sweep_dir / "0" / "metrics.json").write_text('{"val/loss": 0.5}')
+    result = run_script(
+        "train.py", "-m", "hparams_search=linear_optuna", f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={sweep_dir}", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert (
+        f"{sweep_dir / '0'} already holds a job, not one of study 'linear_optuna' in {storage}: "
+        "choose another hydra.sweeper.study_name or hydra.sweep.dir"
+    ) in result.stderr.splitlines()
+    assert sorted(p.name for p in (sweep_dir / "0").iterdir()) == [".hydra", "metrics.json"]
+    trials = optuna.load_study(study_name="linear_optuna", storage=storage).trials
+    assert [(trial.number, trial.state.name) for trial in trials] == [(0, "FAIL")]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session: its URL without a database."""
+    pytest.importorskip("psycopg", reason="the postgres extra: pip install -e '.[postgres]'")
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl): .ci/run installs them")
+    with postgres_server(bin_dir) as url:
+        yield url
+
+
+def start_worker(command: list[str], cwd: Path, name: str) -> subprocess.Popen:
+    """`python scripts/train.py ...` in its own process, its output in `cwd/<name>.log`."""
+    assert command[:2] == ["python", "scripts/train.py"]
+    script = str(ROOT / "scripts" / "train.py")
+    with (cwd / f"{name}.log").open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, script, *command[2:]], cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def finish(workers: dict[str, subprocess.Popen], cwd: Path, timeout: float = 240) -> dict:
+    """Each worker's output, once all ended; each must exit 0."""
+    deadline = time.monotonic() + timeout
+    logs = {}
+    for name, worker in workers.items():
+        worker.wait(timeout=max(1, deadline - time.monotonic()))
+        logs[name] = (cwd / f"{name}.log").read_text()
+        assert worker.returncode == 0, (name, logs[name][-3000:])
+    return logs
+
+
+def launched(log: str) -> list[int]:
+    """The job numbers a worker launched (Hydra's launcher logs `#N : overrides`)."""
+    return [int(number) for number in re.findall(r"\t#(\d+) : ", log)]
+
+
+def check_jobs(study, sweep_dir: Path) -> None:
+    """Job N is trial N: its directory holds that trial's parameters and, when it completed, the
+    value Optuna was told; two jobs in one directory would fail this."""
+    from hydra.core.override_parser.types import Transformer
+
+    for trial in study.trials:
+        job_dir = sweep_dir / str(trial.number)
+        number, overrides, metrics, _ = read_job(job_dir)
+        assert number == trial.number
+        params = {f"{name}={Transformer.str(value)}" for name, value in trial.params.items()}
+        assert params <= set(overrides), (trial.number, params, overrides)
+        if trial.state.name == "COMPLETE":
+            assert trial.value == metrics["val/loss"] == read_metrics(job_dir)["val/loss"]
+
+
+@pytest.mark.slow
+def test_workers_share_one_study_and_a_killed_workers_trial_fails(postgres: str, tmp_path: Path):
+    # One test, not three on a module fixture: pytest-xdist's worksteal could run such a fixture
+    # once per process.
+    shared_study = run_workers(postgres, tmp_path)
+    check_three_workers(shared_study)
+    check_the_killed_worker(shared_study)
+    check_optuna_dashboard(shared_study)
+
+
+def run_workers(postgres: str, cwd: Path) -> dict:
+    """Four workers started at once on one new database, the documented command each; one of them,
+    running a long trial, is killed with SIGKILL once every worker is running a trial."""
+    url = create_database(postgres, "shared_study")
+    sweep_dir = cwd / "logs" / "train" / "optuna" / "linear_shared"
+    command = [*on(url, documented(WORKER)), *FAST]
+    long = replaced(command, "hydra.sweeper.n_trials=1", "trainer.max_epochs=100000")
+    doomed = start_worker(long, cwd, "doomed")
+    workers = {f"worker{i}": start_worker(command, cwd, f"worker{i}") for i in range(3)}
+
+    def all_running() -> bool:
+        logs = [(cwd / f"{name}.log").read_text() for name in ("doomed", *workers)]
+        if not all(launched(log) for log in logs):
+            return False
+        train_log = sweep_dir / str(launched(logs[0])[0]) / "train.log"
+        return train_log.exists() and "Run directory:" in train_log.read_text()
+
+    try:
+        wait_for(all_running, doomed)
+        assert all(worker.poll() is None for worker in workers.values())  # they go on after it
+        killed_at = datetime.now()
+        doomed.kill()
+        doomed.wait()
+        logs = finish(workers, cwd)
+    finally:  # a failed test leaves no worker behind
+        for process in [doomed, *workers.values()]:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    logs["doomed"] = (cwd / "doomed.log").read_text()
+    return {
+        "url": url, "sweep_dir": sweep_dir, "logs": logs, "killed_at": killed_at,
+    }  # fmt: skip
+
+
+def check_three_workers(shared_study: dict) -> None:
+    import optuna
+
+    url, sweep_dir, logs = shared_study["url"], shared_study["sweep_dir"], shared_study["logs"]
+    study = optuna.load_study(study_name="linear_shared", storage=url)
+    trials = study.trials
+    (killed,) = launched(logs["doomed"])
+    # 3 workers x n_trials=4, and the killed worker's one: 13 trials, each number once.
+    assert sorted(trial.number for trial in trials) == list(range(13))
+    jobs = {name: launched(log) for name, log in logs.items() if name != "doomed"}
+    assert all(len(numbers) == 4 for numbers in jobs.values()), jobs
+    ran = sorted(number for numbers in jobs.values() for number in numbers)
+    assert sorted([*ran, killed]) == list(range(13))
+    # The 12 trials of the workers that were not killed completed; none is RUNNING.
+    states = {trial.number: trial.state.name for trial in trials}
+    assert states == {**dict.fromkeys(ran, "COMPLETE"), killed: "FAIL"}
+    # Seeded by trial number: workers started together drew different values.
+    assert len({tuple(sorted(trial.params.items())) for trial in trials}) == 13
+
+    numbered = sorted(int(d.name) for d in sweep_dir.iterdir() if d.name.isdigit())
+    assert numbered == list(range(13))
+    check_jobs(study, sweep_dir)
+
+    # The file the last worker wrote holds the study's best; each worker printed the study's best
+    # trial when it ended: one of the trials, with its value, no better than the final best.
+    best = yaml.safe_load((sweep_dir / "best_params.yaml").read_text())
+    assert best["best_trial"] == study.best_trial.number and best["best_value"] == study.best_value
+    assert best["best_params"] == study.best_params
+    assert (best["trials"], best["completed"], best["failed"]) == (13, 12, 1)
+    assert best["storage"] == url  # it has no password to hide
+    for name in jobs:
+        number, value = re.search(r"Best of \d+ trials: #(\d+), value (\S+),", logs[name]).groups()
+        assert float(value) == trials[int(number)].value >= study.best_value
+    rows = {int(row["job"]): row["status"] for row in read_summary(sweep_dir)}  # the last worker's
+    assert rows == {**dict.fromkeys(ran, "completed"), killed: "failed"}
+
+
+def check_the_killed_worker(shared_study: dict) -> None:
+    import optuna
+
+    study = optuna.load_study(study_name="linear_shared", storage=shared_study["url"])
+    (killed,) = launched(shared_study["logs"]["doomed"])
+    failed = study.trials[killed]
+    assert failed.state.name == "FAIL"
+    # By Optuna's heartbeat mechanism: once its last heartbeat, about HEARTBEAT s before the kill
+    # at the earliest, was GRACE s old; the others' trials, beating meanwhile, were never failed.
+    stale = shared_study["killed_at"] + timedelta(seconds=GRACE - HEARTBEAT - 0.5)
+    assert failed.datetime_complete >= stale
+    message = f"Trial {killed} of another run: no heartbeat and no result, FAIL"
+    assert any(message in log for log in shared_study["logs"].values())
+    assert (shared_study["sweep_dir"] / str(killed) / "train.log").is_file()
+    assert not (shared_study["sweep_dir"] / str(killed) / "metrics.json").exists()
+
+
+def check_optuna_dashboard(shared_study: dict) -> None:
+    import optuna
+
+    url = shared_study["url"]
+    command = documented("optuna-dashboard")
+    executable = shutil.which(command[0], path=str(Path(sys.executable).parent))
+    assert executable, "optuna-dashboard: pip install -e '.[dashboard]'"
+    port = free_port()
+    server = subprocess.Popen(
+        [executable, *on(url, command[1:]), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        studies = get_json(f"http://127.0.0.1:{port}/api/studies", server)
+        (summary,) = studies["study_summaries"]
+        assert summary["study_name"] == "linear_shared"
+        detail = get_json(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}", server)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    study = optuna.load_study(study_name="linear_shared", storage=url)
+    served = {trial["number"]: trial for trial in detail["trials"]}
+    assert sorted(served) == [trial.number for trial in study.trials]
+    for trial in study.trials:
+        assert served[trial.number]["state"] == trial.state.name.capitalize()
+        assert served[trial.number].get("values") == (
+            None if trial.value is None else [trial.value]
+        )
+        assert {p["name"] for p in served[trial.number]["params"]} == set(trial.params)
+    assert [trial["number"] for trial in detail["best_trials"]] == [study.best_trial.number]
+
+
+def get_json(url: str, server: subprocess.Popen, timeout: float = 60) -> dict:
+    """GET `url` as JSON, retrying while the server starts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return json.loads(response.read())
+        except OSError:
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, f"{url}: no answer after {timeout} s"
+            time.sleep(0.2)
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, "the worker ended first"
+        assert time.monotonic() < deadline, f"not after {timeout} s"
+        time.sleep(0.1)
