@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-dev train test test-fast lint format tensorboard clean
+.PHONY: setup setup-dev train test test-fast lint format tensorboard clean remove-examples
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,25 @@ tensorboard: setup  ## every run's curves, weight/bias, figures
 clean:  ## remove run output and caches (keeps .venv)
 	find logs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 	rm -rf .pytest_cache .ruff_cache
+
+# The examples, and the tests that train or import them (docs/make-it-yours.md, step 5): the
+# course's line (linear, its tutorial, fine-tuning and Optuna search, the notebook), the MLP on a
+# sine curve, the digits classifier. The tests of the machinery stay; they train the run that
+# tests/conftest.py's TINY names.
+EXAMPLES := src/litplate/data/linear.py src/litplate/models/linear.py src/litplate/models/mlp.py \
+	configs/data/linear.yaml configs/data/sine.yaml configs/data/digits.yaml data/digits.csv \
+	configs/model/linear.yaml configs/model/mlp.yaml configs/model/mlp_classifier.yaml \
+	configs/experiment/linear.yaml configs/experiment/linear_finetune.yaml \
+	configs/experiment/linear_tutorial.yaml configs/experiment/mlp.yaml \
+	configs/experiment/digits.yaml configs/hparams_search/linear_optuna.yaml \
+	notebooks docs/notebook.md
+EXAMPLE_TESTS := checkpoint_safety cli csv data data_on_device ddp digits docs export finetune \
+	launchers loss_curves mlp model notebook python_api reference run_options shared_study sweep \
+	trackers train
+
+# perl: their imports (one line, or wrapped in parentheses), then the other lines marked `# example`.
+remove-examples:  ## delete the examples and their tests; yours stay (docs/make-it-yours.md)
+	rm -rf $(EXAMPLES) $(EXAMPLE_TESTS:%=tests/test_%.py)
+	perl -0pi -e 's/^from \S+\.(?:data\.linear|models\.linear|models\.mlp) import (?:\([^)]*\)|.*)\n//mg; s/^.*# example\n//mg' \
+		src/litplate/data/__init__.py src/litplate/models/__init__.py \
+		src/litplate/run/allowed_targets.yaml

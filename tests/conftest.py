@@ -40,9 +40,9 @@ def cfg_factory(tmp_path: Path) -> Callable[..., DictConfig]:
 
 
 # --- The example the infrastructure tests train ------------------------------------------------
-# test_devices.py, test_reliability.py and test_run_directory.py know the example only through
-# the fixtures below, made of these three lines, so they outlive it: replacing the example, change
-# these three lines (docs/make-it-yours.md, step 5).
+# The infrastructure tests (those the Makefile's EXAMPLE_TESTS does not list) know the example only
+# through the fixtures below, made of these three lines, so they outlive it: replacing the example,
+# change these three lines (docs/make-it-yours.md, step 5).
 TINY = ["experiment=linear"]  # a small run that learns its data in seconds
 TINY_RANDOM = ["experiment=mlp", "model.dropout=0.1"]  # one that draws random numbers each step
 LEARNED = {"weight": 0.7, "bias": 0.3}  # values in a finished TINY run's metrics.json (+-0.01)

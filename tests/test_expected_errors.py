@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from litplate.run.checkpoint import CheckpointError, SafeCheckpointIO
+from litplate.run.checkpoint import CheckpointError, SafeCheckpointIO, load_checkpoint
 
 
 def _one_clear_error(result, *expected: str) -> None:
@@ -19,8 +19,8 @@ def _one_clear_error(result, *expected: str) -> None:
         assert text in result.stderr
 
 
-def test_eval_validates_its_data_overrides(linear_run: Path, tmp_path: Path, entry_point):
-    ckpt = linear_run / "checkpoints" / "last.ckpt"
+def test_eval_validates_its_data_overrides(trained_run: Path, tmp_path: Path, entry_point):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
     result = entry_point(
         "eval.py", f"ckpt_path={ckpt}", "+data.batch_size=-4", f"hydra.run.dir={tmp_path}/e"
     )
@@ -32,16 +32,20 @@ def test_eval_validates_its_data_overrides(linear_run: Path, tmp_path: Path, ent
     assert "[ERROR]" in log and "Traceback" not in log
 
 
-def test_resuming_with_another_optimizer_says_how(linear_run: Path, tmp_path: Path, entry_point):
-    ckpt = linear_run / "checkpoints" / "last.ckpt"
+def test_resuming_with_another_optimizer_says_how(
+    trained_run: Path, tmp_path: Path, entry_point, tiny_overrides
+):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    used = load_checkpoint(ckpt)["hyper_parameters"]["optimizer"]["_target_"]
+    other, target = (
+        ("sgd", "torch.optim.SGD") if used.endswith("Adam") else ("adam", "torch.optim.Adam")
+    )
     result = entry_point(
-        "train.py", "experiment=linear", "model/optimizer=adam", f"ckpt_path={ckpt}",
+        "train.py", *tiny_overrides, f"model/optimizer={other}", f"ckpt_path={ckpt}",
         f"hydra.run.dir={tmp_path}/r",
     )  # fmt: skip
     _one_clear_error(
-        result,
-        "its fit used model.optimizer torch.optim.SGD, this run torch.optim.Adam",
-        f"model.init_from={ckpt}",
+        result, f"its fit used model.optimizer {used}, this run {target}", f"model.init_from={ckpt}"
     )
     assert not (tmp_path / "r" / "checkpoints").exists()
 

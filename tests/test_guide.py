@@ -14,15 +14,16 @@ GUIDE = ROOT / "docs" / "make-it-yours.md"
 def test_guide_has_files_commands_and_the_removal():
     blocks = guide_blocks(GUIDE)
     kinds = [kind for _, kind, _ in blocks]
-    assert kinds.count("bash") == 2 and kinds.count("python") == 3 and kinds.count("yaml") == 3
+    assert kinds.count("bash") == 4 and kinds.count("python") == 2 and kinds.count("yaml") == 3
     assert [path for path, _, _ in blocks if path] == [
-        "src/litplate/data/quadratic.py",
-        "configs/data/quadratic.yaml",
-        "src/litplate/models/quadratic.py",
-        "configs/model/quadratic.yaml",
-        "configs/experiment/quadratic.yaml",
-        "tests/test_quadratic.py",
+        "configs/data/flowers.yaml",
+        "src/litplate/models/softmax.py",
+        "configs/model/softmax.yaml",
+        "configs/experiment/flowers.yaml",
+        "tests/test_flowers.py",
     ]
+    removal = blocks[-2][2]
+    assert "make remove-examples" in removal and 'python -m pytest -m ""' in removal
 
 
 def test_file_blocks_paste_whole():

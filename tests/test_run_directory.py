@@ -106,13 +106,14 @@ def test_a_non_finite_learning_rate_is_refused_before_training(cfg_factory, lr, 
 
 
 class PoisonWeights(Callback):
-    """Sets the parameters to NaN after a step of `epoch`: the loss of that step was finite."""
+    """Sets the parameters to NaN after the last step of `epoch`: the loss of that step was finite,
+    and no later step of the epoch computes one from them."""
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
-        if trainer.current_epoch == self.epoch:
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == trainer.num_training_batches - 1:
             with torch.no_grad():
                 for parameter in pl_module.parameters():
                     parameter.fill_(float("nan"))

@@ -33,5 +33,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if not trainer.is_global_zero:  # under DDP every rank tests; rank 0 writes the file
         return metrics
     write_json(metrics, output_dir / "metrics.json")
-    log.info("test/loss=%.4f -> %s", metrics["test/loss"], output_dir / "metrics.json")
+    shown = " ".join(f"{key}={to_float(value):.4f}" for key, value in test_metrics.items())
+    log.info("%s -> %s", shown, output_dir / "metrics.json")
     return metrics

@@ -91,9 +91,10 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     path = output_dir / FORMATS[fmt]
     if stats is not None and fmt != "safetensors":  # the file takes and gives the data's units
         model = InDataUnits(model, stats)
-    max_abs_diff = save_checked(model, fmt, path, run_config["model"])
+    max_abs_diff, n_outputs = save_checked(model, fmt, path, run_config["model"])
     inputs = {"name": INPUT, "shape": ["batch", n_features_of(model)], "dtype": "float32"}
-    outputs = {"name": OUTPUT, "shape": ["batch", 1], "dtype": "float32"}
+    # The model's own width: 1 for a regression, one logit per class for a classifier.
+    outputs = {"name": OUTPUT, "shape": ["batch", n_outputs], "dtype": "float32"}
     if data.get("features"):  # a CSV's columns, in the order the model takes them
         inputs["features"], outputs["target"] = list(data["features"]), data.get("target")
     if stats is not None:
@@ -178,9 +179,10 @@ def n_features_of(model: torch.nn.Module) -> int:
 
 def save_checked(
     model: torch.nn.Module, fmt: str, path: Path, model_config: dict[str, Any]
-) -> float:
+) -> tuple[float, int]:
     """Write `model` in `fmt` to `path`, read it back and return the largest difference between
-    its predictions and the model's; a file that differs by more than TOLERANCE is not kept."""
+    its predictions and the model's, and their width; a file that differs by more than TOLERANCE
+    (or in shape) is not kept."""
     model.eval()
     n_features = n_features_of(model)
     inputs = torch.rand(7, n_features, generator=torch.Generator().manual_seed(0))
@@ -189,13 +191,18 @@ def save_checked(
     with atomic_path(path, keep_suffix=True) as tmp:  # the suffix its reader expects
         SAVERS[fmt](model, n_features, tmp)
         got = predict_with_file(fmt, tmp, inputs, model_config)
+        if got.shape != expected.shape:
+            raise ExportError(
+                f"{path.name}: its predictions have shape {list(got.shape)}, the model's "
+                f"{list(expected.shape)}; nothing was written"
+            )
         max_abs_diff = (got - expected).abs().max().item()
         if not max_abs_diff <= TOLERANCE:
             raise ExportError(
                 f"{path.name}: its predictions differ from the model's by up to {max_abs_diff:.3g}"
                 f" (more than {TOLERANCE:g}); nothing was written"
             )
-    return max_abs_diff
+    return max_abs_diff, expected.shape[-1]
 
 
 def example_and_axes(n_features: int) -> tuple[tuple[torch.Tensor], tuple[dict[int, Any]]]:

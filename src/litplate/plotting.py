@@ -77,3 +77,22 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plot_confusion_matrix(targets: torch.Tensor, predicted: torch.Tensor, n_classes: int) -> Figure:
+    """Counts of each (true, predicted) pair of labels: a perfect model fills the diagonal only."""
+    counts = torch.zeros(n_classes, n_classes, dtype=torch.long)
+    counts.index_put_((targets, predicted), torch.ones_like(targets), accumulate=True)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ax.imshow(counts, cmap="Blues")
+    for (row, column), count in zip(
+        counts.nonzero().tolist(), counts[counts > 0].tolist(), strict=True
+    ):
+        ax.text(column, row, count, ha="center", va="center")
+    ax.set_xticks(range(n_classes))
+    ax.set_yticks(range(n_classes))
+    ax.set_xlabel("Predicted label")
+    ax.set_ylabel("True label")
+    ax.set_title(f"Confusion matrix: {int(counts.trace())} of {len(targets)} right")
+    return fig

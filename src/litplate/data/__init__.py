@@ -1,7 +1,13 @@
 """Data modules: step 1 of the workflow, "get data ready"."""
 
-from litplate.data.csv import CSVDataModule
-from litplate.data.linear import LinearDataModule
+from litplate.data.csv import ClassificationCSVDataModule, CSVDataModule
+from litplate.data.linear import LinearDataModule  # example
 from litplate.data.tensors import TensorDataModule
 
-__all__ = ["CSVDataModule", "LinearDataModule", "TensorDataModule"]
+# `make remove-examples` deletes the lines that end in "# example".
+__all__ = [
+    "CSVDataModule",
+    "ClassificationCSVDataModule",
+    "LinearDataModule",  # example
+    "TensorDataModule",
+]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
+import itertools
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -269,6 +271,7 @@ class CSVDataModule(TensorDataModule):
             raise CSVDataError(f"data.standardize={standardize!r}: expected true or false")
         path = Path(path).expanduser()
         X, y = read_csv(path, features, target)
+        self.check_targets(path, target, y)
         if shuffle_rows:
             order = torch.randperm(len(X), generator=torch.Generator().manual_seed(rows_seed))
             X, y = X[order], y[order]
@@ -279,7 +282,7 @@ class CSVDataModule(TensorDataModule):
         self.raw_X, self.raw_y = X, y
         stats = None
         if standardize:
-            stats = self._standardization(features, feature_mean, feature_std, target_mean)
+            stats = self.fit_standardization(features, feature_mean, feature_std, target_mean)
             self.X, self.y = stats.apply(X), stats.center(y)
         self.standardization = stats
         # As loaded: what eval and predict need to rebuild exactly this data from anywhere.
@@ -292,7 +295,7 @@ class CSVDataModule(TensorDataModule):
             target_mean=stats.target_mean if stats else None,
         )
 
-    def _standardization(
+    def fit_standardization(
         self,
         features: list[str],
         mean: Sequence[float] | None,
@@ -318,6 +321,9 @@ class CSVDataModule(TensorDataModule):
             )
         return stats
 
+    def check_targets(self, path: Path, target: str, y: torch.Tensor) -> None:
+        """Refuse targets the task cannot learn (a regression's: any number read is fine)."""
+
     def settled_config(self) -> dict[str, Any]:
         """The data config as loaded: the absolute path, the column names and the statistics.
 
@@ -339,3 +345,41 @@ class CSVDataModule(TensorDataModule):
     @property
     def feature_names(self) -> list[str]:
         return list(self.hparams.features)
+
+
+class ClassificationCSVDataModule(CSVDataModule):
+    """A CSV whose target column holds class labels, the integers 0 to `n_classes` - 1.
+
+    As `CSVDataModule`, but the labels are kept as they are (never centred) and checked first: a
+    label that is not such an integer is an error naming its line and column. `n_classes` null
+    takes the largest label + 1; the run stores it, as it stores the standardization.
+    """
+
+    def __init__(self, *args: Any, n_classes: int | None = None, **kwargs: Any) -> None:
+        if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 2):
+            raise CSVDataError(f"data.n_classes={n_classes!r}: expected an integer >= 2")
+        self.n_classes = n_classes
+        super().__init__(*args, **kwargs)
+        # As found, in the initial hyper-parameters too: Lightning checks the model's match them.
+        self.save_hyperparameters({**self.hparams, "n_classes": self.n_classes})
+
+    def check_targets(self, path: Path, target: str, y: torch.Tensor) -> None:
+        labels = y.reshape(-1)
+        self.n_classes = self.n_classes or max(int(labels.max()) + 1, 2)
+        bad = ((labels != labels.round()) | (labels < 0) | (labels >= self.n_classes)).nonzero()
+        if len(bad) == 0:
+            return
+        with contextlib.closing(_records(path)) as records:
+            header = next(records)[2]
+            rows = ((line, row) for line, _, row in records if row)  # loadtxt skips blank lines
+            line, row = next(itertools.islice(rows, int(bad[0]), None))
+        raise CSVDataError(
+            f"{path}, line {line}, column {target!r}: {row[header.index(target)]!r} is not a class "
+            f"label: expected an integer from 0 to {self.n_classes - 1} (data.n_classes)"
+        )
+
+    def fit_standardization(self, *args: Any) -> Standardization:
+        return dataclasses.replace(super().fit_standardization(*args), target_mean=0.0)
+
+    def settled_config(self) -> dict[str, Any]:
+        return {**super().settled_config(), "n_classes": self.n_classes}

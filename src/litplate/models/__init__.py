@@ -1,7 +1,14 @@
 """Models: step 2 of the workflow, "build or pick a model"."""
 
-from litplate.models.base import LitModel
-from litplate.models.linear import LinearRegression
-from litplate.models.mlp import MLPRegression
+from litplate.models.base import ClassificationModel, LitModel
+from litplate.models.linear import LinearRegression  # example
+from litplate.models.mlp import MLPClassifier, MLPRegression  # example
 
-__all__ = ["LinearRegression", "LitModel", "MLPRegression"]
+# `make remove-examples` deletes the lines that end in "# example".
+__all__ = [
+    "ClassificationModel",
+    "LinearRegression",  # example
+    "LitModel",
+    "MLPClassifier",  # example
+    "MLPRegression",  # example
+]

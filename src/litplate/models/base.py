@@ -17,6 +17,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.trainer.states import TrainerFn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection, R2Score
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from litplate.run.checkpoint import load_checkpoint, load_state_dict, load_weights
 from litplate.run.config import to_plain
@@ -234,3 +235,47 @@ class LitModel(L.LightningModule):
             # (trainer.check_val_every_n_epoch): Lightning stops with a traceback in the others.
             lr_scheduler["frequency"] = self.trainer.check_val_every_n_epoch or 1
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
+
+
+class ClassificationModel(LitModel):
+    """A model whose outputs are one logit per class (`n_classes` in its hyper-parameters).
+
+    The task's hooks: cross-entropy by default, integer labels, accuracy and macro-F1, the label
+    and each class's probability in predictions.csv, and a confusion matrix as its figure.
+    """
+
+    def __init__(self, loss: dict[str, Any] | None = None, **common: Any) -> None:
+        super().__init__(loss=to_plain(loss) or {"_target_": "torch.nn.CrossEntropyLoss"}, **common)
+
+    def configure_metrics(self) -> MetricCollection:
+        n = self.hparams.n_classes
+        return MetricCollection(
+            {"acc": MulticlassAccuracy(n, average="micro"), "f1": MulticlassF1Score(n)}
+        )
+
+    def model_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        X, y = batch
+        y = y.reshape(-1).long()  # the data's labels, as the class indices the loss takes
+        y_pred = self(X)
+        return self.loss_fn(y_pred, y), y_pred, y
+
+    def metric_inputs(
+        self, outputs: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return outputs, targets
+
+    def prediction_columns(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        probabilities = outputs.softmax(dim=-1)
+        columns = {"label": outputs.argmax(dim=-1)}
+        return columns | {f"prob_{i}": probabilities[:, i] for i in range(probabilities.shape[-1])}
+
+    def plot_predictions(
+        self, datamodule: TensorDataModule, split: str, outputs: torch.Tensor
+    ) -> Figure:
+        """The confusion matrix of `split`: true labels in rows, predicted ones in columns."""
+        from litplate.plotting import plot_confusion_matrix
+
+        targets = datamodule.raw_targets(split).reshape(-1).long()
+        return plot_confusion_matrix(targets, outputs.argmax(dim=-1), self.hparams.n_classes)

@@ -1,4 +1,5 @@
-"""Growing the template beyond a straight line: a small multi-layer perceptron for y = f(x)."""
+"""Growing the template beyond a straight line: small multi-layer perceptrons, for y = f(x)
+(`MLPRegression`) and for class labels (`MLPClassifier`, the digits example)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,39 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from litplate.models.base import LitModel
+from litplate.models.base import ClassificationModel, LitModel
 from litplate.run.config import to_plain
+
+
+def mlp_architecture(
+    hidden_sizes: Sequence[int], activation: dict[str, Any] | None, dropout: float, n_features: int
+) -> dict[str, Any]:
+    """The checked hyper-parameters of an MLP."""
+    hidden_sizes = list(to_plain(hidden_sizes))
+    if not hidden_sizes or any(size < 1 for size in hidden_sizes):
+        raise ValueError(f"hidden_sizes must be one or more sizes >= 1, got {hidden_sizes}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got dropout={dropout}")
+    activation = to_plain(activation) or {"_target_": "torch.nn.Tanh"}
+    return {
+        "hidden_sizes": hidden_sizes,
+        "activation": activation,
+        "dropout": dropout,
+        "n_features": n_features,
+    }
+
+
+def mlp_layers(hparams: Any, n_outputs: int) -> nn.Sequential:
+    """x → [Linear → activation (→ Dropout)] per hidden size → Linear → `n_outputs` values."""
+    layers: list[nn.Module] = []
+    in_features = hparams.n_features
+    for size in hparams.hidden_sizes:
+        layers += [nn.Linear(in_features, size), instantiate(hparams.activation)]
+        if hparams.dropout > 0:
+            layers.append(nn.Dropout(hparams.dropout))
+        in_features = size
+    layers.append(nn.Linear(in_features, n_outputs))
+    return nn.Sequential(*layers)
 
 
 class MLPRegression(LitModel):
@@ -29,28 +61,31 @@ class MLPRegression(LitModel):
         n_features: int = 1,
         **common: Any,
     ) -> None:
-        hidden_sizes = list(to_plain(hidden_sizes))
-        if not hidden_sizes or any(size < 1 for size in hidden_sizes):
-            raise ValueError(f"hidden_sizes must be one or more sizes >= 1, got {hidden_sizes}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got dropout={dropout}")
-        activation = to_plain(activation) or {"_target_": "torch.nn.Tanh"}
-        architecture = {
-            "hidden_sizes": hidden_sizes,
-            "activation": activation,
-            "dropout": dropout,
-            "n_features": n_features,
-        }
+        architecture = mlp_architecture(hidden_sizes, activation, dropout, n_features)
         super().__init__(**common, architecture=architecture)
-        layers: list[nn.Module] = []
-        in_features = n_features
-        for size in hidden_sizes:
-            layers += [nn.Linear(in_features, size), instantiate(self.hparams.activation)]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            in_features = size
-        layers.append(nn.Linear(in_features, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp_layers(self.hparams, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class MLPClassifier(ClassificationModel):
+    """The same layers with one output (a logit) per class: `n_classes` of them."""
+
+    def __init__(
+        self,
+        hidden_sizes: Sequence[int] = (64,),
+        activation: dict[str, Any] | None = None,
+        dropout: float = 0.0,
+        n_features: int = 1,
+        n_classes: int = 2,
+        **common: Any,
+    ) -> None:
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got n_classes={n_classes}")
+        architecture = mlp_architecture(hidden_sizes, activation, dropout, n_features)
+        super().__init__(**common, architecture={**architecture, "n_classes": n_classes})
+        self.net = mlp_layers(self.hparams, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

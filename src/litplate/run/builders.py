@@ -55,8 +55,9 @@ def _purges(node: DictConfig, resumed_step: int | None) -> bool:
 def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     """1. Get data ready.  2. Build the model (loss and optimizer come from its config).
 
-    `model.n_features: null` takes the data's number of input features; the value is written into
-    `cfg`, so the config saved with the run's checkpoints rebuilds the same model.
+    `model.n_features: null` takes the data's number of input features (`n_classes`: of classes);
+    the value is written into `cfg`, so the config saved with the run's checkpoints rebuilds the
+    same model.
     """
     # Plain lists, not ListConfigs: checkpoints stay loadable with weights_only.
     datamodule = checked(cfg.data, "data", _convert_="all")
@@ -67,8 +68,9 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
         with open_dict(cfg.data):
             for key, value in settled().items():
                 cfg.data[key] = value
-    if "n_features" in cfg.model and cfg.model.n_features is None:
-        cfg.model.n_features = datamodule.n_features
+    for key in ("n_features", "n_classes"):  # null: the data's (a classifier's n_classes too)
+        if key in cfg.model and cfg.model[key] is None:
+            cfg.model[key] = getattr(datamodule, key)
     return datamodule, checked(cfg.model, "model", _recursive_=False)
 
 
