@@ -24,8 +24,11 @@ setup: $(VENV)/.installed  ## create .venv and install litplate: what training n
 
 setup-dev: $(VENV)/.installed-dev  ## also the test and lint tools, the trackers, ONNX and notebooks
 
-train: setup  ## the reference example: y = 0.7x + 0.3
-	$(BIN)/python scripts/train.py experiment=linear
+# What `make train` runs: the reference example (remove-examples drops this line: your default).
+TRAIN_ARGS := experiment=linear  # example
+
+train: setup  ## the reference example: y = 0.7x + 0.3 (after remove-examples: your default run)
+	$(BIN)/python scripts/train.py $(TRAIN_ARGS)
 
 test: setup-dev  ## every test, the slow ones included, one worker per core (what CI runs)
 	$(BIN)/python -m pytest -m "" -n auto --dist worksteal
@@ -74,4 +77,4 @@ remove-examples:  ## delete the examples and their tests; yours stay (docs/make-
 	rm -rf $(EXAMPLES) $(EXAMPLE_TESTS:%=tests/test_%.py)
 	perl -0pi -e 's/^from \S+\.(?:data\.linear|models\.linear|models\.mlp) import (?:\([^)]*\)|.*)\n//mg; s/^.*# example\n//mg' \
 		src/litplate/data/__init__.py src/litplate/models/__init__.py \
-		src/litplate/run/allowed_targets.yaml
+		src/litplate/run/allowed_targets.yaml Makefile
