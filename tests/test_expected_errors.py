@@ -50,45 +50,6 @@ def test_resuming_with_another_optimizer_says_how(
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
-@pytest.mark.parametrize(
-    ("override", "named"),
-    [
-        ("model.optimizer.lr=0.5", "model.optimizer.lr=0.01, this run 0.5"),
-        # cosine's T_max is ${trainer.max_epochs}: the restored schedule would keep the old one
-        ("trainer.max_epochs=30", "model.scheduler.T_max=20, this run 30"),
-    ],
-)
-def test_resuming_with_other_optimizer_settings_says_how(
-    finished_linear_run: Path, override: str, named: str, tmp_path: Path, entry_point
-):
-    ckpt = finished_linear_run / "checkpoints" / "last.ckpt"
-    result = entry_point(
-        "train.py", "experiment=linear", "trainer.max_epochs=20", override,
-        f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}/r",
-    )  # fmt: skip
-    _one_clear_error(result, named, f"model.init_from={ckpt}")
-
-
-@pytest.fixture
-def finished_linear_run(tmp_path: Path, entry_point) -> Path:
-    run = tmp_path / "first"
-    result = entry_point(
-        "train.py", "experiment=linear", "trainer.max_epochs=20", f"hydra.run.dir={run}"
-    )
-    assert result.returncode == 0, result.stderr
-    return run
-
-
-def test_resuming_another_model_names_the_weights(linear_run: Path, tmp_path: Path, entry_point):
-    ckpt = linear_run / "checkpoints" / "last.ckpt"
-    result = entry_point(
-        "train.py", "experiment=linear", "model=mlp", f"ckpt_path={ckpt}",
-        f"hydra.run.dir={tmp_path}/r",
-    )  # fmt: skip
-    _one_clear_error(result, f"{ckpt} does not fit MLPRegression", "missing: ")
-    assert not (tmp_path / "r" / "checkpoints").exists()
-
-
 def test_hydra_full_error_raises_it_whole(tmp_path: Path, entry_point, monkeypatch):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # Hydra re-raises: the interpreter prints all
     with pytest.raises(CheckpointError, match="checkpoint not found"):
@@ -112,45 +73,15 @@ def test_a_full_disk_names_the_file(tmp_path: Path):
     assert not list(tmp_path.iterdir())  # neither a partial file nor its temporary
 
 
-def test_a_full_disk_while_tensorboard_writes_names_its_events_file(tmp_path: Path, entry_point):
-    run_dir = tmp_path / "run"
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    # Over a checkpoint's size (about 29 kB), under what the fit's events reach.
-    resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, hard))
-    try:
-        result = entry_point(
-            "train.py", "experiment=linear", "trainer.max_epochs=300", "extras.print_config=false",
-            "callbacks.progress_bar=null", "callbacks.model_summary=null",
-            f"hydra.run.dir={run_dir}",
-        )  # fmt: skip
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
-    (events,) = (run_dir / "tensorboard").glob("events.out.tfevents.*")
-    assert events.stat().st_size <= 40_000
-    _one_clear_error(
-        result, f"{events} not written: no space left on the device, or the file is too large"
-    )
-    assert "Exception in thread" not in result.stderr and ".ckpt" not in result.stderr
-
-
 def test_eval_without_a_checkpoint_is_one_clear_error(tmp_path: Path, entry_point):
     result = entry_point("eval.py", f"hydra.run.dir={tmp_path}/e")
     _one_clear_error(result, "ckpt_path is required")
 
 
-def test_freezing_an_unknown_parameter_is_one_clear_error(tmp_path: Path, entry_point):
-    result = entry_point(
-        "train.py", "experiment=linear", "model.freeze=[nope]", f"hydra.run.dir={tmp_path}/r"
-    )
-    _one_clear_error(result, "freeze: LinearRegression has no parameter 'nope'")
-
-
 def test_predict_with_several_processes_is_one_clear_error(
-    linear_run: Path, tmp_path: Path, entry_point
+    trained_run: Path, tmp_path: Path, entry_point
 ):
-    ckpt = linear_run / "checkpoints" / "last.ckpt"
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
     result = entry_point(
         "predict.py", f"ckpt_path={ckpt}", "trainer=ddp_cpu", f"hydra.run.dir={tmp_path}/p"
     )

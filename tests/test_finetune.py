@@ -13,7 +13,7 @@ from litplate.models import LinearRegression, MLPRegression
 from litplate.run.checkpoint import CheckpointError, load_checkpoint, load_state_dict
 from litplate.run.files import save_weights
 from litplate.train import train
-from tests.helpers.runs import QUIET, lightning_epochs, read_metrics
+from tests.helpers.runs import QUIET, lightning_epochs, one_clear_error, read_metrics
 
 
 def finetune_overrides(init_from: Path | str, *more: str) -> list[str]:
@@ -126,3 +126,39 @@ def test_finetune_without_init_from_exits_saying_what_to_pass(tmp_path: Path, en
         result.stderr
     )
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("model.optimizer.lr=0.5", "model.optimizer.lr=0.01, this run 0.5"),
+        # cosine's T_max is ${trainer.max_epochs}: the restored schedule would keep the old one
+        ("trainer.max_epochs=30", "model.scheduler.T_max=20, this run 30"),
+    ],
+)
+def test_resuming_with_other_optimizer_settings_says_how(
+    finished_linear_run: Path, override: str, named: str, tmp_path: Path, entry_point
+):
+    ckpt = finished_linear_run / "checkpoints" / "last.ckpt"
+    result = entry_point(
+        "train.py", "experiment=linear", "trainer.max_epochs=20", override,
+        f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}/r",
+    )  # fmt: skip
+    one_clear_error(result, named, f"model.init_from={ckpt}")
+
+
+@pytest.fixture
+def finished_linear_run(tmp_path: Path, entry_point) -> Path:
+    run = tmp_path / "first"
+    result = entry_point(
+        "train.py", "experiment=linear", "trainer.max_epochs=20", f"hydra.run.dir={run}"
+    )
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def test_freezing_an_unknown_parameter_isone_clear_error(tmp_path: Path, entry_point):
+    result = entry_point(
+        "train.py", "experiment=linear", "model.freeze=[nope]", f"hydra.run.dir={tmp_path}/r"
+    )
+    one_clear_error(result, "freeze: LinearRegression has no parameter 'nope'")

@@ -14,7 +14,7 @@ from litplate.evaluate import evaluate
 from litplate.models import LinearRegression, LitModel, MLPRegression
 from litplate.predict import predict_to_csv
 from litplate.train import train
-from tests.helpers.runs import QUIET, read_metrics
+from tests.helpers.runs import QUIET, one_clear_error, read_metrics
 
 
 def test_architecture_comes_from_config():
@@ -84,3 +84,13 @@ def test_mlp_fits_the_sine_that_the_linear_model_cannot(cfg_factory):
     errors = [abs(float(r["prediction"]) - math.sin(2 * math.pi * float(r["input"]))) for r in rows]
     assert sum(errors) / len(errors) < 0.1
     assert (path.parent / "predictions.png").is_file()
+
+
+def test_resuming_another_model_names_the_weights(linear_run: Path, tmp_path: Path, entry_point):
+    ckpt = linear_run / "checkpoints" / "last.ckpt"
+    result = entry_point(
+        "train.py", "experiment=linear", "model=mlp", f"ckpt_path={ckpt}",
+        f"hydra.run.dir={tmp_path}/r",
+    )  # fmt: skip
+    one_clear_error(result, f"{ckpt} does not fit MLPRegression", "missing: ")
+    assert not (tmp_path / "r" / "checkpoints").exists()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import resource
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from litplate.models import LinearRegression
 from litplate.predict import predict_to_csv
 from litplate.run.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from litplate.train import train, train_and_score
-from tests.helpers.runs import read_metrics
+from tests.helpers.runs import one_clear_error, read_metrics
 
 
 def test_linear_run_converges_and_writes_its_artefacts(linear_run: Path):
@@ -172,3 +174,26 @@ def test_last_checkpoint_holds_the_last_epoch_when_validating_every_other_epoch(
     assert last["epoch"] == 2  # epoch 2 does not validate; it is the fit's last
     assert [epoch for epoch, _ in last["loss_history"]["train/loss"]] == [0, 1, 2]
     assert [epoch for epoch, _ in last["loss_history"]["val/loss"]] == [1]
+
+
+def test_a_full_disk_while_tensorboard_writes_names_its_events_file(tmp_path: Path, entry_point):
+    run_dir = tmp_path / "run"
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # Over a checkpoint's size (about 29 kB), under what the fit's events reach.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, hard))
+    try:
+        result = entry_point(
+            "train.py", "experiment=linear", "trainer.max_epochs=300", "extras.print_config=false",
+            "callbacks.progress_bar=null", "callbacks.model_summary=null",
+            f"hydra.run.dir={run_dir}",
+        )  # fmt: skip
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    (events,) = (run_dir / "tensorboard").glob("events.out.tfevents.*")
+    assert events.stat().st_size <= 40_000
+    one_clear_error(
+        result, f"{events} not written: no space left on the device, or the file is too large"
+    )
+    assert "Exception in thread" not in result.stderr and ".ckpt" not in result.stderr

@@ -43,3 +43,11 @@ def lightning_epochs(run_dir: Path) -> dict[str, list[float]]:
 def job_statuses(sweep_dir: Path) -> dict[str, str]:
     """The sweep summary's status per job number."""
     return {row["job"]: row["status"] for row in read_summary(sweep_dir)}
+
+
+def one_clear_error(result, *expected: str) -> None:
+    """A script's run that stopped on a user's error: exit 1, no traceback, the texts in stderr."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for text in expected:
+        assert text in result.stderr
