@@ -146,10 +146,15 @@ def test_wandb_online_without_an_api_key_is_one_clear_line(
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
 
+    import wandb
+
     from litplate.run.trackers import WandbLogger
 
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)  # a key: the logger is made (wandb.init waits)
-    assert WandbLogger(save_dir=str(tmp_path / "w"), offline=False) is not None
+    try:
+        assert WandbLogger(save_dir=str(tmp_path / "w"), offline=False) is not None
+    finally:
+        wandb.teardown()  # wandb keeps this process's settings (online) until torn down
 
 
 @pytest.mark.parametrize("tracker", ["mlflow", "wandb"])
