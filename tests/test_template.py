@@ -207,7 +207,10 @@ def test_generated_project_follows_its_guide_and_passes_its_tests(baked: Path, t
             ["bash", "-euo", "pipefail", "-c", body],
             cwd=project, env=env, capture_output=True, text=True, timeout=900,
         )  # fmt: skip
-        assert result.returncode == 0, (body, result.stdout[-3000:], result.stderr[-3000:])
+        # The inner suite's first failure, not only its summary, when one of its tests fails.
+        failures = result.stdout.find("= FAILURES =")
+        shown = result.stdout[failures:][:6000] if failures >= 0 else result.stdout[-3000:]
+        assert result.returncode == 0, (body, shown, result.stderr[-3000:])
         output += result.stdout + result.stderr
         if "pytest" in body:
             summary = result.stdout.splitlines()[-1]
