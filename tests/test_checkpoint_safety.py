@@ -40,6 +40,16 @@ def _file_handler(marker: Path) -> dict:
     return {"_target_": "logging.FileHandler", "_args_": [str(marker)]}
 
 
+class Touches:
+    """Pickled code: unpickling it runs `touch MARKER`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
 def _mlflow(marker: Path) -> dict:
     return {
         "_target_": "lightning.pytorch.loggers.MLFlowLogger",
@@ -201,12 +211,8 @@ def test_a_model_built_from_unsafe_hparams_is_refused(tmp_path: Path):
 
 
 def test_pickled_code_names_the_global_and_never_advises_unsafe_loading(tmp_path: Path):
-    class Payload:
-        def __reduce__(self):
-            return (os.system, (f"touch {tmp_path / 'ran'}",))
-
     path = tmp_path / "pickled.ckpt"
-    torch.save({"state_dict": {}, "x": Payload()}, path)
+    torch.save({"state_dict": {}, "x": Touches(tmp_path / "ran")}, path)
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
     message = str(info.value)
@@ -323,13 +329,9 @@ def test_every_role_refuses_through_every_path(
 
 
 def test_the_documented_python_loading_refuses_a_pickle_served_over_http(tmp_path: Path):
-    class Payload:
-        def __reduce__(self):
-            return (os.system, (f"touch {tmp_path / 'ran'}",))
-
     served = tmp_path / "served"
     served.mkdir()
-    torch.save({"state_dict": {}, "x": Payload()}, served / "model.ckpt")
+    torch.save({"state_dict": {}, "x": Touches(tmp_path / "ran")}, served / "model.ckpt")
     handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=served)  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -347,7 +349,7 @@ def test_the_documented_python_loading_refuses_a_pickle_served_over_http(tmp_pat
     assert not (tmp_path / "ran").exists()
     # The payload is live: unpickled without weights_only's checks (as Lightning loads a URL), it
     # runs.
-    pickle.loads(pickle.dumps(Payload()))
+    pickle.loads(pickle.dumps(Touches(tmp_path / "ran")))
     assert (tmp_path / "ran").exists()
 
 

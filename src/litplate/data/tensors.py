@@ -15,6 +15,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
+from litplate.run.checkpoint import SafeLoading
+
 SPLITS = ("train", "val", "test")
 PREDICT_SPLITS = (*SPLITS, "all")
 
@@ -135,7 +137,7 @@ def gpu_device(trainer: L.Trainer) -> torch.device | None:
     return device if device.type in ("cuda", "mps") else None
 
 
-class TensorDataModule(L.LightningDataModule):
+class TensorDataModule(SafeLoading, L.LightningDataModule):
     """Base for data held in memory as (X, y): subclasses make the tensors and call `set_data`.
 
     The split is sequential: the first `train_fraction` of the rows train, the next `val_fraction`
@@ -149,18 +151,6 @@ class TensorDataModule(L.LightningDataModule):
     the model back to the CPU at the end of a fit, test or predict too). Worker processes
     (`num_workers > 0`) cannot share GPU tensors, so their data stays on the host.
     """
-
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
-        """Lightning's, for a local file read as plain data: a URL (which Lightning unpickles
-        with weights_only=False) or a file that is not plain data is refused before anything
-        is run, as `LitModel.load_from_checkpoint` does."""
-        from litplate.run.checkpoint import load_checkpoint
-
-        load_checkpoint(checkpoint_path)  # local path, weights_only, allowed classes
-        return super().load_from_checkpoint(
-            checkpoint_path, *args, **{**kwargs, "weights_only": True}
-        )
 
     def __init__(
         self,

@@ -19,7 +19,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection, R2Score
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from litplate.run.checkpoint import load_checkpoint, load_state_dict, load_weights
+from litplate.run.checkpoint import SafeLoading, load_state_dict, load_weights
 from litplate.run.config import to_plain
 from litplate.run.targets import check_model_hparams
 from litplate.run.validation import ConfigError
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from litplate.data.tensors import TensorDataModule
 
 
-class LitModel(L.LightningModule):
+class LitModel(SafeLoading, L.LightningModule):
     """Steps, metrics and optimizer of a model that maps x to y.
 
     The loss, the optimizer (a Hydra `_partial_`) and the optional LR scheduler arrive as config
@@ -110,15 +110,6 @@ class LitModel(L.LightningModule):
         `standardization`: the data's (a CSV's), to report values in the data's own units too.
         """
         return {}
-
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
-        """Lightning's, for a local file read as plain data: a URL (which Lightning would unpickle)
-        or a file that is not plain data is refused before anything is run."""
-        load_checkpoint(checkpoint_path)  # local path, weights_only, allowed classes
-        return super().load_from_checkpoint(
-            checkpoint_path, *args, **{**kwargs, "weights_only": True}
-        )
 
     # --- Fine-tuning ---------------------------------------------------------------------------
     def setup(self, stage: str) -> None:

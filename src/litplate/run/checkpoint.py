@@ -108,6 +108,19 @@ def _unpickling_problem(err: pickle.UnpicklingError) -> str:
     return f"not a checkpoint: torch's weights-only reader cannot read it{detail}"
 
 
+class SafeLoading:
+    """Lightning's `load_from_checkpoint` (of a LightningModule or LightningDataModule subclass)
+    for a local file read as plain data: a URL, which Lightning loads with weights_only=False, or
+    a file that is not plain data is refused before anything is run."""
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        load_checkpoint(checkpoint_path)  # local path, weights_only, allowed classes
+        return super().load_from_checkpoint(  # type: ignore[misc]
+            checkpoint_path, *args, **{**kwargs, "weights_only": True}
+        )
+
+
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The weights of a `.ckpt` or a `.safetensors` file."""
     if Path(str(path)).suffix != ".safetensors":
