@@ -1,18 +1,7 @@
-"""Step 6 for serving: the tested model as one file that runs without Lightning (or Python).
+"""Step 6 for serving: the tested model as one file that runs without Lightning (docs/export.md).
 
-`scripts/export.py ckpt_path=... format=...` (configs/export.yaml) reads a checkpoint through the
-safe path (`model_from_checkpoint`), captures its forward pass with `torch.export` (the batch axis
-of any size) and writes one of these into the run's directory, beside `export.json`:
-
-| format      | file                   | read back with                                   |
-|-------------|------------------------|--------------------------------------------------|
-| onnx        | `model.onnx`           | onnxruntime, from Python, C++, C#, Java, JS, ... |
-| torchscript | `model.torchscript.pt` | `torch.jit.load`, or LibTorch in C++              |
-| pt2         | `model.pt2`            | `torch.export.load`                              |
-| safetensors | `model.safetensors`    | safetensors + the model config in export.json    |
-
-Before a file gets its name it is read back with that client and must predict what the model
-predicts, so a file that exists is one that works.
+Before a file gets its name it is read back with its format's own client and must predict what
+the model predicts, so a file that exists is one that works.
 """
 
 from __future__ import annotations
@@ -45,8 +34,7 @@ FORMATS = {
     "pt2": "model.pt2",
     "safetensors": "model.safetensors",
 }
-# The names of the ONNX graph's input and output.
-INPUT, OUTPUT = "x", "y"
+INPUT, OUTPUT = "x", "y"  # the names of the ONNX graph's input and output
 # Float32 kernels of another runtime may round differently; anything larger is a wrong export.
 TOLERANCE = 1e-5
 
@@ -57,10 +45,7 @@ warnings.filterwarnings(
 
 
 class ExportError(CompactHydraException, ValueError):
-    """Bad export arguments, a missing extra, or a file that does not reproduce the model.
-
-    A CompactHydraException, so `scripts/export.py` prints the message alone, without a traceback.
-    """
+    """Bad export arguments, a missing extra, or a file that does not reproduce the model."""
 
 
 def export(cfg: DictConfig) -> dict[str, Any]:
@@ -85,14 +70,15 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             "; nothing was written"
         )
     data = run_config.get("data") or {}
-    stats = standardization_of(data, n_features_of(model), cfg.ckpt_path)
+    n_features = n_features_of(model)
+    stats = standardization_of(data, n_features, cfg.ckpt_path)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / FORMATS[fmt]
     if stats is not None and fmt != "safetensors":  # the file takes and gives the data's units
         model = InDataUnits(model, stats)
     max_abs_diff, n_outputs = save_checked(model, fmt, path, run_config["model"])
-    inputs = {"name": INPUT, "shape": ["batch", n_features_of(model)], "dtype": "float32"}
+    inputs = {"name": INPUT, "shape": ["batch", n_features], "dtype": "float32"}
     # The model's own width: 1 for a regression, one logit per class for a classifier.
     outputs = {"name": OUTPUT, "shape": ["batch", n_outputs], "dtype": "float32"}
     if data.get("features"):  # a CSV's columns, in the order the model takes them
@@ -143,13 +129,12 @@ def standardization_of(
 
 
 class InDataUnits(torch.nn.Module):
-    """The model with its run's standardization around it: the file's raw features in, the
-    target's own values out, as eval and predict see them."""
+    """The model inside its run's standardization: the file's raw features in, the target's own
+    values out, as eval and predict see them."""
 
     def __init__(self, model: torch.nn.Module, stats: Standardization) -> None:
         super().__init__()
-        self.model = model
-        self.hparams = model.hparams
+        self.model, self.hparams = model, model.hparams
         self.register_buffer("mean", torch.tensor(stats.mean))
         self.register_buffer("std", torch.tensor(stats.std))
         self.register_buffer("target_mean", torch.tensor(stats.target_mean))
@@ -159,7 +144,6 @@ class InDataUnits(torch.nn.Module):
 
 
 def require_onnx() -> None:
-    """The ONNX exporter (onnxscript) and runtime are an extra of the package: say which."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -180,9 +164,8 @@ def n_features_of(model: torch.nn.Module) -> int:
 def save_checked(
     model: torch.nn.Module, fmt: str, path: Path, model_config: dict[str, Any]
 ) -> tuple[float, int]:
-    """Write `model` in `fmt` to `path`, read it back and return the largest difference between
-    its predictions and the model's, and their width; a file that differs by more than TOLERANCE
-    (or in shape) is not kept."""
+    """Write `model` to `path` in `fmt` and read it back: (largest difference from the model's
+    predictions, their width). A file that differs by more than TOLERANCE is not kept."""
     model.eval()
     n_features = n_features_of(model)
     inputs = torch.rand(7, n_features, generator=torch.Generator().manual_seed(0))
@@ -206,13 +189,12 @@ def save_checked(
 
 
 def example_and_axes(n_features: int) -> tuple[tuple[torch.Tensor], tuple[dict[int, Any]]]:
-    """An example input, and its first axis marked as the batch axis, of any size."""
+    """An example input of shape (batch, n_features), its batch axis of any size."""
     # Two rows: an example batch of one would make torch.export fix the batch axis at 1.
     return (torch.zeros(2, n_features),), ({0: torch.export.Dim("batch")},)
 
 
 def exported(model: torch.nn.Module, n_features: int) -> torch.export.ExportedProgram:
-    """The forward pass as a graph (torch.export), for inputs of shape (batch, n_features)."""
     example, axes = example_and_axes(n_features)
     return torch.export.export(model, example, dynamic_shapes=axes)
 
@@ -221,16 +203,10 @@ def save_onnx(model: torch.nn.Module, n_features: int, path: Path) -> None:
     # The exporter's optimisation passes log each step at INFO; their warnings stay visible.
     for name in ("onnx_ir", "onnxscript"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    example, axes = example_and_axes(n_features)
     # torch's export-based ONNX exporter (the TorchScript-based one is deprecated).
+    example, axes = example_and_axes(n_features)
     program = torch.onnx.export(
-        model,
-        example,
-        dynamic_shapes=axes,
-        input_names=[INPUT],
-        output_names=[OUTPUT],
-        dynamo=True,
-        verbose=False,
+        model, example, dynamic_shapes=axes, input_names=[INPUT], output_names=[OUTPUT], dynamo=True
     )
     program.save(str(path), external_data=False)  # one self-contained file
 
@@ -255,8 +231,7 @@ class ShapeChecked(torch.nn.Module):
 
     def __init__(self, traced: torch.nn.Module, n_features: int) -> None:
         super().__init__()
-        self.traced = traced
-        self.n_features = n_features
+        self.traced, self.n_features = traced, n_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.n_features:
@@ -266,14 +241,10 @@ class ShapeChecked(torch.nn.Module):
         return self.traced(x)
 
 
-def save_pt2(model: torch.nn.Module, n_features: int, path: Path) -> None:
-    torch.export.save(exported(model, n_features), str(path))
-
-
 SAVERS = {
     "onnx": save_onnx,
     "torchscript": save_torchscript,
-    "pt2": save_pt2,
+    "pt2": lambda model, n_features, path: torch.export.save(exported(model, n_features), path),
     "safetensors": lambda model, n_features, path: save_weights(model, path),
 }
 
@@ -281,8 +252,8 @@ SAVERS = {
 def predict_with_file(
     fmt: str, path: Path, inputs: torch.Tensor, model_config: dict[str, Any]
 ) -> torch.Tensor:
-    """Predict `inputs` with the file at `path`, read by the client of its format (safetensors:
-    into the model that `model_config` builds)."""
+    """Predict `inputs` with the file, read by its format's client (safetensors: into the model
+    that `model_config` builds)."""
     if fmt == "onnx":
         import onnxruntime
 

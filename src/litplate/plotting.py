@@ -17,13 +17,8 @@ def plot_predictions(
     test_labels: torch.Tensor,
     predictions: torch.Tensor | None = None,
 ) -> Figure:
-    """Plot like the course does; returns the figure (`litplate.run.files.save_figure` writes it).
-
-    With several input features there is no single x axis: the predictions are then plotted
-    against the true values, where a perfect model lies on the diagonal. At most `MAX_POINTS`
-    evenly spaced points of each series are drawn: a million points look the same and take
-    seconds to draw.
-    """
+    """Plot like the course does. With several input features, the predictions against the true
+    values instead (a perfect model lies on the diagonal)."""
     train_data, train_labels = _thinned(train_data), _thinned(train_labels)
     test_data, test_labels = _thinned(test_data), _thinned(test_labels)
     predictions = None if predictions is None else _thinned(predictions)
@@ -46,11 +41,11 @@ def plot_predictions(
     return fig
 
 
-MAX_POINTS = 5000
+MAX_POINTS = 2000  # per series: more look the same and take seconds to draw
 
 
 def _thinned(values: torch.Tensor) -> torch.Tensor:
-    """At most MAX_POINTS evenly spaced rows, on the CPU, as numpy (which matplotlib draws fast)."""
+    """At most MAX_POINTS evenly spaced rows, as numpy (which matplotlib draws fast)."""
     step = max(1, -(-len(values) // MAX_POINTS))
     return values[::step].detach().cpu().numpy()
 

@@ -1,10 +1,7 @@
 """The training that Lightning runs for us, written out in plain PyTorch as the course does.
 
-Documentation you can run: `fit_reference(cfg)` takes the same config as `train.py` (its `seed`,
-`data`, `model` and `trainer.max_epochs`) and trains the same model on the same data, step by step.
-tests/test_reference.py proves that it ends with bit-identical parameters and per-epoch losses to
-the Lightning run, so everything Lightning adds (checkpoints, logging, callbacks, devices) changes
-nothing in the arithmetic.
+`fit_reference(cfg)` trains the same model on the same data as `train(cfg)`, step by step, and
+ends with bit-identical parameters and losses (tests/test_reference.py).
 """
 
 from __future__ import annotations
@@ -29,8 +26,6 @@ class ReferenceRun:
 
     @property
     def reported_values(self) -> dict[str, float]:
-        """The model's own values, as a run reports them (the line's weight and bias; {} for
-        models with none)."""
         return self.model.reported_values()
 
 

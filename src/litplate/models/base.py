@@ -1,10 +1,7 @@
-"""What every model of litplate shares: loss, optimizer, the steps, metrics, fine-tuning.
+"""What every model shares: loss, optimizer, the steps, metrics, fine-tuning.
 
 A model subclasses `LitModel`, creates its parameters and writes `forward()`. What is specific to
-a task is a hook with a regression default, overridden by a task's base class (see
-`ClassificationModel`): its metrics (`configure_metrics`, `metric_inputs`), the columns of
-predictions.csv (`prediction_columns`), its figure of predictions (`plot_predictions`) and values
-of its own for metrics.json (`reported_values`, e.g. the line's weight and bias).
+a task is a hook with a regression default, which a task's base class overrides.
 """
 
 from __future__ import annotations
@@ -24,6 +21,8 @@ from litplate.run.config import to_plain
 from litplate.run.targets import check_model_hparams
 from litplate.run.validation import ConfigError
 
+Batch = tuple[torch.Tensor, torch.Tensor]
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -33,11 +32,9 @@ if TYPE_CHECKING:
 class LitModel(SafeLoading, L.LightningModule):
     """Steps, metrics and optimizer of a model that maps x to y.
 
-    The loss, the optimizer (a Hydra `_partial_`) and the optional LR scheduler arrive as config
-    dicts and are instantiated here, so the checkpoint's hyper-parameters stay plain data, as do
-    `init_from` (a `.ckpt` or `.safetensors` to start fitting from) and `freeze` (names of
-    parameters, or of modules holding them, that the optimizer leaves as they are). Subclasses pass
-    their own arguments as `architecture`, saved with the rest.
+    Loss, optimizer (`_partial_`) and scheduler arrive as config dicts, instantiated here, so the
+    checkpoint's hyper-parameters stay plain data; so do `init_from` (weights to start from) and
+    `freeze` (parameters the optimizer leaves alone). Subclasses pass theirs as `architecture`.
     """
 
     def __init__(
@@ -105,10 +102,8 @@ class LitModel(SafeLoading, L.LightningModule):
         )
 
     def reported_values(self, standardization: Any = None) -> dict[str, float]:
-        """Values of this model's own that a run writes into metrics.json (none here).
-
-        `standardization`: the data's (a CSV's), to report values in the data's own units too.
-        """
+        """Values of the model's own for metrics.json (none here), also in the units of the
+        data's `standardization` if it has one."""
         return {}
 
     # --- Fine-tuning ---------------------------------------------------------------------------
@@ -124,34 +119,28 @@ class LitModel(SafeLoading, L.LightningModule):
             path = self.hparams.init_from
             load_weights(self, load_state_dict(path), path)
         parameters = dict(self.named_parameters())
-        unknown = []
-        for name in self.hparams.freeze:
-            chosen = [
-                p for key, p in parameters.items() if key == name or key.startswith(f"{name}.")
-            ]
-            if not chosen:
-                unknown.append(name)
-            for parameter in chosen:
-                parameter.requires_grad_(False)
+        unknown = set(self.hparams.freeze)
+        for key, parameter in parameters.items():
+            for name in self.hparams.freeze:
+                if key == name or key.startswith(f"{name}."):
+                    parameter.requires_grad_(False)
+                    unknown.discard(name)
         if unknown:
+            unknown = [name for name in self.hparams.freeze if name in unknown]
             raise ConfigError(
                 f"freeze: {type(self).__name__} has no parameter {', '.join(map(repr, unknown))} "
                 f"(its parameters: {', '.join(parameters)})"
             )
 
     # --- The steps -----------------------------------------------------------------------------
-    def model_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The loss of a batch, with the outputs and targets it compared."""
         X, y = batch
         y_pred = self(X)  # forward pass
         loss = self.loss_fn(y_pred, y)  # how wrong the predictions are
         return loss, y_pred, y
 
-    def training_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
-    ) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, _, y = self.model_step(batch)
         # Lightning then does optimizer.zero_grad(), loss.backward() and optimizer.step();
         # src/litplate/reference.py writes that loop out by hand.
@@ -162,7 +151,7 @@ class LitModel(SafeLoading, L.LightningModule):
         # Lightning's pattern for a metric over an epoch: updated in the step, logged once here.
         self.log_epoch("train/loss", self.train_loss, prog_bar=True)
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         # Lightning has already called model.eval() and entered torch.inference_mode().
         loss, y_pred, y = self.model_step(batch)
         self.val_loss.update(loss, len(y))
@@ -172,7 +161,7 @@ class LitModel(SafeLoading, L.LightningModule):
         self.log_epoch("val/loss", self.val_loss, prog_bar=True)
         self.log_dict(self.val_metrics)
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         loss, y_pred, y = self.model_step(batch)
         self.test_loss.update(loss, len(y))
         self.test_metrics.update(*self.metric_inputs(y_pred, y))
@@ -191,11 +180,8 @@ class LitModel(SafeLoading, L.LightningModule):
         if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
             self.loss_history[name][self.current_epoch] = float(value)
 
-    def predict_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
-    ) -> torch.Tensor:
-        X, _ = batch
-        return self(X)
+    def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self(batch[0])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["loss_history"] = {
@@ -229,11 +215,8 @@ class LitModel(SafeLoading, L.LightningModule):
 
 
 class ClassificationModel(LitModel):
-    """A model whose outputs are one logit per class (`n_classes` in its hyper-parameters).
-
-    The task's hooks: cross-entropy by default, integer labels, accuracy and macro-F1, the label
-    and each class's probability in predictions.csv, and a confusion matrix as its figure.
-    """
+    """Outputs one logit per class (`n_classes` in its hyper-parameters): cross-entropy,
+    accuracy and macro-F1, label and probabilities in predictions.csv, a confusion matrix."""
 
     def __init__(self, loss: dict[str, Any] | None = None, **common: Any) -> None:
         super().__init__(loss=to_plain(loss) or {"_target_": "torch.nn.CrossEntropyLoss"}, **common)
@@ -244,9 +227,7 @@ class ClassificationModel(LitModel):
             {"acc": MulticlassAccuracy(n, average="micro"), "f1": MulticlassF1Score(n)}
         )
 
-    def model_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         X, y = batch
         y = y.reshape(-1).long()  # the data's labels, as the class indices the loss takes
         y_pred = self(X)

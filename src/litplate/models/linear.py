@@ -14,9 +14,8 @@ if TYPE_CHECKING:
 
 
 class LinearRegression(LitModel):
-    """y = weights * x + bias, starting from random values and learning the ideal ones.
+    """y = weights * x + bias, from random values to the ideal ones; one weight per feature.
 
-    With `n_features` > 1 (e.g. a CSV of several input columns) there is one weight per feature.
     `common`: loss, optimizer, scheduler, `init_from` and `freeze`, see `LitModel`.
     """
 
@@ -45,13 +44,8 @@ class LinearRegression(LitModel):
         self.log("bias", self.bias[0], sync_dist=True)
 
     def reported_values(self, standardization: Standardization | None = None) -> dict[str, float]:
-        """`weight` and `bias` for metrics.json; `weight/0`, `weight/1`, ... with several features.
-
-        On standardized data (`standardization`, a CSV's) these are the model's own parameters, per
-        standard deviation of each feature and around the target's mean; the same line on the
-        file's values is added as `original_units/weight` (or `/weight/0`, ...) and
-        `original_units/bias`.
-        """
+        """`weight` (`weight/0`, ... with several features) and `bias`; on standardized data the
+        same line on the file's values too, as `original_units/weight` and `original_units/bias`."""
         weights, bias = self.weights.tolist(), self.bias.item()
         values = _named(weights, bias)
         if standardization is not None:

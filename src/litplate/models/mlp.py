@@ -1,5 +1,4 @@
-"""Growing the template beyond a straight line: small multi-layer perceptrons, for y = f(x)
-(`MLPRegression`) and for class labels (`MLPClassifier`, the digits example)."""
+"""Beyond a straight line: multi-layer perceptrons for y = f(x) and for class labels."""
 
 from __future__ import annotations
 
@@ -14,44 +13,25 @@ from litplate.models.base import ClassificationModel, LitModel
 from litplate.run.config import to_plain
 
 
-def mlp_architecture(
-    hidden_sizes: Sequence[int], activation: dict[str, Any] | None, dropout: float, n_features: int
-) -> dict[str, Any]:
-    """The checked hyper-parameters of an MLP."""
-    hidden_sizes = list(to_plain(hidden_sizes))
+def mlp(
+    n_features: int, hidden_sizes: Sequence[int], activation: dict, dropout: float, n_outputs: int
+) -> nn.Sequential:
+    """x → [Linear → activation (→ Dropout)] per hidden size → Linear → `n_outputs` values."""
     if not hidden_sizes or any(size < 1 for size in hidden_sizes):
-        raise ValueError(f"hidden_sizes must be one or more sizes >= 1, got {hidden_sizes}")
+        raise ValueError(f"hidden_sizes must be one or more sizes >= 1, got {list(hidden_sizes)}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got dropout={dropout}")
-    activation = to_plain(activation) or {"_target_": "torch.nn.Tanh"}
-    return {
-        "hidden_sizes": hidden_sizes,
-        "activation": activation,
-        "dropout": dropout,
-        "n_features": n_features,
-    }
-
-
-def mlp_layers(hparams: Any, n_outputs: int) -> nn.Sequential:
-    """x → [Linear → activation (→ Dropout)] per hidden size → Linear → `n_outputs` values."""
     layers: list[nn.Module] = []
-    in_features = hparams.n_features
-    for size in hparams.hidden_sizes:
-        layers += [nn.Linear(in_features, size), instantiate(hparams.activation)]
-        if hparams.dropout > 0:
-            layers.append(nn.Dropout(hparams.dropout))
-        in_features = size
-    layers.append(nn.Linear(in_features, n_outputs))
-    return nn.Sequential(*layers)
+    for size in hidden_sizes:
+        layers += [nn.Linear(n_features, size), instantiate(activation)]
+        layers += [nn.Dropout(dropout)] if dropout > 0 else []
+        n_features = size
+    return nn.Sequential(*layers, nn.Linear(n_features, n_outputs))
 
 
 class MLPRegression(LitModel):
-    """x → [Linear → activation (→ Dropout)] per hidden size → Linear → y.
-
-    `activation` is a `_target_` dict (e.g. `{"_target_": "torch.nn.Tanh"}`), one instance per
-    hidden layer. `common`: loss, optimizer, scheduler, `init_from` and `freeze`, see
-    `LitModel`.
-    """
+    """An MLP with one output; `activation` is a `_target_` dict, one instance per hidden layer;
+    `common`: loss, optimizer, scheduler, `init_from` and `freeze` (see `LitModel`)."""
 
     def __init__(
         self,
@@ -61,9 +41,13 @@ class MLPRegression(LitModel):
         n_features: int = 1,
         **common: Any,
     ) -> None:
-        architecture = mlp_architecture(hidden_sizes, activation, dropout, n_features)
+        hidden_sizes = list(to_plain(hidden_sizes))
+        activation = to_plain(activation) or {"_target_": "torch.nn.Tanh"}
+        architecture = dict(
+            hidden_sizes=hidden_sizes, activation=activation, dropout=dropout, n_features=n_features
+        )
         super().__init__(**common, architecture=architecture)
-        self.net = mlp_layers(self.hparams, 1)
+        self.net = mlp(n_features, hidden_sizes, activation, dropout, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -83,9 +67,13 @@ class MLPClassifier(ClassificationModel):
     ) -> None:
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got n_classes={n_classes}")
-        architecture = mlp_architecture(hidden_sizes, activation, dropout, n_features)
+        hidden_sizes = list(to_plain(hidden_sizes))
+        activation = to_plain(activation) or {"_target_": "torch.nn.Tanh"}
+        architecture = dict(
+            hidden_sizes=hidden_sizes, activation=activation, dropout=dropout, n_features=n_features
+        )
         super().__init__(**common, architecture={**architecture, "n_classes": n_classes})
-        self.net = mlp_layers(self.hparams, n_classes)
+        self.net = mlp(n_features, hidden_sizes, activation, dropout, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
