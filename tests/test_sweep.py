@@ -16,10 +16,9 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobReturn, JobStatus
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hydra_plugins.litplate_optuna_sweeper.optuna_sweeper import _value, search_space
+from hydra_plugins.litplate_optuna_sweeper.optuna_sweeper import _finite, search_space
 from litplate.run.run_directory import lock_run_directory
 from litplate.run.sweep import summarize, sweep_failure, write_summary
 from tests.helpers.project import CONFIG_DIR, ROOT
@@ -211,6 +210,8 @@ def test_a_sweep_fails_by_its_sweepers_rule():
 
 
 def test_an_optuna_search_with_no_completed_trial_exits_non_zero(tmp_path: Path, entry_point):
+    import optuna
+
     sweep_dir = tmp_path / "sweep"
     result = entry_point(
         "train.py", "-m", "hydra/sweeper=litplate_optuna", "data.step=choice(0, -1)",
@@ -222,6 +223,9 @@ def test_an_optuna_search_with_no_completed_trial_exits_non_zero(tmp_path: Path,
     assert message.count("ConfigError: invalid config: data: step must be > 0") == 2
     rows = read_summary(sweep_dir)
     assert [row["status"] for row in rows] == ["failed", "failed"]
+    # The failed jobs are failed trials.
+    study = optuna.load_study(study_name="litplate", storage=f"sqlite:///{sweep_dir}/optuna.db")
+    assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.FAIL] * 2
 
 
 @pytest.mark.slow
@@ -309,16 +313,11 @@ def test_the_search_space_parses_hydra_sweep_syntax():
     assert fixed == ["trainer.max_epochs=5"]
 
 
-def test_failed_jobs_and_non_finite_values_are_failed_trials():
-    def job(status: JobStatus, value) -> JobReturn:
-        job_return = JobReturn(status=status)
-        job_return._return_value = value
-        return job_return
-
-    assert _value(job(JobStatus.COMPLETED, 0.25)) == 0.25
-    assert _value(job(JobStatus.FAILED, ValueError("boom"))) is None
+def test_non_finite_values_are_failed_trials():
+    # A failed job is a failed trial: test_an_optuna_search_with_no_completed_trial_exits_non_zero
+    assert _finite(0.25) == 0.25
     for value in (math.nan, math.inf, None, "x"):
-        assert _value(job(JobStatus.COMPLETED, value)) is None
+        assert _finite(value) is None
 
 
 def test_hparams_search_selects_the_plugin_and_a_stable_sweep_dir():

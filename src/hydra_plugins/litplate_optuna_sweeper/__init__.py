@@ -1,5 +1,1 @@
-"""litplate's Optuna sweeper for Hydra: `hydra/sweeper=litplate_optuna` (see optuna_sweeper.py).
-
-`hydra_plugins` above this package is a namespace package (no __init__.py), the place where Hydra
-looks for plugins.
-"""
+"""litplate's Optuna sweeper for Hydra (optuna_sweeper.py), in Hydra's `hydra_plugins` namespace."""

@@ -1,20 +1,10 @@
-"""Step 5 of the workflow, "improve through experimentation": what a sweep (`-m`) leaves behind.
-
-- `run_task` lets the other jobs of a sweep go on when one fails: the failure is logged and
-  recorded as `failure.json` in that job's directory. A single run still raises (exit code 1).
-- `SweepSummary`, a Hydra callback (configs/hydra/default.yaml), writes `summary.csv` into the
-  sweep directory when the sweep ends, one row per job, and prints it sorted by the optimized
-  metric; a failed sweep then exits 1 (docs/sweeps.md).
-- `StopOrphanedWorkers`, another, stops a joblib worker whose sweep process was killed.
-
-It reads what the jobs wrote (`.hydra/hydra.yaml`, `metrics.json`, `failure.json`) instead of
-collecting results in memory, so it works with any launcher, including ones that run jobs in other
-processes or on other machines. Kept free of torch so that every run can load it cheaply.
-"""
+"""What a sweep (`-m`) leaves behind: failed jobs recorded, the summary and exit code, stopped
+orphans (docs/sweeps.md). Read from the job directories, so it works with any launcher."""
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import math
@@ -37,6 +27,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from litplate.run.files import atomic_write
 
+try:
+    import fcntl
+except ImportError:  # Windows: sweep_lock does not lock
+    fcntl = None
+
 log = logging.getLogger(__name__)
 
 FAILURE_FILE = "failure.json"
@@ -45,19 +40,21 @@ SUMMARY_FILE = "summary.csv"
 
 
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """`task(cfg)`; in a multirun, a failure is recorded instead of ending the sweep.
-
-    Hydra's basic sweeper stops at the first failed job and never calls the callbacks' end of the
-    sweep, so a failed job of a multirun logs its traceback, writes `failure.json` into its
-    directory and returns NaN (which the Optuna sweeper records as a failed trial).
-    """
+    """`task(cfg)`; a failed job of a multirun writes failure.json and returns NaN instead of
+    raising, as Hydra's basic sweeper would stop at it (the Optuna sweeper: a failed trial)."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return task(cfg)
     try:
         return task(cfg)
     except Exception as error:
         log.exception("Job failed; the sweep goes on")
-        failure = {"error": describe_error(error), "traceback": traceback.format_exc()}
+        cause: BaseException = error
+        while cause.__cause__ is not None:  # Hydra wraps errors raised while instantiating
+            cause = cause.__cause__
+        failure = {
+            "error": " ".join(f"{type(cause).__name__}: {cause}".split()),
+            "traceback": traceback.format_exc(),
+        }
         path = Path(HydraConfig.get().runtime.output_dir) / FAILURE_FILE
         with atomic_write(path) as file:  # other workers of a shared study may read it now
             file.write(json.dumps(failure, indent=2) + "\n")
@@ -65,14 +62,8 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
 
 
 class StopOrphanedWorkers(Callback):
-    """A launcher's worker process (joblib's loky workers) stops once the sweep's process is gone,
-    after the job it is running.
-
-    Loky workers whose parent was killed finish their job, start the next queued one and then idle
-    for minutes. The sweep's process id goes to its workers in the environment; only a job in a
-    process that multiprocessing started as its child is guarded (the basic launcher's jobs run
-    in the sweep's own process, and a `nohup` sweep outlives its shell).
-    """
+    """A launcher's worker process (joblib's loky) stops once the sweep's process is gone, after
+    the job it runs: left alone, it would start the queued jobs and then idle for minutes."""
 
     ENV = "LITPLATE_SWEEP_PID"
 
@@ -80,39 +71,33 @@ class StopOrphanedWorkers(Callback):
         os.environ[self.ENV] = str(os.getpid())
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_pid = os.environ.get(self.ENV)
+        sweep_pid = int(os.environ.get(self.ENV, os.getpid()))
         # A job in the sweep's own process (basic launcher) has no sweep process to outlive.
-        if (
-            not sweep_pid
-            or int(sweep_pid) == os.getpid()
-            or multiprocessing.parent_process() is None
-        ):
+        if sweep_pid == os.getpid() or multiprocessing.parent_process() is None:
             return
-        global _running_job
-        if _running_job is None:  # the worker's first job
-            _running_job = threading.Lock()
-            threading.Thread(
-                target=_exit_when_orphaned, args=(int(sweep_pid),), daemon=True
-            ).start()
-        if os.getppid() != int(sweep_pid):
+        _watch(sweep_pid)
+        if os.getppid() != sweep_pid:
             _exit_orphan()  # a job queued before the sweep's process died: do not start it
         _running_job.acquire()
 
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if _running_job is not None and _running_job.locked():
+        if _running_job.locked():
             if os.getppid() != int(os.environ[self.ENV]):
                 _exit_orphan()  # now, while this job's train.log is still the log
             _running_job.release()
 
 
-# Held by a worker while its job runs (StopOrphanedWorkers); None outside launcher workers.
-_running_job: threading.Lock | None = None
+_running_job = threading.Lock()  # held by a launcher's worker while its job runs
+
+
+@functools.cache  # one watcher per worker process
+def _watch(sweep_pid: int) -> None:
+    threading.Thread(target=_exit_when_orphaned, args=(sweep_pid,), daemon=True).start()
 
 
 def _exit_when_orphaned(sweep_pid: int) -> None:
     while os.getppid() == sweep_pid:  # a dead parent's children get another parent
         time.sleep(1)
-    assert _running_job is not None
     with _running_job:  # the running job ends first
         _exit_orphan()
 
@@ -123,25 +108,9 @@ def _exit_orphan() -> None:
     os._exit(1)
 
 
-def describe_error(error: BaseException) -> str:
-    """`Type: message` of the root cause (Hydra wraps errors raised while instantiating)."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return " ".join(f"{type(error).__name__}: {error}".split())
-
-
 class SweepSummary(Callback):
-    """After a multirun: `summary.csv` in the sweep dir, the same rows as a table, an exit code.
-
-    `sort_by` is a metrics.json key (default: the config's `optimized_metric`), best first by
-    `mode` (min or max); failed jobs come last. `columns`: metrics.json keys shown next to it, in
-    the table and first among summary.csv's metric columns (configs/hydra/default.yaml).
-
-    The exit code, once every job ran and summary.csv is written: a grid sweep (Hydra's basic
-    sweeper) exits 1 if any job failed; a search (any other sweeper, e.g. Optuna, where a failed
-    trial is a result) exits 1 only if no job of this invocation completed. The failed jobs are
-    named in one line on stderr.
-    """
+    """After a multirun: summary.csv in the sweep dir, printed as a table best first by `sort_by`
+    (a metrics.json key, `mode` min or max) with `columns` next to it, then the exit code."""
 
     def __init__(
         self, sort_by: str | None = None, mode: str = "min", columns: Sequence[str] = ()
@@ -166,24 +135,18 @@ class SweepSummary(Callback):
                 return
             path = write_summary(rows, sweep_dir / SUMMARY_FILE, self.sort_by, self.columns)
         print_summary(rows, self.sort_by, title=f"Sweep summary: {path}", columns=self.columns)
-        failure = sweep_failure(rows, _is_grid(config), self.earlier_jobs)
+        # Hydra's own grid sweeper is the option `basic` of its hydra/sweeper group.
+        grid = OmegaConf.select(config, "hydra.runtime.choices.hydra/sweeper") == "basic"
+        failure = sweep_failure(rows, grid, self.earlier_jobs)
         if failure:
             # Hydra turns an exception raised by a callback into a warning and exits 0.
             print(f"{failure} (summary: {path})", file=sys.stderr)
             sys.exit(1)
 
 
-def _is_grid(config: DictConfig) -> bool:
-    # Hydra's own grid sweeper is the option `basic` of its hydra/sweeper group.
-    return OmegaConf.select(config, "hydra.runtime.choices.hydra/sweeper") == "basic"
-
-
 def sweep_failure(rows: list[dict], grid: bool, earlier_jobs: Collection[str] = ()) -> str | None:
-    """Why the sweep fails, naming the failed jobs; None if it succeeded.
-
-    A grid fails if any job failed; a search fails if none of its jobs not in `earlier_jobs` (the
-    `dir`s of an earlier invocation of a continued study) completed.
-    """
+    """Why the sweep fails, naming the failed jobs, or None: a grid fails if any job failed, a
+    search if none of its jobs but `earlier_jobs` (a continued study's) completed."""
     if not grid:
         rows = [row for row in rows if row["dir"] not in earlier_jobs]
         if not rows or any(row["status"] == "completed" for row in rows):
@@ -203,12 +166,8 @@ def sweep_failure(rows: list[dict], grid: bool, earlier_jobs: Collection[str] = 
 
 @contextmanager
 def sweep_lock(sweep_dir: Path) -> Iterator[None]:
-    """Held while reading the jobs and writing a result file: workers sharing a sweep dir (one
-    Optuna study) take turns, so the file written last was read last. Unlocked without fcntl."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        fcntl = None
+    """Held while reading the jobs and writing a result file: workers sharing a sweep dir take
+    turns, so the file written last was read last."""
     if fcntl is None or not sweep_dir.is_dir():
         yield
         return
@@ -219,8 +178,26 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
 
 def summarize(sweep_dir: Path, sort_by: str | None = None, mode: str = "min") -> list[dict]:
     """One row per job directory under `sweep_dir`, best first by `sort_by`, failed jobs last."""
-    job_dirs = [hydra_yaml.parent.parent for hydra_yaml in sweep_dir.rglob(".hydra/hydra.yaml")]
-    rows = [_job_row(job_dir, sweep_dir) for job_dir in job_dirs]
+    rows = []
+    for hydra_yaml in sweep_dir.rglob(".hydra/hydra.yaml"):
+        job_dir = hydra_yaml.parent.parent
+        num, overrides, metrics, error = read_job(job_dir)
+        failed = metrics is None
+        numbers = {
+            name: value
+            for name, value in (metrics or {}).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
+        rows.append(
+            {
+                "job": num,
+                "overrides": " ".join(overrides),
+                "status": "failed" if failed else "completed",
+                "error": (error or f"no {METRICS_FILE}: the job did not finish") if failed else "",
+                "dir": str(job_dir.relative_to(sweep_dir)),
+                **numbers,
+            }
+        )
     sign = 1 if mode == "min" else -1
 
     def key(row: dict) -> tuple:
@@ -231,30 +208,9 @@ def summarize(sweep_dir: Path, sort_by: str | None = None, mode: str = "min") ->
     return sorted(rows, key=key)
 
 
-def _job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
-    num, overrides, metrics, error = read_job(job_dir)
-    row: dict[str, Any] = {
-        "job": num,
-        "overrides": " ".join(overrides),
-        "status": "completed",
-        "error": "",
-        "dir": str(job_dir.relative_to(sweep_dir)),
-    }
-    if metrics is not None:
-        row.update(
-            (name, value)
-            for name, value in metrics.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
-        )
-    else:
-        row["status"] = "failed"
-        row["error"] = error or f"no {METRICS_FILE}: the job did not finish"
-    return row
-
-
 def read_job(job_dir: Path) -> tuple[int, list[str], dict[str, Any] | None, str | None]:
-    """A job directory's job number and overrides, its metrics.json (None if absent) and
-    failure.json's error (None if absent)."""
+    """A job directory's job number, overrides, metrics.json and failure.json's error (None if
+    absent)."""
     metrics_file, failure_file = job_dir / METRICS_FILE, job_dir / FAILURE_FILE
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
     error = json.loads(failure_file.read_text())["error"] if failure_file.is_file() else None
@@ -267,21 +223,16 @@ def read_job(job_dir: Path) -> tuple[int, list[str], dict[str, Any] | None, str 
         return num, [], metrics, error or "killed as it started (.hydra/hydra.yaml is incomplete)"
 
 
-def _columns(rows: list[dict], sort_by: str | None, columns: Sequence[str]) -> list[str]:
-    first = ["job", "status", "overrides"]
-    last = ["error", "dir"]
-    metrics = sorted({name for row in rows for name in row} - {*first, *last})
-    leading = list(dict.fromkeys(name for name in (sort_by, *columns) if name in metrics))
-    return first + leading + [name for name in metrics if name not in leading] + last
-
-
 def write_summary(
     rows: list[dict], path: Path, sort_by: str | None = None, columns: Sequence[str] = ()
 ) -> Path:
-    """The rows as CSV, in their order (best first), one column per metric: `sort_by` and
-    `columns` first."""
+    """The rows as CSV, in their order, one column per metric: `sort_by` and `columns` first."""
+    first, last = ["job", "status", "overrides"], ["error", "dir"]
+    metrics = sorted({name for row in rows for name in row} - {*first, *last})
+    leading = list(dict.fromkeys(name for name in (sort_by, *columns) if name in metrics))
+    fields = first + leading + [name for name in metrics if name not in leading] + last
     with atomic_write(path, newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=_columns(rows, sort_by, columns), restval="")
+        writer = csv.DictWriter(file, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
     log.info("Sweep summary of %d jobs: %s", len(rows), path)
