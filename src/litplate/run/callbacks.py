@@ -119,8 +119,7 @@ class StopOnNonFiniteLoss(L.Callback):
         if trainer.global_step == self._weights_checked_at:  # validation already looked
             return
         self._weights_checked_at = trainer.global_step
-        tensors = {**dict(pl_module.named_parameters()), **dict(pl_module.named_buffers())}
-        if bad := non_finite_parameters(tensors):
+        if bad := non_finite_parameters(pl_module.state_dict()):
             raise NonFiniteLossError(
                 f"the weights became NaN or infinite at epoch {trainer.current_epoch}, step "
                 f"{trainer.global_step} ({', '.join(bad)}). Likely cause: a learning rate too "

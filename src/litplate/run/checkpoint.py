@@ -34,23 +34,19 @@ def _local_path(path: str | Path, what: str) -> Path:
 
 
 def _read(path: str | Path) -> tuple[Any, Path]:
-    """torch.load with weights_only: refuses pickled code, naming what it would call, and never
-    advises weights_only=False."""
+    """torch.load with weights_only; pickled code is refused naming what it would call, and no
+    error ever advises weights_only=False."""
     path = _local_path(path, "checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True), path
-    except pickle.UnpicklingError as err:
-        if found := re.search(r"GLOBAL (\S+)", str(err)):
+    except Exception as err:  # torch raises many types for a bad file (IndexError, EOFError, ...)
+        if isinstance(err, pickle.UnpicklingError) and (
+            code := re.search(r"GLOBAL (\S+)", str(err))
+        ):
             raise CheckpointError(
-                f"{path}: refused: it holds pickled code (it would call {found.group(1)}), not "
+                f"{path}: refused: it holds pickled code (it would call {code.group(1)}), not "
                 "only weights and plain data. Nothing was run."
             ) from None
-        found = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
-        detail = f" ({found.group(1).strip()})" if found else ""
-        raise CheckpointError(
-            f"{path}: not a checkpoint: torch's weights-only reader cannot read it{detail}"
-        ) from None
-    except Exception:  # torch raises many types for a bad file (IndexError, EOFError, ...)
         raise CheckpointError(f"{path}: not a checkpoint (truncated, or not one at all)") from None
 
 
@@ -72,12 +68,8 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
     # parents, which `..` passes; Lightning writes real paths, so an honest file holds no `..`.
     for name, state in (checkpoint.get("callbacks") or {}).items():
         state = state if isinstance(state, dict) else {}
-        paths = [state.get(key) for key in ("dirpath", "best_model_path", "last_model_path")]
-        for value in [
-            *paths,
-            state.get("kth_best_model_path"),
-            *(state.get("best_k_models") or {}),
-        ]:
+        keys = ("dirpath", "best_model_path", "last_model_path", "kth_best_model_path")
+        for value in [*map(state.get, keys), *(state.get("best_k_models") or {})]:
             if isinstance(value, str) and ".." in Path(value).parts:
                 raise CheckpointError(
                     f"{path}: refused: the state of {str(name).split('{')[0]} names {value!r}, "
@@ -124,16 +116,13 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: 
     other-dtype key (float to float is converted, with a warning)."""
     expected = model.state_dict()
     both = sorted(set(expected) & set(state_dict))
-    retyped = {k: (state_dict[k].dtype, expected[k].dtype) for k in both}
-    retyped = {k: dtypes for k, dtypes in retyped.items() if dtypes[0] != dtypes[1]}
+    shapes = {k: (tuple(state_dict[k].shape), tuple(expected[k].shape)) for k in both}
+    dtypes = {k: (state_dict[k].dtype, expected[k].dtype) for k in both}
+    retyped = {k: (got, want) for k, (got, want) in dtypes.items() if got != want}
     problems = {
         "missing": ", ".join(sorted(set(expected) - set(state_dict))),
         "unexpected": ", ".join(sorted(set(state_dict) - set(expected))),
-        "mis-shaped": "; ".join(
-            f"{k} {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-            for k in both
-            if state_dict[k].shape != expected[k].shape
-        ),
+        "mis-shaped": "; ".join(f"{k} {a} vs model {b}" for k, (a, b) in shapes.items() if a != b),
         "other dtype": "; ".join(
             f"{k} {got} vs model {want}"
             for k, (got, want) in retyped.items()
@@ -153,14 +142,9 @@ def model_from_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str
     """The trained model of a checkpoint, and its run's config: the safe way to load one from
     Python (a local file, read with weights_only, built only from the allowed classes)."""
     checkpoint = load_checkpoint(path)
-    run_config = checkpoint.get(RUN_CONFIG_KEY)
-    if not run_config:
-        raise CheckpointError(
-            f"{path}: has no '{RUN_CONFIG_KEY}' (it was not written by litplate's train.py), "
-            "so the model and data config are unknown"
-        )
-    stored_part(run_config, "model", path)
-    model = build(run_config["model"], "model", f"{path} [{RUN_CONFIG_KEY}]", _recursive_=False)
+    run_config = checkpoint.get(RUN_CONFIG_KEY) or {}
+    model_config = stored_part(run_config, "model", path)
+    model = build(model_config, "model", f"{path} [{RUN_CONFIG_KEY}]", _recursive_=False)
     load_weights(model, checkpoint["state_dict"], path)
     return model, run_config
 
@@ -170,8 +154,8 @@ def stored_part(run_config: dict[str, Any], key: str, path: str | Path) -> dict[
     part = run_config.get(key)
     if not isinstance(part, dict) or not isinstance(part.get("_target_"), str):
         raise CheckpointError(
-            f"{path}: its {RUN_CONFIG_KEY} has no {key} config with a _target_ (got {part!r:.80}), "
-            f"so the {key} cannot be rebuilt"
+            f"{path}: its {RUN_CONFIG_KEY} (which litplate's train.py writes) has no {key} config "
+            f"with a _target_ (got {part!r:.80}), so the {key} cannot be rebuilt"
         )
     return part
 
@@ -181,9 +165,7 @@ def non_finite_parameters(state_dict: dict[str, Any]) -> list[str]:
     return [
         name
         for name, value in state_dict.items()
-        if isinstance(value, torch.Tensor)
-        and value.is_floating_point()
-        and not bool(torch.isfinite(value).all())
+        if torch.is_tensor(value) and value.is_floating_point() and not value.isfinite().all()
     ]
 
 

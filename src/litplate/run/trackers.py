@@ -140,9 +140,8 @@ def log_run(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], output
         elif isinstance(logger, _WandbLogger):
             run = logger.experiment
             run.config.update({**params, "run_dir": run_dir}, allow_val_change=True)
-            run.summary.update(
-                numbers
-            )  # metrics.json's: the tested checkpoint's, not the last epoch's
+            # metrics.json's values: the tested checkpoint's, not the last epoch's.
+            run.summary.update(numbers)
             for path in files:
                 run.save(str(path), base_path=str(output_dir), policy="now")
             (Path(run.dir) / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")

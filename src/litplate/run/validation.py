@@ -4,6 +4,7 @@ trainer's, the optimizer's), so a typo fails before any training with the key na
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -27,7 +28,7 @@ def _number(value: Any) -> bool:
 
 
 # key: (what a valid value passes, what the message asks for). Add a rule for a key of your own.
-RULES: dict[str, tuple[Any, str]] = {
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (lambda v: v is None or _int(v), "an integer (or null)"),
     "test_ckpt": (lambda v: v in ("best", "last"), "'best' or 'last'"),
     "trainer.max_epochs": (
