@@ -1,6 +1,5 @@
-"""The objects a run is made of, built from its config: train, eval, predict and the reference
-loop share these as peers, so each builds the data, the model and the Trainer the same way (eval
-and predict rebuild the model and data of a checkpoint's run)."""
+"""The objects a run is made of, built from its config the same way by train, eval, predict and
+the reference loop (eval and predict rebuild the model and data of a checkpoint's run)."""
 
 from __future__ import annotations
 
@@ -22,53 +21,43 @@ from litplate.run.validation import ConfigError
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
     """Instantiate every non-null `_target_` entry of a group such as `callbacks` or `logger`."""
-    if not group:
-        return []
-    return [instantiate(node) for node in group.values() if node and "_target_" in node]
+    return [instantiate(node) for node in (group or {}).values() if node and "_target_" in node]
 
 
 def build_trainer(
     cfg: DictConfig, callbacks: list[L.Callback] | None = None, resumed_step: int | None = None
 ) -> L.Trainer:
-    """The Trainer of `cfg.trainer`, with the callbacks and loggers of `cfg`.
-
-    Devices that are not there (`trainer=gpu` without a GPU) stop here, with one clear message.
-    A fit resumed from a checkpoint of `resumed_step` logs the steps after it again: TensorBoard
-    drops those its interrupted fit logged (`purge_step`), one point per step as if never stopped.
-    """
+    """The Trainer of `cfg.trainer` with the callbacks and loggers of `cfg`, once the devices it
+    asks for are known to be there; a fit resumed from step `resumed_step` has TensorBoard drop
+    what the stopped fit logged after it (`purge_step`), so each step keeps one point."""
     check_devices(cfg.trainer)
-    callbacks = instantiate_group(cfg.get("callbacks")) + (callbacks or [])
+    purge = {} if resumed_step is None else {"purge_step": resumed_step}
     loggers = [
-        instantiate(node, **({"purge_step": resumed_step} if _purges(node, resumed_step) else {}))
+        # Plain lists and dicts (tags) for the trackers' own libraries.
+        instantiate(node, _convert_="all", **(purge if _is_tensorboard(node, purge) else {}))
         for node in (cfg.get("logger") or {}).values()
         if node and "_target_" in node
     ]
+    callbacks = instantiate_group(cfg.get("callbacks")) + (callbacks or [])
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     check_launch(trainer, cfg.trainer.get("strategy"))
     return trainer
 
 
-def _purges(node: DictConfig, resumed_step: int | None) -> bool:
-    return resumed_step is not None and issubclass(get_class(node["_target_"]), TensorBoardLogger)
+def _is_tensorboard(node: DictConfig, purge: dict[str, int]) -> bool:
+    return bool(purge) and issubclass(get_class(node["_target_"]), TensorBoardLogger)
 
 
 def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
-    """1. Get data ready.  2. Build the model (loss and optimizer come from its config).
-
-    `model.n_features: null` takes the data's number of input features (`n_classes`: of classes);
-    the value is written into `cfg`, so the config saved with the run's checkpoints rebuilds the
-    same model.
-    """
+    """1. Get data ready.  2. Build the model; a null `model.n_features` (`n_classes`) takes the
+    data's, written into `cfg` with what the data settled, so the run's checkpoints rebuild both."""
     # Plain lists, not ListConfigs: checkpoints stay loadable with weights_only.
     datamodule = checked(cfg.data, "data", _convert_="all")
-    # What the data settled while loading (a CSV's absolute path and training-split statistics)
-    # goes into the config that checkpoints store, so eval and predict rebuild the same inputs.
-    settled = getattr(datamodule, "settled_config", None)
-    if settled is not None:
-        with open_dict(cfg.data):
-            for key, value in settled().items():
-                cfg.data[key] = value
-    for key in ("n_features", "n_classes"):  # null: the data's (a classifier's n_classes too)
+    # e.g. a CSV's absolute path and training-split statistics
+    settled = datamodule.settled_config() if hasattr(datamodule, "settled_config") else {}
+    with open_dict(cfg.data):
+        cfg.data.update(settled)
+    for key in ("n_features", "n_classes"):
         if key in cfg.model and cfg.model[key] is None:
             cfg.model[key] = getattr(datamodule, key)
     return datamodule, checked(cfg.model, "model", _recursive_=False)
@@ -83,7 +72,7 @@ def checked(node: DictConfig, key: str, **kwargs: Any) -> Any:
         cause = err.__cause__
         if isinstance(cause, UserInputError):
             raise cause from None
-        if isinstance(cause, (ValueError, TypeError)):  # an argument of the wrong value or type
+        if isinstance(cause, (ValueError, TypeError)):
             raise ConfigError(f"invalid config: {key}: {cause}") from None
         raise
 
@@ -91,10 +80,8 @@ def checked(node: DictConfig, key: str, **kwargs: Any) -> Any:
 def build_from_checkpoint(
     cfg: DictConfig,
 ) -> tuple[L.LightningModule, L.LightningDataModule, dict[str, Any]]:
-    """The trained model of `cfg.ckpt_path` and the data module of the run that trained it.
-
-    `cfg.data` (empty by default) is merged over the run's data config, e.g. `+data.noise_std=0.1`.
-    """
+    """The trained model of `cfg.ckpt_path` and the data module of its run, with `cfg.data`
+    (empty by default) merged over the run's data config, e.g. `+data.noise_std=0.1`."""
     if not cfg.get("ckpt_path"):
         raise ConfigError(
             "ckpt_path is required, e.g. ckpt_path=logs/train/runs/RUN/checkpoints/last.ckpt"

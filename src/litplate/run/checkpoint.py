@@ -1,12 +1,8 @@
-"""Step 6 of the workflow, "save and reload": the one safe way this project loads weights.
-
-Every checkpoint or weights file is read here with `weights_only=True` (no pickled code runs), and
-each failure is one clear error naming the file.
-"""
+"""Step 6 of the workflow, "save and reload": the one safe way this project reads checkpoints and
+weights (`weights_only=True`, allowed classes only), each failure one error naming the file."""
 
 from __future__ import annotations
 
-import errno
 import pickle
 import re
 import warnings
@@ -19,7 +15,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from litplate.run.errors import UserInputError
-from litplate.run.files import atomic_write
+from litplate.run.files import DISK_FULL, atomic_write
 from litplate.run.targets import UnsafeConfigError, build, check_model_hparams, check_run_config
 
 RUN_CONFIG_KEY = "run_config"
@@ -29,14 +25,34 @@ class CheckpointError(UserInputError):
     """A checkpoint or weights file that cannot be used, with the reason."""
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a Lightning `.ckpt` as plain data; refuse anything that is not.
+def _local_path(path: str | Path, what: str) -> Path:
+    if "://" in str(path):  # Path() would turn "s3://b/x" into "s3:/b/x"
+        raise CheckpointError(f"{path}: remote {what}s are not loaded; download it first")
+    if not Path(path).is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    return Path(path)
 
-    Its stored run config and hyper-parameters are checked against the allowlist of
-    `litplate.run.targets` here, so no caller ever instantiates a `_target_` that a file chose.
-    """
+
+def _read(path: str | Path) -> tuple[Any, Path]:
+    """torch.load with weights_only; pickled code is refused naming what it would call, and no
+    error ever advises weights_only=False."""
     path = _local_path(path, "checkpoint")
-    return _checked(_torch_load(path), path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), path
+    except Exception as err:  # torch raises many types for a bad file (IndexError, EOFError, ...)
+        if isinstance(err, pickle.UnpicklingError) and (
+            code := re.search(r"GLOBAL (\S+)", str(err))
+        ):
+            raise CheckpointError(
+                f"{path}: refused: it holds pickled code (it would call {code.group(1)}), not "
+                "only weights and plain data. Nothing was run."
+            ) from None
+        raise CheckpointError(f"{path}: not a checkpoint (truncated, or not one at all)") from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A Lightning `.ckpt` as plain data, its stored configs checked against the allowlist."""
+    return _checked(*_read(path))
 
 
 def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
@@ -48,7 +64,17 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
         for name, value in state_dict.items()
     ):
         raise CheckpointError(f"{path}: its 'state_dict' is not a mapping of names to tensors")
-    _check_callback_paths(checkpoint, path)
+    # A resumed ModelCheckpoint deletes its old files, checked to be under its dirpath by their
+    # parents, which `..` passes; Lightning writes real paths, so an honest file holds no `..`.
+    for name, state in (checkpoint.get("callbacks") or {}).items():
+        state = state if isinstance(state, dict) else {}
+        keys = ("dirpath", "best_model_path", "last_model_path", "kth_best_model_path")
+        for value in [*map(state.get, keys), *(state.get("best_k_models") or {})]:
+            if isinstance(value, str) and ".." in Path(value).parts:
+                raise CheckpointError(
+                    f"{path}: refused: the state of {str(name).split('{')[0]} names {value!r}, "
+                    "outside its directory (a resumed fit would delete it). Nothing was run."
+                )
     try:
         if RUN_CONFIG_KEY in checkpoint:
             check_run_config(checkpoint[RUN_CONFIG_KEY], f"{path} [{RUN_CONFIG_KEY}]")
@@ -59,59 +85,9 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def _check_callback_paths(checkpoint: dict[str, Any], path: Path) -> None:
-    """A resumed ModelCheckpoint deletes its previous files, checked to be under its dirpath by
-    their parents, which `..` passes: `DIR/../../x` would be removed, recursively. Lightning
-    writes these paths from a real path, so an honest checkpoint never holds a `..`."""
-    for name, state in (checkpoint.get("callbacks") or {}).items():
-        if not isinstance(state, dict):
-            continue
-        paths = [state.get(key) for key in ("dirpath", "best_model_path", "last_model_path")]
-        paths += [state.get("kth_best_model_path"), *(state.get("best_k_models") or {})]
-        for value in paths:
-            if isinstance(value, str) and ".." in Path(value).parts:
-                raise CheckpointError(
-                    f"{path}: refused: the state of {str(name).split('{')[0]} names {value!r}, "
-                    "outside its directory (a resumed fit would delete it). Nothing was run."
-                )
-
-
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path}: {_unpickling_problem(err)}") from None
-    except Exception:  # torch raises many types for a bad file (IndexError, EOFError, ...)
-        raise CheckpointError(f"{path}: not a checkpoint (truncated, or not one at all)") from None
-
-
-def _local_path(path: str | Path, what: str) -> Path:
-    if "://" in str(path):  # Path() would turn "s3://b/x" into "s3:/b/x"
-        raise CheckpointError(f"{path}: remote {what}s are not loaded; download it first")
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} not found: {path}")
-    return path
-
-
-def _unpickling_problem(err: pickle.UnpicklingError) -> str:
-    """What torch's weights-only reader refused, without its advice to load with
-    weights_only=False (which would run the file's code)."""
-    found = re.search(r"GLOBAL (\S+)", str(err))
-    if found:
-        return (
-            f"refused: it holds pickled code (it would call {found.group(1)}), not only weights "
-            "and plain data. Nothing was run."
-        )
-    found = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
-    detail = f" ({found.group(1).strip()})" if found else ""
-    return f"not a checkpoint: torch's weights-only reader cannot read it{detail}"
-
-
 class SafeLoading:
-    """Lightning's `load_from_checkpoint` (of a LightningModule or LightningDataModule subclass)
-    for a local file read as plain data: a URL, which Lightning loads with weights_only=False, or
-    a file that is not plain data is refused before anything is run."""
+    """`load_from_checkpoint` of a LightningModule or LightningDataModule for a local file read as
+    plain data: a URL (which Lightning loads with weights_only=False) or unsafe file is refused."""
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
@@ -136,38 +112,26 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str | Path) -> None:
-    """Load weights strictly; a mismatch names every missing, unexpected and mis-shaped key."""
+    """Load weights strictly; a mismatch names every missing, unexpected, mis-shaped and
+    other-dtype key (float to float is converted, with a warning)."""
     expected = model.state_dict()
-    problems = []
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    if missing:
-        problems.append(f"missing: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected: {', '.join(unexpected)}")
-    misshaped = [
-        f"{key} {tuple(state_dict[key].shape)} vs model {tuple(expected[key].shape)}"
-        for key in sorted(set(expected) & set(state_dict))
-        if state_dict[key].shape != expected[key].shape
-    ]
-    if misshaped:
-        problems.append(f"mis-shaped: {'; '.join(misshaped)}")
-    retyped = {
-        key: (state_dict[key].dtype, expected[key].dtype)
-        for key in sorted(set(expected) & set(state_dict))
-        if state_dict[key].dtype != expected[key].dtype
+    both = sorted(set(expected) & set(state_dict))
+    shapes = {k: (tuple(state_dict[k].shape), tuple(expected[k].shape)) for k in both}
+    dtypes = {k: (state_dict[k].dtype, expected[k].dtype) for k in both}
+    retyped = {k: (got, want) for k, (got, want) in dtypes.items() if got != want}
+    problems = {
+        "missing": ", ".join(sorted(set(expected) - set(state_dict))),
+        "unexpected": ", ".join(sorted(set(state_dict) - set(expected))),
+        "mis-shaped": "; ".join(f"{k} {a} vs model {b}" for k, (a, b) in shapes.items() if a != b),
+        "other dtype": "; ".join(
+            f"{k} {got} vs model {want}"
+            for k, (got, want) in retyped.items()
+            if not (got.is_floating_point and want.is_floating_point)
+        ),
     }
-    lossy = [
-        f"{key} {got} vs model {want}"
-        for key, (got, want) in retyped.items()
-        if not (got.is_floating_point and want.is_floating_point)
-    ]
-    if lossy:
-        problems.append(f"other dtype: {'; '.join(lossy)}")
-    if problems:
-        raise CheckpointError(
-            f"{source} does not fit {type(model).__name__}: " + " | ".join(problems)
-        )
+    if any(problems.values()):
+        found = " | ".join(f"{name}: {keys}" for name, keys in problems.items() if keys)
+        raise CheckpointError(f"{source} does not fit {type(model).__name__}: {found}")
     if retyped:
         converted = ", ".join(f"{key} {got} -> {want}" for key, (got, want) in retyped.items())
         warnings.warn(f"{source}: converted to the model's dtype: {converted}", stacklevel=2)
@@ -175,20 +139,12 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: 
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]]:
-    """Rebuild the trained model from a checkpoint and return it with its run's config.
-
-    The safe way to load a litplate checkpoint from Python: a local file only (a URL is refused),
-    read with `weights_only=True`, its model built only from the classes allowed for it.
-    """
+    """The trained model of a checkpoint, and its run's config: the safe way to load one from
+    Python (a local file, read with weights_only, built only from the allowed classes)."""
     checkpoint = load_checkpoint(path)
-    run_config = checkpoint.get(RUN_CONFIG_KEY)
-    if not run_config:
-        raise CheckpointError(
-            f"{path}: has no '{RUN_CONFIG_KEY}' (it was not written by litplate's train.py), "
-            "so the model and data config are unknown"
-        )
-    stored_part(run_config, "model", path)
-    model = build(run_config["model"], "model", f"{path} [{RUN_CONFIG_KEY}]", _recursive_=False)
+    run_config = checkpoint.get(RUN_CONFIG_KEY) or {}
+    model_config = stored_part(run_config, "model", path)
+    model = build(model_config, "model", f"{path} [{RUN_CONFIG_KEY}]", _recursive_=False)
     load_weights(model, checkpoint["state_dict"], path)
     return model, run_config
 
@@ -198,8 +154,8 @@ def stored_part(run_config: dict[str, Any], key: str, path: str | Path) -> dict[
     part = run_config.get(key)
     if not isinstance(part, dict) or not isinstance(part.get("_target_"), str):
         raise CheckpointError(
-            f"{path}: its {RUN_CONFIG_KEY} has no {key} config with a _target_ (got {part!r:.80}), "
-            f"so the {key} cannot be rebuilt"
+            f"{path}: its {RUN_CONFIG_KEY} (which litplate's train.py writes) has no {key} config "
+            f"with a _target_ (got {part!r:.80}), so the {key} cannot be rebuilt"
         )
     return part
 
@@ -209,9 +165,7 @@ def non_finite_parameters(state_dict: dict[str, Any]) -> list[str]:
     return [
         name
         for name, value in state_dict.items()
-        if isinstance(value, torch.Tensor)
-        and value.is_floating_point()
-        and not bool(torch.isfinite(value).all())
+        if torch.is_tensor(value) and value.is_floating_point() and not value.isfinite().all()
     ]
 
 
@@ -224,21 +178,14 @@ def fit_checkpoints(trainer: L.Trainer) -> dict[str, Path]:
             # After a ddp_spawn fit, this process's callback did not save: look where it writes.
             newest = Path(callback.format_checkpoint_name({}))
             path = str(newest) if newest.is_file() else ""
-        # With no monitor, a ModelCheckpoint's "best" is simply the newest checkpoint.
-        if path:
+        if path:  # with no monitor, a ModelCheckpoint's "best" is simply the newest checkpoint
             found["best" if callback.monitor else "last"] = Path(path)
     return found
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint file I/O, made atomic and safe.
-
-    Saving: Lightning stages the file through fsspec in $TMPDIR and then moves it, which is a copy
-    when $TMPDIR is another filesystem, so a kill mid-copy left a truncated checkpoint. Here the
-    file is written next to its destination, fsynced and renamed over it: a reader sees the old
-    file or the new one, never a part. Loading (e.g. resuming a fit) goes through
-    `load_checkpoint`, so it is weights_only too.
-    """
+    """Lightning's checkpoint I/O, made atomic (written beside the file, fsynced and renamed over
+    it, not staged in $TMPDIR), finite-only, and read through `load_checkpoint`'s checks."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
@@ -246,37 +193,25 @@ class SafeCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
-        bad = non_finite_parameters(checkpoint.get("state_dict", {}))
-        if bad:  # a checkpoint is what a run resumes or is tested from: only finite weights
+        if bad := non_finite_parameters(checkpoint.get("state_dict", {})):
             raise CheckpointError(f"{path} not written: NaN or infinite values in {', '.join(bad)}")
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with atomic_write(path, "wb") as file:
                 torch.save(checkpoint, file)
         except (OSError, RuntimeError) as err:
-            # torch reports a full disk as "[enforce fail at inline_container.cc] ... error 28".
-            disk_full = (
-                err.errno in (errno.ENOSPC, errno.EFBIG)
-                if isinstance(err, OSError)
-                else "enforce fail" in str(err)
-            )
-            if not disk_full:
+            # torch reports a full disk as "[enforce fail at inline_container.cc] ...".
+            if getattr(err, "errno", None) not in DISK_FULL and "enforce fail" not in str(err):
                 raise
             raise CheckpointError(
-                f"{path} not written: no space left on the device, or the file is too large "
-                f"for it ({' '.join(str(err).split())[:200]})"
+                f"{path} not written: no space left on the device, or the file is too large for "
+                f"it ({' '.join(str(err).split())[:200]})"
             ) from None
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
-        path = _local_path(path, "checkpoint")
-        loaded = _torch_load(path)
-        if (
-            isinstance(loaded, dict)
-            and loaded
-            and all(isinstance(value, torch.Tensor) for value in loaded.values())
-        ):
-            # ddp_spawn hands the trained weights back to the main process as a bare state_dict.
-            return loaded
+        loaded, path = _read(path)
+        if isinstance(loaded, dict) and loaded and all(map(torch.is_tensor, loaded.values())):
+            return loaded  # ddp_spawn hands the trained weights back as a bare state_dict
         return _checked(loaded, path)

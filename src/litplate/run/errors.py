@@ -1,11 +1,5 @@
-"""Errors in what the user gave (a config value, a file, a device): theirs to fix, not a bug.
-
-The entry scripts print such an error as its message alone and exit with code 1, through Hydra's
-own handling of a `CompactHydraException`; `HYDRA_FULL_ERROR=1` shows the traceback. Any other
-exception is a bug and keeps its traceback.
-"""
-
-from __future__ import annotations
+"""Errors in what the user gave: the scripts print the message alone and exit 1 (through Hydra's
+CompactHydraException; HYDRA_FULL_ERROR=1 shows the traceback)."""
 
 from hydra.errors import CompactHydraException
 

@@ -1,10 +1,5 @@
-"""The files a run writes, each whole or not at all: a crash never leaves half a result that looks
-like one.
-
-Everything a run writes as a result (metrics.json, predictions.csv, checkpoints, exported models)
-goes through here: it is written next to its destination, synced and renamed over it, so a reader
-sees the old file or the new one, never a part.
-"""
+"""The files a run writes, each whole or not at all: written beside the destination, synced and
+renamed over it, so a crash never leaves half a result that looks like one."""
 
 from __future__ import annotations
 
@@ -32,9 +27,8 @@ class DiskFull(UserInputError):
 
 @contextmanager
 def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
-    """A temporary path beside `path` to write to; renamed over `path` when the block succeeds,
-    removed when it fails. `keep_suffix`: the temporary name ends as `path` does, for writers
-    that choose the format by the suffix."""
+    """A temporary path beside `path`, renamed over it when the block succeeds; `keep_suffix` for
+    writers that choose the format by the suffix."""
     path = Path(path)
     hidden = f".{path.stem}.{os.getpid()}.tmp{path.suffix}" if keep_suffix else None
     tmp = path.with_name(hidden or f".{path.name}.{os.getpid()}.tmp")
@@ -67,8 +61,7 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
 
 
 def save_figure(figure: Any, path: str | Path) -> Any:
-    """A matplotlib figure as a PNG, written whole or not at all; returns its pixels (RGB, as
-    TensorBoard takes them), drawn once for both. The figure is then freed."""
+    """A matplotlib figure as a PNG, then freed; returns its RGB pixels (for TensorBoard)."""
     import matplotlib.image
     import matplotlib.pyplot as plt
     import numpy as np
@@ -82,14 +75,13 @@ def save_figure(figure: Any, path: str | Path) -> Any:
 
 
 def write_json(data: dict[str, Any], path: str | Path) -> Path:
-    """Write atomically, so a crash never leaves a half-written file that looks like a result."""
     with atomic_write(path) as file:
         file.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return Path(path)
 
 
 def to_float(value: Any) -> Any:
-    """Tensors and numbers as Python floats, for JSON."""
+    """Tensors as Python numbers (or lists), for JSON."""
     if isinstance(value, torch.Tensor):
         return value.item() if value.numel() == 1 else value.tolist()
     return value
@@ -97,9 +89,8 @@ def to_float(value: Any) -> Any:
 
 @contextmanager
 def full_disk_named(run_dir: str | Path) -> Iterator[None]:
-    """A full disk met while the block writes a run's files stops with one message naming the
-    file. TensorBoard writes its events in a thread, which would print its own traceback before
-    the main thread meets the same error: that thread's report is left to the main thread."""
+    """A full disk while the block writes a run's files is one DiskFull naming the file; the
+    report of TensorBoard's writer thread (which meets it first) is left to the main thread."""
     in_threads: list[BaseException] = []
     previous = threading.excepthook
 

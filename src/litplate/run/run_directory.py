@@ -1,15 +1,6 @@
-"""One run per directory: a fresh run never writes into another run's directory.
-
-Two runs pointed at the same `hydra.run.dir` would leave one run's config beside the other's
-weights and metrics. `OneRunPerDirectory`, a Hydra callback (configs/hydra/default.yaml), stops a
-fresh run before Hydra writes anything there when the directory already holds a run, and holds a
-lock on it while the run is live, so a concurrent second run stops too. Resuming with a
-`ckpt_path` inside the directory stays allowed for training (`resume`); eval, export and predict
-never enter a directory holding a run. A sweep is guarded the same way: a second sweep into a
-used (or live) sweep directory stops before anything is written, except a persisted study
-(`hydra.sweeper.storage`), which continues in its directory; there each job's directory is
-checked and locked as the job starts.
-"""
+"""One run per directory: a fresh run, sweep or sweep job stops before Hydra writes anything into a
+directory that holds another's results or a live run's lock; a training run may resume in its own
+(configs/hydra/default.yaml; docs/troubleshooting.md, docs/sweeps.md)."""
 
 from __future__ import annotations
 
@@ -19,6 +10,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,12 +23,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from litplate.run.errors import UserInputError
 from litplate.run.sweep import FAILURE_FILE, SUMMARY_FILE
 
-# What a run leaves in its directory; any of them marks it as taken (a `.hydra` alone, left by a
-# run that stopped on a config error, does not: the retry may use the directory).
+# What a run leaves in its directory (a `.hydra` alone, left by a config error, does not count).
 RUN_MARKERS = ("checkpoints", "metrics.json", "model.safetensors")
-# A job of a sweep that failed leaves failure.json instead; a finished sweep, summary.csv.
-JOB_MARKERS = (*RUN_MARKERS, FAILURE_FILE)
+JOB_MARKERS = (*RUN_MARKERS, FAILURE_FILE)  # a sweep's failed job leaves failure.json instead
 LOCK_FILE = ".run.lock"
+NOTHING_WRITTEN = (
+    "nothing was written. Choose another hydra.{0}.dir (by default each {0} gets its own)"
+)
 
 
 class RunDirectoryTaken(UserInputError):
@@ -48,14 +41,14 @@ def _rank_zero() -> bool:
     return all(os.environ.get(name, "0") == "0" for name in ("LOCAL_RANK", "RANK", "SLURM_PROCID"))
 
 
-def _inside(path: str | None, directory: Path) -> bool:
-    return bool(path) and Path(path).resolve().is_relative_to(directory.resolve())
+# The locks this process holds, by what for: kept out of the callback, which launchers pickle.
+_held: dict[str, IO[Any] | None] = {}
 
 
-def _exit_if_taken(claim: Any, *args: Any) -> IO[Any] | None:
+def _hold(what: str, take: Callable[..., IO[Any] | None], *args: Any) -> None:
     # Hydra turns a callback's exception into a warning and goes on: exit instead (code 1).
     try:
-        return claim(*args)
+        _held[what] = take(*args)
     except RunDirectoryTaken as err:
         print(f"Error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -67,23 +60,35 @@ def _release(lock: IO[Any] | None) -> None:
         lock.close()
 
 
-# The locks this process holds, by what for: kept out of the callback, which launchers pickle.
-_held: dict[str, IO[Any] | None] = {}
-
-
 class OneRunPerDirectory(Callback):
     def __init__(self, resume: bool = True) -> None:
         self.resume = resume  # whether a run with a ckpt_path inside a taken directory may enter
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _held["run"] = _exit_if_taken(self.claim, config)
+        if not _rank_zero():
+            # Rank 0 writes the run's .hydra; another rank writing it first would look like a
+            # run already in the directory when rank 0 checks.
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.output_subdir = None
+            return
+        run_dir, ckpt_path = Path(config.hydra.run.dir), config.get("ckpt_path")
+        inside = ckpt_path and Path(ckpt_path).resolve().is_relative_to(run_dir.resolve())
+        markers = () if self.resume and inside else RUN_MARKERS  # a resume enters its directory
+        hint = NOTHING_WRITTEN.format("run")
+        if self.resume:
+            hint += f", or resume that run with ckpt_path={run_dir}/checkpoints/last.ckpt"
+        _hold("run", claim, run_dir, markers, "run", hint)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra calls this after the job, failed or not: another run in this process may start.
         _release(_held.pop("run", None))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _held["sweep"] = _exit_if_taken(claim_sweep, config)
+        # A persisted study continues in its own directory, shared by its workers (and each job's
+        # directory is checked): only a grid sweep or a search kept in memory needs a new one.
+        if not OmegaConf.select(config, "hydra.sweeper.storage"):
+            markers, hint = (*JOB_MARKERS, SUMMARY_FILE), NOTHING_WRITTEN.format("sweep")
+            _hold("sweep", claim, Path(config.hydra.sweep.dir), markers, "sweep", hint)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         _release(_held.pop("sweep", None))
@@ -94,7 +99,7 @@ class OneRunPerDirectory(Callback):
             job_dir = Path(config.hydra.runtime.output_dir)
             # Hydra has written the job's .hydra by now: the rest of the directory stays as it was.
             hint = "the sweep stopped before this job ran; Hydra had rewritten only its .hydra"
-            _held["job"] = _exit_if_taken(claim, job_dir, JOB_MARKERS, "job", hint)
+            _hold("job", claim, job_dir, JOB_MARKERS, "job", hint)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if job_return.status == JobStatus.FAILED:
@@ -106,57 +111,27 @@ class OneRunPerDirectory(Callback):
                 log_to_files(error)
         _release(_held.pop("job", None))
 
-    def claim(self, config: DictConfig) -> IO[Any] | None:
-        if not _rank_zero():
-            # Rank 0 writes the run's .hydra; another rank writing it first would look like a
-            # run already in the directory when rank 0 checks.
-            with read_write(config.hydra), open_dict(config.hydra):
-                config.hydra.output_subdir = None
-            return None
-        run_dir = Path(config.hydra.run.dir)
-        if self.resume and _inside(config.get("ckpt_path"), run_dir):
-            run_dir.mkdir(parents=True, exist_ok=True)
-            return lock_run_directory(run_dir)
-        hint = "Choose another hydra.run.dir (by default each run gets its own)"
-        if self.resume:
-            hint += f", or resume that run with ckpt_path={run_dir}/checkpoints/last.ckpt"
-        return claim(run_dir, RUN_MARKERS, "run", hint)
 
+def claim(directory: Path, markers: tuple[str, ...], what: str, hint: str) -> IO[Any] | None:
+    """A lock on `directory`; RunDirectoryTaken, with nothing written, where it holds any of
+    `markers` (anywhere below it for a sweep)."""
 
-def claim(directory: Path, markers: tuple[str, ...], what: str, hint: str = "") -> IO[Any] | None:
-    """A lock on `directory` (see `lock_run_directory`); RunDirectoryTaken, with nothing written,
-    where it holds any of `markers` (anywhere below it if `what` is "sweep")."""
+    def refuse_if_taken() -> None:
+        found = (directory.rglob(m) if what == "sweep" else [directory / m] for m in markers)
+        names = sorted({str(p.relative_to(directory)) for ps in found for p in ps if p.exists()})
+        if names:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            raise RunDirectoryTaken(f"{directory} already holds a {what} ({shown}): {hint}")
 
-    def taken() -> list[str]:
-        deep = what == "sweep"
-        found = (directory.rglob(name) if deep else [directory / name] for name in markers)
-        return sorted({str(p.relative_to(directory)) for ps in found for p in ps if p.exists()})
-
-    def refuse(names: list[str]) -> RunDirectoryTaken:
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        return RunDirectoryTaken(
-            f"{directory} already holds a {what} ({shown}): "
-            + (hint if what == "job" else f"nothing was written. {hint}".strip())
-        )
-
-    if names := taken():
-        raise refuse(names)
+    refuse_if_taken()
     directory.mkdir(parents=True, exist_ok=True)
     lock = lock_run_directory(directory)
-    if names := taken():  # finished between the first look and the lock
+    try:
+        refuse_if_taken()  # finished between the first look and the lock
+    except RunDirectoryTaken:
         _release(lock)
-        raise refuse(names)
+        raise
     return lock
-
-
-def claim_sweep(config: DictConfig) -> IO[Any] | None:
-    """A grid sweep, or a search kept in memory, starts only in an unused sweep directory; a
-    persisted study continues in its own, which its workers may share (their jobs are checked)."""
-    if OmegaConf.select(config, "hydra.sweeper.storage"):
-        return None
-    sweep_dir = Path(config.hydra.sweep.dir)
-    hint = "Choose another hydra.sweep.dir (by default each sweep gets its own)"
-    return claim(sweep_dir, (*JOB_MARKERS, SUMMARY_FILE), "sweep", hint)
 
 
 def log_to_files(error: BaseException) -> None:
@@ -173,8 +148,8 @@ def log_to_files(error: BaseException) -> None:
 
 
 def lock_run_directory(run_dir: Path) -> IO[Any] | None:
-    """An exclusive lock on the run directory, held until the returned file is closed (or the
-    process ends); None where the system has no `fcntl` (Windows), which then goes unlocked."""
+    """An exclusive lock on the directory, held until the returned file is closed (or the process
+    ends); None where the system has no `fcntl` (Windows), which goes unlocked."""
     try:
         import fcntl
     except ImportError:

@@ -1,18 +1,9 @@
-"""What a stored config may build: files are data, never code.
-
-A checkpoint holds its run's config and the model's hyper-parameters, some of them `_target_`s
-that Hydra would import and call. Only two parts of a stored config are ever built, the data module
-and the model, and in them each `_target_` must be one of the exact classes that
-`allowed_targets.yaml` lists for its role (the key it sits at: `data`, `model`, `model.loss`,
-`model.optimizer`, ...). The name is compared as text before anything is imported, so a listed
-name is all that can ever be imported. Strings that OmegaConf would interpolate (`${...}`) are
-refused too, so no resolver runs on them.
-"""
+"""What a stored config may build: each `_target_` must be an exact class listed for its role in
+`allowed_targets.yaml`, compared as text before anything is imported (docs/safety.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,31 +13,20 @@ from omegaconf import OmegaConf
 from litplate.run.errors import UserInputError
 
 ALLOWLIST_FILE = Path(__file__).with_name("allowed_targets.yaml")
-ROLES = ("data", "model")  # the parts of a run's config that eval, predict and export build
+ALLOWED: dict[str, set[str]] = {
+    role: set(map(str, names or ()))
+    for role, names in (yaml.safe_load(ALLOWLIST_FILE.read_text()) or {}).items()
+}
 
 
 class UnsafeConfigError(UserInputError):
     """A stored config names a class its role does not allow, or holds an interpolation."""
 
 
-@cache
-def allowlist() -> dict[str, frozenset[str]]:
-    """{role: the exact class names allowed there} of `allowed_targets.yaml`."""
-    data = yaml.safe_load(ALLOWLIST_FILE.read_text()) or {}
-    return {role: frozenset(map(str, names or ())) for role, names in data.items()}
-
-
-_ALLOWED_HERE: dict[str, set[str]] = {}
-
-
 def allow(role: str, *names: str) -> None:
-    """Allow more exact class names for `role` in this process (e.g. in a notebook); for every
-    run, add them to `allowed_targets.yaml`."""
-    _ALLOWED_HERE.setdefault(role, set()).update(names)
-
-
-def allowed(role: str) -> frozenset[str]:
-    return allowlist().get(role, frozenset()) | _ALLOWED_HERE.get(role, set())
+    """Allow more exact class names for `role` in this process (a notebook); for every run, list
+    them in `allowed_targets.yaml`."""
+    ALLOWED.setdefault(role, set()).update(names)
 
 
 def _leaves(node: Any, path: str) -> Iterator[tuple[str, Any]]:
@@ -63,27 +43,24 @@ def _leaves(node: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 
 def check_stored(config: Any, role: str, source: str, stored: bool = True) -> None:
-    """Raise UnsafeConfigError naming `source`, the key and the class of the first `_target_` in
-    `config` (the node at `role`) that its role does not allow.
-
-    `stored=False` checks a config of the user's own (the one a run starts with, whose checkpoints
-    must reload) for its targets only: interpolations are theirs to use there.
-    """
+    """Refuse, naming `source` and the key, a `_target_` in `config` (the node at `role`) that is
+    not allowed there, and (if `stored`, i.e. read from a file) any `${...}` interpolation."""
     if OmegaConf.is_config(config):
         config = OmegaConf.to_container(config, resolve=False)
     for path, value in _leaves(config, role):
-        key = path.rsplit(".", 1)[-1]
-        if key == "_target_":
-            node = path.rsplit(".", 1)[0]
-            if not isinstance(value, str) or value not in allowed(node):
-                names = sorted(allowed(node))
-                raise UnsafeConfigError(
-                    f"{source}: refused {path}={value!r}: "
-                    + (f"{node} may be one of {', '.join(names)}" if names else
-                       f"a stored config builds nothing at {node}")
-                    + f" ({ALLOWLIST_FILE.name}, see docs/safety.md). Nothing was run."
-                )  # fmt: skip
-        elif stored and isinstance(value, str) and "${" in value:
+        node, _, key = path.rpartition(".")
+        if key == "_target_" and (not isinstance(value, str) or value not in ALLOWED.get(node, ())):
+            names = ", ".join(sorted(ALLOWED.get(node, ())))
+            allowed = (
+                f"{node} may be one of {names}"
+                if names
+                else f"a stored config builds nothing at {node}"
+            )
+            raise UnsafeConfigError(
+                f"{source}: refused {path}={value!r}: {allowed} ({ALLOWLIST_FILE.name}, see "
+                "docs/safety.md). Nothing was run."
+            )
+        if key != "_target_" and stored and isinstance(value, str) and "${" in value:
             raise UnsafeConfigError(
                 f"{source}: refused {path}={value!r}: a stored value is data, and interpolations "
                 "(${...}) are not resolved from a file. Nothing was run."
@@ -91,12 +68,12 @@ def check_stored(config: Any, role: str, source: str, stored: bool = True) -> No
 
 
 def check_run_config(config: Any, source: str, stored: bool = True) -> None:
-    """Check the parts of a run's config that are built from it: `data` and `model`."""
+    """Check the parts of a run's config that are ever built from it: `data` and `model`."""
     if OmegaConf.is_config(config):
         config = OmegaConf.to_container(config, resolve=False)
     if not isinstance(config, dict):
         raise UnsafeConfigError(f"{source}: a run config is a mapping, got {type(config).__name__}")
-    for role in ROLES:
+    for role in ("data", "model"):
         if role in config:
             check_stored(config[role], role, source, stored)
 

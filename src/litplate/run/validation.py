@@ -1,16 +1,10 @@
-"""Checks of the config at start-up, so a typo fails before any training with the key named.
-
-Hydra already refuses unknown groups and keys. Each value is checked in one place: the data
-module's and the model's arguments by their own constructors (the builder names the key), and the
-keys no class of litplate's takes — the run's own, the trainer's, the optimizer's — by the rules
-here. Add a rule for a key of your own that no constructor of yours checks.
-"""
+"""Checks, at start-up, of the config keys that no constructor checks (the run's own, the
+trainer's, the optimizer's), so a typo fails before any training with the key named."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -25,51 +19,46 @@ class ConfigError(UserInputError):
     """One or more config values are of the wrong type or out of range."""
 
 
-@dataclass(frozen=True)
-class Rule:
-    kind: type  # int or float (an int is accepted for a float; a bool is neither), str or list
-    check: Callable[[Any], bool]
-    expected: str
-    nullable: bool = False
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _number(kind: type, value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) if kind is int else isinstance(value, kind | int)
+def _number(value: Any) -> bool:
+    return _int(value) or isinstance(value, float)
 
 
-RULES: dict[str, Rule] = {
-    "seed": Rule(int, lambda v: True, "an integer (or null)", nullable=True),
-    "test_ckpt": Rule(str, lambda v: v in ("best", "last"), "'best' or 'last'"),
-    "trainer.max_epochs": Rule(int, lambda v: v >= 1 or v == -1, "an integer >= 1 (-1: no limit)"),
-    "trainer.min_epochs": Rule(int, lambda v: v >= 0, "an integer >= 0", nullable=True),
-    "model.optimizer.lr": Rule(float, lambda v: v > 0, "a number > 0"),
-    "model.optimizer.weight_decay": Rule(float, lambda v: v >= 0, "a number >= 0"),
-    "model.optimizer.momentum": Rule(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "tags": Rule(
-        list,
-        lambda v: all(isinstance(tag, str) and tag.strip() for tag in v),
+# key: (what a valid value passes, what the message asks for). Add a rule for a key of your own.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": (lambda v: v is None or _int(v), "an integer (or null)"),
+    "test_ckpt": (lambda v: v in ("best", "last"), "'best' or 'last'"),
+    "trainer.max_epochs": (
+        lambda v: _int(v) and (v >= 1 or v == -1),
+        "an integer >= 1 (-1: no limit)",
+    ),
+    "trainer.min_epochs": (lambda v: v is None or (_int(v) and v >= 0), "an integer >= 0"),
+    "model.optimizer.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "model.optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "model.optimizer.momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "tags": (
+        lambda v: (
+            isinstance(v, ListConfig | list) and all(isinstance(t, str) and t.strip() for t in v)
+        ),
         "a list of names, e.g. 'tags=[course,linear]'",
     ),
 }
 
 
-def validate(cfg: DictConfig, rules: dict[str, Rule] = RULES) -> None:
+def validate(cfg: DictConfig) -> None:
     """Raise one ConfigError listing every value that breaks a rule (absent keys are skipped)."""
     problems = []
-    for key, rule in rules.items():
+    for key, (check, expected) in RULES.items():
         value = OmegaConf.select(cfg, key, default=_ABSENT)
-        if value is _ABSENT or (value is None and rule.nullable):
+        if value is _ABSENT:
             continue
-        if rule.kind is list:
-            ok_type = isinstance(value, ListConfig | list)
-        else:
-            ok_type = isinstance(value, str) if rule.kind is str else _number(rule.kind, value)
-        if ok_type and rule.kind is float and not math.isfinite(value):
-            problems.append(f"{key}={value!r}: expected a finite number, {rule.expected}")
-        elif not ok_type or not rule.check(value):
-            problems.append(f"{key}={value!r}: expected {rule.expected}")
+        if _number(value) and not math.isfinite(value):
+            problems.append(f"{key}={value!r}: expected a finite number, {expected}")
+        elif not check(value):
+            problems.append(f"{key}={value!r}: expected {expected}")
     problems += _needs_validation(cfg)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
@@ -78,10 +67,10 @@ def validate(cfg: DictConfig, rules: dict[str, Rule] = RULES) -> None:
 
 
 def _needs_validation(cfg: DictConfig) -> list[str]:
-    """What watches a val/ metric in a run that never validates (Lightning stops at the first
-    epoch's end with a traceback)."""
+    """What watches a val/ metric in a run that never validates (Lightning would stop with a
+    traceback at the first epoch's end)."""
     limit = OmegaConf.select(cfg, "trainer.limit_val_batches", default=None)
-    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit != 0:
+    if not _number(limit) or limit != 0:
         return []
     watchers = [
         f"callbacks.{name} (monitor={node.get('monitor')})"
