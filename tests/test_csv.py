@@ -210,7 +210,7 @@ def test_a_file_that_is_not_utf8_is_one_short_error_naming_its_line(
         (["a", "b", "a"], "y", r"data\.features=\['a', 'b', 'a'\] names 'a' twice"),
         (["a"], None, r"data\.target: expected a column name, got None"),
         (["a", ["b"]], "y", r"data\.features: expected a column name, got \['b'\]"),
-        ({"a": 1}, "y", r"data\.features=\{'a': 1\}: expected a column name or a list of them"),
+        ({"a": 1}, "y", r"data\.features: expected a column name, got \{'a': 1\}"),
     ],
 )
 def test_config_mistakes_are_named(tmp_path: Path, features, target, message: str):

@@ -179,20 +179,16 @@ def test_batches_are_gathered_by_index_not_per_sample():
     assert dm.train_dataloader().batch_size is None  # no per-sample fetch and collate
 
 
-def test_an_epochs_order_is_torchs_permutation_in_int32():
-    # Half the memory of int64 indices, and the very permutation int64 would give: runs and
-    # checkpoints made before see the same batches.
+def test_an_epochs_order_is_torchs_permutation_from_seed_plus_epoch():
+    # The very permutation runs and checkpoints made before drew: they see the same batches.
     order = BatchIndexSampler(1_000_000, 1024, shuffle=True, seed=3, epoch=2).order()
-    assert order.dtype == torch.int32
-    assert torch.equal(
-        order.long(), torch.randperm(1_000_000, generator=torch.Generator().manual_seed(5))
-    )
+    assert torch.equal(order, torch.randperm(1_000_000, generator=torch.Generator().manual_seed(5)))
 
 
 def test_a_drawn_split_is_gathered_per_batch_not_copied():
     dm = LinearDataModule(step=0.001, batch_size=64, shuffle=True, split_seed=0)
     loader = dm.train_dataloader()
-    assert loader.dataset.tensors[0] is dm.X and loader.dataset.rows.dtype == torch.int32
+    assert loader.dataset.dataset.tensors[0] is dm.X  # the whole data, not a copy of its rows
     positions = torch.cat(list(loader.sampler))
     X, y = (torch.cat(parts) for parts in zip(*loader, strict=True))
     train_X, train_y = dm.split("train")
@@ -202,15 +198,11 @@ def test_a_drawn_split_is_gathered_per_batch_not_copied():
 
 def test_ddp_ranks_share_out_the_single_process_order():
     # Same seed and epoch: rank r of N takes rows r, r + N, ... of the order one process sees.
-    from litplate.data.tensors import BatchIndexSampler, DistributedBatchIndexSampler
-
     single = BatchIndexSampler(16, 4, shuffle=True, seed=3)
     single.set_epoch(5)
     order = torch.cat(list(single))
     for rank in range(2):
-        sampler = DistributedBatchIndexSampler(
-            BatchIndexSampler(16, 4, shuffle=True, seed=3), num_replicas=2, rank=rank, pad=True
-        )
+        sampler = BatchIndexSampler(16, 4, shuffle=True, seed=3, num_replicas=2, rank=rank)
         sampler.set_epoch(5)
         assert torch.equal(torch.cat(list(sampler)), order[rank::2])
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from litplate.data import LinearDataModule, tensors
-from litplate.data.tensors import BatchIndexSampler, DistributedBatchIndexSampler
+from litplate.data.tensors import BatchIndexSampler
 from litplate.models import LinearRegression
 
 META = torch.device("meta")
@@ -88,8 +88,10 @@ def test_placing_twice_copies_from_the_host_tensors():
 
 
 def test_ddp_shares_of_device_rows_stay_on_the_device():
-    rows = BatchIndexSampler(10, 3, shuffle=True, seed=1, device=META)
-    shares = [list(DistributedBatchIndexSampler(rows, 2, rank, pad=True)) for rank in (0, 1)]
+    shares = [
+        list(BatchIndexSampler(10, 3, True, 1, device=META, num_replicas=2, rank=rank))
+        for rank in (0, 1)
+    ]
     assert [[len(batch) for batch in share] for share in shares] == [[3, 2], [3, 2]]
     assert {batch.device for share in shares for batch in share} == {META}
 

@@ -33,13 +33,12 @@ def test_ddp_evaluation_splits_points_across_ranks_without_repeats():
 
 
 def test_tensor_data_rows_are_split_across_ranks():
-    from litplate.data.tensors import BatchIndexSampler, DistributedBatchIndexSampler
+    from litplate.data.tensors import BatchIndexSampler
 
     def shards(pad: bool, epoch: int) -> list[list[int]]:
         out = []
         for rank in range(2):
-            rows = BatchIndexSampler(15, 4, shuffle=True, seed=3)
-            sampler = DistributedBatchIndexSampler(rows, num_replicas=2, rank=rank, pad=pad)
+            sampler = BatchIndexSampler(15, 4, True, seed=3, num_replicas=2, rank=rank, pad=pad)
             sampler.set_epoch(epoch)
             batches = list(sampler)
             assert len(batches) == len(sampler) and all(len(b) <= 4 for b in batches)

@@ -84,15 +84,17 @@ def test_debug_overfit_trains_on_one_batch(cfg_factory):
 def test_trainer_overfit_batches_keeps_whole_batches_in_order(cfg_factory, monkeypatch):
     # Lightning swaps any sampler but a SequentialSampler for a per-sample one, which litplate's
     # whole-batch loaders cannot use; theirs is kept, unshuffled: the first 8 rows every epoch.
-    from litplate.data.tensors import IndexedTensors
+    from litplate.data.tensors import BatchIndexSampler
 
     fetched = []
-    getitem = IndexedTensors.__getitem__
-    monkeypatch.setattr(
-        IndexedTensors,
-        "__getitem__",
-        lambda self, i: fetched.append((len(self), i.tolist())) or getitem(self, i),
-    )
+    batches = BatchIndexSampler.__iter__
+
+    def spy(self):
+        for batch in batches(self):
+            fetched.append((self.size, batch.tolist()))
+            yield batch
+
+    monkeypatch.setattr(BatchIndexSampler, "__iter__", spy)
     overrides = ["+trainer.overfit_batches=1", "trainer.max_epochs=3", "data.batch_size=8"]
     cfg = cfg_factory(overrides=[*overrides, "data.shuffle=true", "callbacks.progress_bar=null"])
     metrics = train(cfg)

@@ -1,13 +1,10 @@
 """Bring your own data: a CSV file of numeric columns, some features and one target.
 
-numpy's C reader (`np.loadtxt`) parses the file. It reports a problem without saying where it is
-in a way a user can act on, so when it fails, or reads a value that is not a finite float32, a
-second pass with Python's csv module finds the first bad cell and names its line and column.
-"""
+numpy's C reader parses the file; where it cannot, or reads a value that is not a finite float32,
+Python's csv module reads it again, cell by cell, to name the first bad one."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import itertools
@@ -41,13 +38,8 @@ def column_names(features: Any, target: Any) -> tuple[list[str], str]:
             "data.features is null: name the input columns, e.g. data.features=[area,rooms] "
             "(or data.features=area for one)"
         )
-    if isinstance(features, (str, int)) and not isinstance(features, bool):
-        features = [features]
-    if not isinstance(features, Sequence) or isinstance(features, str):
-        raise CSVDataError(
-            f"data.features={features!r}: expected a column name or a list of them, "
-            "e.g. data.features=[area,rooms]"
-        )
+    if isinstance(features, str) or not isinstance(features, Sequence):
+        features = [features]  # one name alone
     names = [_name("data.features", name) for name in features]
     if not names:
         raise CSVDataError("data.features is empty: name at least one feature column")
@@ -75,18 +67,60 @@ def read_csv(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(X, y) as float32 tensors of shape [rows, len(features)] and [rows, 1], strictly checked."""
     path = Path(path)
-    features, target = column_names(features, target)
     if not path.is_file():
         raise CSVDataError(f"{path}: " + ("not a file" if path.exists() else "file not found"))
-    header, header_lines = _header(path)
+    rows = _rows(path)
+    _, header_lines, header = next(rows, (0, 0, None))
+    if header is None:
+        raise CSVDataError(f"{path}: the file is empty (no header row)")
+    if not header:
+        raise CSVDataError(f"{path}, line 1: empty; the first line must be the header row")
+    if next(rows, None) is None:
+        raise CSVDataError(f"{path}: only a header, no data rows")
+    header = [name.strip() for name in header]
     columns = _columns(path, header, [*features, target])
-    data, problem = _parse(path, len(header), header_lines, columns)
-    if data is None:
-        _find_bad_cell(path, header, columns)
-        # The csv module found nothing numpy refused: say what numpy said.
-        raise CSVDataError(f"{path}: cannot be read as numbers: {problem}")
+    data = _fast_read(path, len(header), header_lines, columns)
+    if data is None:  # read again, cell by cell, to name the first bad one
+        rows = itertools.islice(_rows(path, columns), 1, None)
+        cells = (_number(path, line, header[i], row[i]) for line, _, row in rows for i in columns)
+        data = np.fromiter(cells, dtype=np.float32).reshape(-1, len(columns))
     tensor = torch.from_numpy(data)
     return tensor[:, :-1], tensor[:, -1:]
+
+
+def _rows(path: Path, columns: Sequence[int] = ()) -> Iterator[tuple[int, int, list[str]]]:
+    """(first line, last line, cells) of the header and each data row, blank lines skipped; a
+    ragged row, or a quote left open (a newline in a `columns` cell), is an error naming it."""
+    try:
+        file = path.open("rb")
+    except OSError as err:
+        raise CSVDataError(f"{path}: cannot be read: {err.strerror}") from None
+    with file:
+        reader = csv.reader(_decoded(path, file))
+        header = None
+        while True:
+            line = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                raise CSVDataError(f"{path}, line {line}: {err}") from None
+            last = reader.line_num
+            if header is None:
+                header = row
+            elif not row:
+                continue
+            elif last > line and (len(row) != len(header) or any("\n" in row[i] for i in columns)):
+                raise CSVDataError(
+                    f'{path}, line {line}: a quote (") is not closed on this line; the cell '
+                    f"it opens runs on to line {last}"
+                )
+            elif len(row) != len(header):
+                raise CSVDataError(
+                    f"{path}, line {line}: {len(row)} cells where the header has {len(header)}"
+                )
+            yield line, last, row
 
 
 def _decoded(path: Path, file: BinaryIO) -> Iterator[str]:
@@ -100,40 +134,6 @@ def _decoded(path: Path, file: BinaryIO) -> Iterator[str]:
                 f"{path}, line {number}: not UTF-8 text (byte 0x{line[err.start]:02x} at "
                 f"position {err.start + 1} of the line); save the file as UTF-8"
             ) from None
-
-
-def _records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
-    """(first line, last line, cells) of each record of the file, the header first; a record
-    spans lines when a quoted cell holds a newline."""
-    try:
-        file = path.open("rb")
-    except OSError as err:
-        raise CSVDataError(f"{path}: cannot be read: {err.strerror}") from None
-    with file:
-        reader = csv.reader(_decoded(path, file))
-        while True:
-            start = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as err:
-                raise CSVDataError(f"{path}, line {start}: {err}") from None
-            yield start, reader.line_num, row
-
-
-def _header(path: Path) -> tuple[list[str], int]:
-    """The header's column names and how many lines it spans; the file must have data rows."""
-    with contextlib.closing(_records(path)) as records:
-        first = next(records, None)
-        if first is None:
-            raise CSVDataError(f"{path}: the file is empty (no header row)")
-        _, header_lines, header = first
-        if not header:
-            raise CSVDataError(f"{path}, line 1: empty; the first line must be the header row")
-        if not any(row for _, _, row in records):
-            raise CSVDataError(f"{path}: only a header, no data rows")
-    return [name.strip() for name in header], header_lines
 
 
 def _columns(path: Path, header: list[str], wanted: list[str]) -> list[int]:
@@ -160,15 +160,12 @@ def _columns(path: Path, header: list[str], wanted: list[str]) -> list[int]:
     return [header.index(name) for name in wanted]
 
 
-def _parse(
+def _fast_read(
     path: Path, n_columns: int, header_lines: int, columns: list[int]
-) -> tuple[np.ndarray | None, str]:
-    """The wanted columns as float32 rows, or None and numpy's reason.
-
-    Every column is read, so a row with too few or too many cells is an error; the columns that
-    are not wanted (which may hold text) go through a converter that ignores them.
-    """
-    ignored = {i: _ignore for i in range(n_columns) if i not in columns}
+) -> np.ndarray | None:
+    """The wanted columns as finite float32 rows, by numpy's C reader; None if it cannot."""
+    # Every column is read, so a ragged row is refused; the unused ones may hold text.
+    ignored = {i: lambda cell: 0.0 for i in range(n_columns) if i not in columns}
     try:
         data = np.loadtxt(
             path,
@@ -181,39 +178,11 @@ def _parse(
             encoding="utf-8",
             converters=ignored or None,
         )
-    except ValueError as err:  # UnicodeDecodeError is one too
-        return None, " ".join(str(err).split())
+    except ValueError:  # UnicodeDecodeError is one too
+        return None
     if columns != list(range(n_columns)):
         data = data[:, columns]  # a copy: the wanted columns, features first, then the target
-    if not np.isfinite(data).all():
-        return None, "a value is NaN or infinite in float32"
-    return data, ""
-
-
-def _ignore(cell: str) -> float:
-    return 0.0
-
-
-def _find_bad_cell(path: Path, header: list[str], columns: list[int]) -> None:
-    """Raise a CSVDataError naming the first bad row or cell of the file, if there is one."""
-    with contextlib.closing(_records(path)) as records:
-        next(records)  # the header
-        for line, last, row in records:
-            if not row:
-                continue  # a blank line
-            if last > line and (
-                len(row) != len(header) or any("\n" in row[i] for i in columns if i < len(row))
-            ):  # a newline in a quoted number or in a ragged record: a quote left open
-                raise CSVDataError(
-                    f'{path}, line {line}: a quote (") is not closed on this line; the cell '
-                    f"it opens runs on to line {last}"
-                )
-            if len(row) != len(header):
-                raise CSVDataError(
-                    f"{path}, line {line}: {len(row)} cells where the header has {len(header)}"
-                )
-            for column in columns:
-                _number(path, line, header[column], row[column])
+    return data if np.isfinite(data).all() else None
 
 
 def _number(path: Path, line: int, column: str, cell: str) -> float:
@@ -238,16 +207,8 @@ def _number(path: Path, line: int, column: str, cell: str) -> float:
 
 
 class CSVDataModule(TensorDataModule):
-    """Rows of a CSV file: `features` columns in, the `target` column out.
-
-    Rows are split in file order, or shuffled once first with `shuffle_rows` and `rows_seed`.
-    With `standardize` the features are standardized with the mean and std of the training split
-    and the target is centred on its training mean (see `litplate.data.standardize`), or with the
-    given `feature_mean`, `feature_std` and `target_mean`, as a trained run's config stores them.
-    `split` gives what the model sees; `raw_inputs`, `raw_targets` and `to_data_units` the file's
-    values. Off unless asked for (configs/data/csv.yaml asks), so the config of a run saved before
-    standardization existed still rebuilds its data as it trained on it.
-    """
+    """Rows of a CSV file: `features` columns in, the `target` column out, maybe standardized;
+    `raw_inputs`, `raw_targets` and `to_data_units` give the file's values (docs/data.md)."""
 
     def __init__(
         self,
@@ -282,7 +243,8 @@ class CSVDataModule(TensorDataModule):
         self.raw_X, self.raw_y = X, y
         stats = None
         if standardize:
-            stats = self.fit_standardization(features, feature_mean, feature_std, target_mean)
+            given = (feature_mean, feature_std, target_mean)
+            stats = self.fit_standardization(features, given)
             self.X, self.y = stats.apply(X), stats.center(y)
         self.standardization = stats
         # As loaded: what eval and predict need to rebuild exactly this data from anywhere.
@@ -295,14 +257,8 @@ class CSVDataModule(TensorDataModule):
             target_mean=stats.target_mean if stats else None,
         )
 
-    def fit_standardization(
-        self,
-        features: list[str],
-        mean: Sequence[float] | None,
-        std: Sequence[float] | None,
-        target_mean: float | None,
-    ) -> Standardization:
-        given = (mean, std, target_mean)
+    def fit_standardization(self, features: list[str], given: tuple) -> Standardization:
+        """The training split's statistics, or the given (mean, std, target mean), checked."""
         if all(value is None for value in given):
             return Standardization.fit(*self.split("train"))
         if any(value is None for value in given):
@@ -311,7 +267,7 @@ class CSVDataModule(TensorDataModule):
                 "three, or none to compute them from the training split"
             )
         try:
-            stats = Standardization.of(mean, std, target_mean)
+            stats = Standardization.of(*given)
         except (TypeError, ValueError) as err:
             raise CSVDataError(f"data.feature_mean/feature_std/target_mean: {err}") from None
         if len(stats.mean) != len(features):
@@ -325,11 +281,7 @@ class CSVDataModule(TensorDataModule):
         """Refuse targets the task cannot learn (a regression's: any number read is fine)."""
 
     def settled_config(self) -> dict[str, Any]:
-        """The data config as loaded: the absolute path, the column names and the statistics.
-
-        train() writes these over the run's `data` config, which every checkpoint stores, so eval,
-        predict and export rebuild the same inputs from any directory.
-        """
+        """The data config as loaded, which train() writes into the run's (and checkpoints')."""
         keys = ("path", "features", "target", "feature_mean", "feature_std", "target_mean")
         return {key: self.hparams[key] for key in keys}
 
@@ -348,12 +300,8 @@ class CSVDataModule(TensorDataModule):
 
 
 class ClassificationCSVDataModule(CSVDataModule):
-    """A CSV whose target column holds class labels, the integers 0 to `n_classes` - 1.
-
-    As `CSVDataModule`, but the labels are kept as they are (never centred) and checked first: a
-    label that is not such an integer is an error naming its line and column. `n_classes` null
-    takes the largest label + 1; the run stores it, as it stores the standardization.
-    """
+    """A CSV whose target column holds class labels, the integers 0 to `n_classes` - 1 (null:
+    the largest label + 1); they are checked and never centred."""
 
     def __init__(self, *args: Any, n_classes: int | None = None, **kwargs: Any) -> None:
         if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 2):
@@ -369,10 +317,9 @@ class ClassificationCSVDataModule(CSVDataModule):
         bad = ((labels != labels.round()) | (labels < 0) | (labels >= self.n_classes)).nonzero()
         if len(bad) == 0:
             return
-        with contextlib.closing(_records(path)) as records:
-            header = next(records)[2]
-            rows = ((line, row) for line, _, row in records if row)  # loadtxt skips blank lines
-            line, row = next(itertools.islice(rows, int(bad[0]), None))
+        rows = _rows(path)
+        header = [name.strip() for name in next(rows)[2]]
+        line, _, row = next(itertools.islice(rows, int(bad[0]), None))
         raise CSVDataError(
             f"{path}, line {line}, column {target!r}: {row[header.index(target)]!r} is not a class "
             f"label: expected an integer from 0 to {self.n_classes - 1} (data.n_classes)"

@@ -1,8 +1,4 @@
-"""Step 1 of the workflow: make the straight-line data of the course, y = weight * X + bias.
-
-`target="sine"` bends the line into weight * sin(2πX) + bias, a curve a straight line cannot fit:
-the data of the MLP example.
-"""
+"""Step 1 of the workflow: the course's line y = weight * X + bias, or a sine (the MLP's data)."""
 
 from __future__ import annotations
 
@@ -16,13 +12,8 @@ TARGETS = ("line", "sine")
 
 
 class LinearDataModule(TensorDataModule):
-    """Known parameters, so we can check that training recovers them.
-
-    X = arange(start, end, step) as a column, y = weight * X + bias (`target="line"`) or
-    weight * sin(2πX) + bias (`target="sine"`), + optional Gaussian noise drawn from its own seed,
-    so it never disturbs the global RNG the model is initialised from. Splits, batches and
-    shuffling: see TensorDataModule.
-    """
+    """X = arange(start, end, step); y = weight * X + bias, or weight * sin(2πX) + bias with
+    `target="sine"`; + Gaussian noise from its own seed (the global RNG inits the model)."""
 
     def __init__(
         self,
@@ -52,10 +43,7 @@ class LinearDataModule(TensorDataModule):
         self.save_hyperparameters()
 
         X = torch.arange(start, end, step).unsqueeze(dim=1)
-        # weight * X + bias or weight * sin(2πX) + bias, computed in place: one tensor the size of
-        # X at a time on top of X and y, not one per operation (the same values, bit for bit).
-        y = X.mul(weight) if target == "line" else X.mul(2 * math.pi).sin_().mul_(weight)
-        y.add_(bias)
+        y = weight * (X if target == "line" else torch.sin(2 * math.pi * X)) + bias
         if noise_std > 0:
             generator = torch.Generator().manual_seed(noise_seed)
             y.add_(torch.randn(y.shape, generator=generator).mul_(noise_std))
