@@ -382,8 +382,12 @@ def _finite(value: Any) -> float | None:
 
 def _tell(study: Any, trial: Any, value: float | None) -> str:
     """Tell Optuna a trial's value, None for a failed trial; returns its state's name."""
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     state = TrialState.FAIL if value is None else TrialState.COMPLETE
-    study.tell(trial, value, state=state, skip_if_finished=True)
+    try:
+        study.tell(trial, value, state=state, skip_if_finished=True)
+    except UpdateFinishedTrialError:  # another worker told it from the job's files meanwhile
+        pass
     return state.name
