@@ -91,6 +91,42 @@ def linear_run(trained_run: Path) -> Path:
     return trained_run
 
 
+@pytest.fixture(scope="session")
+def short_overrides(tiny_overrides: list[str]) -> list[str]:
+    """The tiny run cut to 3 epochs, quiet: for what needs a run, not what it learns."""
+    return [*tiny_overrides, "trainer.max_epochs=3", "callbacks.progress_bar=null"]
+
+
+@pytest.fixture(scope="session")
+def short_run(tmp_path_factory: pytest.TempPathFactory, short_overrides: list[str]) -> Path:
+    """The short run trained once, in-process."""
+    from litplate.train import train
+
+    run_dir = tmp_path_factory.mktemp("short_run")
+    train(make_cfg("train", run_dir, short_overrides))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def optimized(tiny_overrides: list[str]) -> tuple[str, str]:
+    """The tiny run's optimized_metric and optimized_mode (min or max): what a sweep ranks by."""
+    cfg = make_cfg("train", Path("unused"), tiny_overrides)
+    return cfg.optimized_metric, cfg.optimized_mode
+
+
+@pytest.fixture
+def tiny_parts(tmp_path: Path, tiny_overrides: list[str]):
+    """The tiny run's data module and a new model, built as train.py builds them; `overrides`
+    change the config first (e.g. `++data.batch_size=8`)."""
+    from litplate.run.builders import build_data_and_model
+
+    def build(*overrides: str):
+        cfg = make_cfg("train", tmp_path / "parts", [*tiny_overrides, *overrides])
+        return build_data_and_model(cfg)
+
+    return build
+
+
 @pytest.fixture
 def entry_point(capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
     """Run `scripts/<script>` in this process, as `python scripts/<script> ARGS` would.

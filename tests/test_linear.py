@@ -1,0 +1,58 @@
+"""The course's line (experiment=linear and its tutorial), and what only the examples show: every
+example experiment's checkpoints evaluate and predict, the example Optuna search's settings.
+
+The tests of the machinery train the run that tests/conftest.py's TINY names instead."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from tests.helpers.project import CONFIG_DIR
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "experiment",
+    [["experiment=linear"], ["experiment=linear_tutorial"], ["experiment=mlp"],
+     ["experiment=linear", "data=csv"], ["experiment=linear_finetune", "model.init_from=FROM"]],
+    ids=["linear", "tutorial", "mlp", "csv", "finetune"],
+)  # fmt: skip
+def test_honest_checkpoints_of_every_experiment_evaluate_and_predict(
+    experiment, linear_run: Path, tmp_path: Path, entry_point
+):
+    overrides = [o.replace("FROM", str(linear_run / "model.safetensors")) for o in experiment]
+    run = tmp_path / "run"
+    result = entry_point(
+        "train.py", *overrides, "trainer.max_epochs=3", "callbacks.progress_bar=null",
+        f"hydra.run.dir={run}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained = json.loads((run / "metrics.json").read_text())
+    ckpt = trained["tested_checkpoint"]
+    for script, output in (("eval.py", "metrics.json"), ("predict.py", "predictions.csv")):
+        out = tmp_path / script
+        result = entry_point(script, f"ckpt_path={ckpt}", f"hydra.run.dir={out}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert (out / output).is_file()
+    evaluated = json.loads((tmp_path / "eval.py" / "metrics.json").read_text())
+    assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-5)
+
+
+def test_hparams_search_selects_the_plugin_and_a_stable_sweep_dir():
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    names = {plugin.__name__ for plugin in Plugins.instance().discover(Sweeper)}
+    assert "LitplateOptunaSweeper" in names
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", ["hparams_search=linear_optuna"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("LitplateOptunaSweeper")
+    assert sweeper.study_name == "linear_optuna" and sweeper.direction == "minimize"
+    assert cfg.hydra.sweep.dir == "logs/train/optuna/linear_optuna"
+    assert sweeper.storage == "sqlite:///logs/train/optuna/linear_optuna/optuna.db"
+    assert cfg.hydra.callbacks.sweep_summary.sort_by == cfg.optimized_metric == "val/loss"
