@@ -114,6 +114,19 @@ def optimized(tiny_overrides: list[str]) -> tuple[str, str]:
     return cfg.optimized_metric, cfg.optimized_mode
 
 
+@pytest.fixture(scope="session")
+def optuna_search(optimized: tuple[str, str]) -> list[str]:
+    """An Optuna search over what every model has (its optimizer and learning rate), for the tiny
+    run's optimized metric in its direction."""
+    return [
+        "hydra/sweeper=litplate_optuna",
+        f"hydra.sweeper.direction={optimized[1]}imize",
+        "model/optimizer=choice(sgd, adam)",
+        "model.optimizer.lr=tag(log, interval(1e-4, 1e-1))",
+        "callbacks.progress_bar=null",
+    ]
+
+
 @pytest.fixture
 def tiny_parts(tmp_path: Path, tiny_overrides: list[str]):
     """The tiny run's data module and a new model, built as train.py builds them; `overrides`

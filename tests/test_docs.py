@@ -351,3 +351,29 @@ def test_nan_loss_message_as_quoted(entry_point, tmp_path: Path):
 def test_pattern_treats_placeholders_as_wildcards():
     assert pattern("checkpoint not found: PATH").fullmatch("checkpoint not found: /a/b.ckpt")
     assert not pattern("checkpoint not found: PATH").search("weights file not found: /a")
+
+
+# docs/sweeps.md's shared study: tests/test_shared_study.py runs its workers with these settings.
+DOC_URL = "postgresql+psycopg://optuna@db.example.org/optuna"
+
+
+def documented_with_url(prefix: str) -> list[str]:
+    """The one command of docs/sweeps.md that starts with `prefix` and uses the documented URL."""
+    found = [
+        args
+        for where, _, body in bash_blocks()
+        if where.startswith("docs/sweeps.md:")
+        for args in commands(body)
+        if " ".join(args).startswith(prefix) and any(DOC_URL in arg for arg in args)
+    ]
+    assert len(found) == 1, (prefix, found)
+    return found[0]
+
+
+def test_the_shared_study_commands_use_the_documented_url():
+    worker = documented_with_url(
+        "python scripts/train.py -m hparams_search=linear_optuna hydra.sweeper.storage="
+    )
+    assert f"hydra.sweeper.storage={DOC_URL}" in worker and "hydra.sweeper.n_trials=4" in worker
+    assert "hydra.sweeper.study_name=linear_shared" in worker
+    assert documented_with_url("optuna-dashboard") == ["optuna-dashboard", DOC_URL]

@@ -350,31 +350,23 @@ def test_the_sweeper_plugin_is_found_and_chosen_by_its_name():
     assert cfg.hydra.sweeper.study_name == "litplate"
 
 
-@pytest.fixture(scope="module")
-def search(optimized) -> list[str]:
-    """A search over what every model has (its optimizer and learning rate), for the tiny run's
-    optimized metric in its direction."""
-    return [
-        "hydra/sweeper=litplate_optuna",
-        f"hydra.sweeper.direction={optimized[1]}imize",
-        "model/optimizer=choice(sgd, adam)",
-        "model.optimizer.lr=tag(log, interval(1e-4, 1e-1))",
-        "callbacks.progress_bar=null",
-    ]
-
-
 def best_of(values: list[float], mode: str) -> float:
     return max(values) if mode == "max" else min(values)
 
 
 @pytest.mark.slow
 def test_an_optuna_study_is_continued_from_its_storage(
-    tmp_path: Path, entry_point, monkeypatch, tiny_overrides, search, optimized
+    tmp_path: Path, entry_point, monkeypatch, tiny_overrides, optuna_search, optimized
 ):
     import optuna
 
     monkeypatch.chdir(tmp_path)  # the storage is relative: sweep/optuna.db
-    args = [*tiny_overrides, *search, "trainer.max_epochs=choice(3, 5)", "hydra.sweep.dir=sweep"]
+    args = [
+        *tiny_overrides,
+        *optuna_search,
+        "trainer.max_epochs=choice(3, 5)",
+        "hydra.sweep.dir=sweep",
+    ]
     first = entry_point("train.py", "-m", *args, "hydra.sweeper.n_trials=3")
     assert first.returncode == 0, first.stderr[-3000:]
     second = entry_point("train.py", "-m", *args, "hydra.sweeper.n_trials=2")
@@ -463,14 +455,14 @@ def _kill(process: subprocess.Popen) -> list[int]:
 
 @pytest.mark.slow
 def test_a_killed_optuna_study_is_reconciled_when_continued(
-    tmp_path: Path, entry_point, monkeypatch, tiny_overrides, search, optimized
+    tmp_path: Path, entry_point, monkeypatch, tiny_overrides, optuna_search, optimized
 ):
     import optuna
 
     # Two trials per round: job 0 finishes and writes metrics.json while trial 0 waits for job 1
     # to be told, so a kill during job 1 leaves both RUNNING.
     command = [
-        sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *tiny_overrides, *search,
+        sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *tiny_overrides, *optuna_search,
         "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "trainer.max_epochs=100",
         "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2",
         "hydra.sweep.dir=sweep", "hydra.sweeper.study_name=killed",
