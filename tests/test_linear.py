@@ -56,3 +56,35 @@ def test_hparams_search_selects_the_plugin_and_a_stable_sweep_dir():
     assert cfg.hydra.sweep.dir == "logs/train/optuna/linear_optuna"
     assert sweeper.storage == "sqlite:///logs/train/optuna/linear_optuna/optuna.db"
     assert cfg.hydra.callbacks.sweep_summary.sort_by == cfg.optimized_metric == "val/loss"
+
+
+def test_the_line_on_the_example_csv_exports_with_its_feature_columns(tmp_path: Path):
+    import numpy as np
+    import onnxruntime
+    from hydra.utils import instantiate
+
+    from litplate.export import export
+    from litplate.inference import predict
+    from litplate.run.checkpoint import model_from_checkpoint
+    from litplate.train import train
+    from tests.helpers.project import ROOT, make_cfg
+    from tests.helpers.runs import QUIET
+
+    run = tmp_path / "run"
+    csv = ROOT / "data" / "houses.csv"
+    overrides = ["data=csv", f"data.path={csv}", "trainer.max_epochs=2", *QUIET, "~logger"]
+    train(make_cfg("train", run, overrides))
+    ckpt = run / "checkpoints" / "best.ckpt"
+    info = export(make_cfg("export", tmp_path / "export", [f"ckpt_path={ckpt}", "format=onnx"]))
+    assert info["input"]["features"] == ["area", "rooms"] and info["output"]["target"] == "price"
+    assert info["input"]["standardization"]["inside_the_file"] is True
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / "export" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert session.get_inputs()[0].shape == ["batch", 2]
+    # The file takes the CSV's own values and gives prices, as predict.py writes them.
+    model, run_config = model_from_checkpoint(ckpt)
+    datamodule = instantiate(run_config["data"])
+    expected = datamodule.to_data_units(predict(model, datamodule.split("test")[0]))
+    (got,) = session.run(["y"], {"x": datamodule.raw_inputs("test").numpy()})
+    np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-6)
