@@ -181,23 +181,6 @@ def test_command_composes(where: str, args: list[str]):
             assert not options or set(values) <= set(options), (where, key, values, options)
 
 
-def test_help_lists_every_config_group(entry_point):
-    result = entry_point("train.py", "--help")
-    assert result.returncode == 0
-    listed = dict(re.findall(r"(?m)^([\w/]+): (.+)$", result.stdout))
-    for folder in (p for p in CONFIG_DIR.rglob("*") if any(p.glob("*.yaml"))):
-        group = folder.relative_to(CONFIG_DIR).as_posix()
-        options = sorted(f.stem for f in folder.glob("*.yaml"))
-        if group == "hydra":
-            continue  # the project's Hydra settings (default.yaml), not a group to choose from
-        assert set(options) <= set(listed[group].split(", ")), group
-    assert {"basic", "joblib", "slurm", "submitit_local", "submitit_slurm"} <= set(
-        listed["hydra/launcher"].split(", ")
-    )
-    sweepers = listed["hydra/sweeper"].split(", ")  # basic, and this project's Optuna sweeper
-    assert sweepers[0] == "basic" and sweepers[1].endswith("_optuna") and len(sweepers) == 2
-
-
 # The slow selection runs these as written, in a copy of the project; `RUN` becomes the directory of
 # the first run.
 REAL_RUNS = [
