@@ -8,10 +8,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
-from tests.helpers.project import CONFIG_DIR
+from litplate.export import export
+from litplate.inference import predict
+from litplate.run.checkpoint import model_from_checkpoint
+from litplate.train import train
+from tests.helpers.project import CONFIG_DIR, ROOT, make_cfg
+from tests.helpers.runs import QUIET, read_metrics
 
 
 @pytest.mark.slow
@@ -59,17 +68,6 @@ def test_hparams_search_selects_the_plugin_and_a_stable_sweep_dir():
 
 
 def test_the_line_on_the_example_csv_exports_with_its_feature_columns(tmp_path: Path):
-    import numpy as np
-    import onnxruntime
-    from hydra.utils import instantiate
-
-    from litplate.export import export
-    from litplate.inference import predict
-    from litplate.run.checkpoint import model_from_checkpoint
-    from litplate.train import train
-    from tests.helpers.project import ROOT, make_cfg
-    from tests.helpers.runs import QUIET
-
     run = tmp_path / "run"
     csv = ROOT / "data" / "houses.csv"
     overrides = ["data=csv", f"data.path={csv}", "trainer.max_epochs=2", *QUIET, "~logger"]
@@ -88,3 +86,15 @@ def test_the_line_on_the_example_csv_exports_with_its_feature_columns(tmp_path: 
     expected = datamodule.to_data_units(predict(model, datamodule.split("test")[0]))
     (got,) = session.run(["y"], {"x": datamodule.raw_inputs("test").numpy()})
     np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-6)
+
+
+def test_the_line_learns_the_example_csv_run_from_any_directory(
+    tmp_path: Path, entry_point, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)  # data=csv's path, data/houses.csv, is the project's
+    result = entry_point("train.py", "data=csv", "trainer.max_epochs=2", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    assert "weight/1" in read_metrics(run_dir)  # one weight per feature column
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["run_config"]["data"]["path"] == str(ROOT / "data" / "houses.csv")
