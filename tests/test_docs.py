@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from litplate.run.run_directory import lock_run_directory
 from tests.helpers.markdown import broken_links
 from tests.helpers.project import CONFIG_DIR, ROOT
+from tests.helpers.runs import read_metrics
 
 HARDWARE = {"gpu", "mps", "slurm"}
 MARKER = re.compile(r"<!-- (needs: (?P<needs>\w+)|not run: (?P<reason>.+?)) -->")
@@ -360,3 +361,21 @@ def test_the_shared_study_commands_use_the_documented_url():
     assert f"hydra.sweeper.storage={DOC_URL}" in worker and "hydra.sweeper.n_trials=4" in worker
     assert "hydra.sweeper.study_name=linear_shared" in worker
     assert documented_with_url("optuna-dashboard") == ["optuna-dashboard", DOC_URL]
+
+
+@pytest.mark.slow
+def test_the_docs_example_runs_in_a_plain_python_process(tmp_path: Path):
+    page = (ROOT / "docs" / "python-api.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", page, re.S)
+    # Run from a copy of the project root's configs, so the logs land in tmp_path.
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "weight=0.5784 bias=0.3513" in result.stdout
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    test_loss = read_metrics(run_dir)["test/loss"]
+    assert f"test/loss={test_loss:.4f}" in result.stdout
+    (eval_dir,) = (tmp_path / "logs" / "eval" / "runs").iterdir()
+    assert read_metrics(eval_dir)["test/loss"] == pytest.approx(test_loss, abs=1e-7)
