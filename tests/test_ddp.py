@@ -12,21 +12,12 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from litplate.data import TensorDataModule
 from litplate.run.checkpoint import model_from_checkpoint
 from litplate.train import train
+from tests.helpers.data import Ramp
 from tests.helpers.project import make_cfg
 from tests.helpers.runs import job_statuses, read_metrics
 from tests.helpers.scripts import run_script
-
-
-class Ramp(TensorDataModule):
-    """50 rows of x in [0, 1) and y = 0.7 x + 0.3."""
-
-    def __init__(self, **split_and_batch) -> None:
-        super().__init__(**split_and_batch)
-        X = torch.arange(0, 1, 0.02).unsqueeze(1)
-        self.set_data(X, 0.7 * X + 0.3)
 
 
 def same_metrics(got: dict, expected: dict, keys) -> None:

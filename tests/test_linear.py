@@ -6,6 +6,7 @@ The tests of the machinery train the run that tests/conftest.py's TINY names ins
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from litplate.data import LinearDataModule
 from litplate.export import export
 from litplate.inference import predict
 from litplate.run.checkpoint import model_from_checkpoint
+from litplate.run.validation import ConfigError
 from litplate.train import train
 from tests.helpers.project import CONFIG_DIR, ROOT, make_cfg
 from tests.helpers.runs import QUIET, read_metrics
@@ -98,3 +101,60 @@ def test_the_line_learns_the_example_csv_run_from_any_directory(
     assert "weight/1" in read_metrics(run_dir)  # one weight per feature column
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["run_config"]["data"]["path"] == str(ROOT / "data" / "houses.csv")
+
+
+# --- LinearDataModule: the course's data ---
+
+
+def test_defaults_are_the_courses_data():
+    dm = LinearDataModule()
+    assert dm.X.shape == (50, 1)
+    torch.testing.assert_close(dm.X[:, 0], torch.arange(0, 1, 0.02))
+    torch.testing.assert_close(dm.y, 0.7 * dm.X + 0.3)
+
+
+@pytest.mark.parametrize("target", ["line", "sine"])
+def test_the_data_is_the_formula_bit_for_bit(target):
+    dm = LinearDataModule(
+        start=-1, end=2, step=0.003, weight=-1.3, bias=0.4, noise_std=0.1, noise_seed=5,
+        target=target,
+    )  # fmt: skip
+    X = torch.arange(-1, 2, 0.003).unsqueeze(1)
+    curve = X if target == "line" else torch.sin(2 * math.pi * X)
+    noise = 0.1 * torch.randn(X.shape, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(dm.X, X) and torch.equal(dm.y, -1.3 * curve + 0.4 + noise)
+
+
+def test_noise_has_its_own_seed_and_leaves_the_global_rng_alone():
+    torch.manual_seed(0)
+    expected_next = torch.rand(1)
+    torch.manual_seed(0)
+    a = LinearDataModule(noise_std=0.1, noise_seed=3)
+    assert torch.equal(torch.rand(1), expected_next)
+    b = LinearDataModule(noise_std=0.1, noise_seed=3)
+    c = LinearDataModule(noise_std=0.1, noise_seed=4)
+    assert torch.equal(a.y, b.y) and not torch.equal(a.y, c.y)
+    assert not torch.equal(a.y, 0.7 * a.X + 0.3)
+
+
+def test_sine_target_bends_the_line():
+    dm = LinearDataModule(target="sine", weight=1.0, bias=0.0, end=2.0)
+    torch.testing.assert_close(dm.y, torch.sin(2 * torch.pi * dm.X))
+    with pytest.raises(ValueError, match=r"^target must be one of"):
+        LinearDataModule(target="cosine")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "culprit"),
+    [({"step": 0}, "step"), ({"step": -0.1}, "step"), ({"start": 1.0, "end": 1.0}, "end"),
+     ({"step": 0.3}, "test_fraction"), ({"noise_std": -1}, "noise_std")],
+)  # fmt: skip
+def test_invalid_arguments_of_the_line_name_the_culprit(kwargs, culprit):
+    with pytest.raises(ValueError, match=f"^{culprit}"):
+        LinearDataModule(**kwargs)
+
+
+def test_nan_in_the_data_is_refused_naming_the_argument(cfg_factory):
+    # The data module's own check, its message prefixed with the config key.
+    with pytest.raises(ConfigError, match="data: bias must be a finite number, got bias=nan"):
+        train(cfg_factory(overrides=["experiment=linear", "data.bias=nan"]))
