@@ -15,10 +15,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from torch import nn
 
 from litplate.data import LinearDataModule
 from litplate.export import export
 from litplate.inference import predict
+from litplate.models import LinearRegression
 from litplate.run.checkpoint import model_from_checkpoint
 from litplate.run.validation import ConfigError
 from litplate.train import train
@@ -158,3 +160,22 @@ def test_nan_in_the_data_is_refused_naming_the_argument(cfg_factory):
     # The data module's own check, its message prefixed with the config key.
     with pytest.raises(ConfigError, match="data: bias must be a finite number, got bias=nan"):
         train(cfg_factory(overrides=["experiment=linear", "data.bias=nan"]))
+
+
+# --- LinearRegression: the course's model ---
+
+
+def test_random_start_matches_the_course():
+    torch.manual_seed(42)
+    model = LinearRegression()
+    assert isinstance(model.weights, nn.Parameter) and model.weights.requires_grad
+    assert isinstance(model.bias, nn.Parameter) and model.bias.requires_grad
+    assert round(model.weights.item(), 4) == 0.3367
+    assert round(model.bias.item(), 4) == 0.1288
+    assert list(model.state_dict()) == ["weights", "bias"]
+
+
+def test_forward_is_weights_times_x_plus_bias():
+    model = LinearRegression()
+    x = torch.arange(0, 1, 0.1).unsqueeze(1)
+    assert torch.equal(model(x), model.weights * x + model.bias)
