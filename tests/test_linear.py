@@ -5,6 +5,7 @@ The tests of the machinery train the run that tests/conftest.py's TINY names ins
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -18,6 +19,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from litplate.data import LinearDataModule
+from litplate.data.standardize import Standardization
 from litplate.export import export
 from litplate.inference import predict
 from litplate.models import LinearRegression
@@ -179,3 +181,112 @@ def test_forward_is_weights_times_x_plus_bias():
     model = LinearRegression()
     x = torch.arange(0, 1, 0.1).unsqueeze(1)
     assert torch.equal(model(x), model.weights * x + model.bias)
+
+
+# --- the line on a CSV: the example file, and scikit-learn's diabetes data ---
+
+DIABETES = ROOT / "tests" / "data" / "diabetes.csv"
+DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+
+
+def test_weights_in_original_units_give_the_same_line():
+    stats = Standardization.of([10.0, -2.0], [4.0, 0.5], target_mean=100.0)
+    weights, bias = [3.0, -1.0], 7.0
+    original, original_bias = stats.linear_in_original_units(weights, bias)
+    X = torch.tensor([[11.0, 0.0], [2.0, -3.5]], dtype=torch.float64)
+    model = stats.apply(X) @ torch.tensor(weights, dtype=torch.float64) + bias
+    standardized = stats.uncenter(model)
+    direct = X @ torch.tensor(original, dtype=torch.float64) + original_bias
+    assert direct.tolist() == pytest.approx(standardized.tolist())
+
+
+@pytest.mark.slow  # a full fit, then evaluation and prediction
+def test_training_on_the_example_csv_learns_one_weight_per_feature(
+    cfg_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from litplate.evaluate import evaluate
+    from litplate.predict import predict_to_csv
+    from litplate.train import train
+
+    monkeypatch.chdir(ROOT)  # data.path=data/houses.csv is relative to the launch directory
+    cfg = cfg_factory(overrides=["experiment=linear", "data=csv", "callbacks.progress_bar=null"])
+    metrics = train(cfg)
+    # data/houses.csv: price = 0.8 * area + 0.15 * rooms + 0.2 + noise(0.02)
+    assert abs(metrics["original_units/weight/0"] - 0.8) < 0.02
+    assert abs(metrics["original_units/weight/1"] - 0.15) < 0.02
+    assert abs(metrics["original_units/bias"] - 0.2) < 0.05 and metrics["test/r2"] > 0.99
+    run_dir = Path(cfg.paths.output_dir)
+    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
+    last = run_dir / "checkpoints" / "last.ckpt"
+    for checkpoint in (run_dir / "checkpoints").glob("*.ckpt"):
+        loaded = torch.load(checkpoint, weights_only=True)
+        data = loaded["run_config"]["data"]
+        assert loaded["state_dict"]["weights"].shape == (2,)
+        assert loaded["run_config"]["model"]["n_features"] == 2
+        assert data["path"] == str(ROOT / "data" / "houses.csv")  # stored absolute
+        assert len(data["feature_mean"]) == len(data["feature_std"]) == 2
+        assert all(type(v) is float for v in data["feature_mean"] + data["feature_std"])
+        weights = loaded["state_dict"]["weights"].tolist()
+        if checkpoint == last:  # the model parameters are in standard deviations of each feature
+            assert weights[0] == pytest.approx(0.8 * data["feature_std"][0], rel=0.03)
+
+    # Elsewhere: the stored absolute path and statistics rebuild the same test split.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    tested = metrics["tested_checkpoint"]
+    evaluated = evaluate(cfg_factory("eval", [f"ckpt_path={tested}"], name="eval"))
+    assert evaluated["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
+    assert evaluated["original_units/weight/0"] == metrics["original_units/weight/0"]
+    predictions = predict_to_csv(cfg_factory("predict", [f"ckpt_path={tested}"], name="pred"))
+    with predictions.open() as file:
+        rows = list(csv.DictReader(file))
+    with (ROOT / "data" / "houses.csv").open() as file:
+        # As float32, the type the data is held in.
+        houses = {(float(np.float32(r["area"])), float(r["rooms"])) for r in csv.DictReader(file)}
+    assert len(rows) == 20 and list(rows[0]) == ["area", "rooms", "prediction", "target"]
+    # The inputs as the file has them, not standardized; predictions close to the target.
+    assert all((float(r["area"]), float(r["rooms"])) in houses for r in rows)
+    assert all(abs(float(r["prediction"]) - float(r["target"])) < 0.1 for r in rows)
+
+
+def r2(y: np.ndarray, prediction: np.ndarray) -> float:
+    return float(1 - ((y - prediction) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+
+
+@pytest.mark.slow
+def test_raw_unscaled_csv_trains_as_well_as_least_squares_with_the_defaults(cfg_factory):
+    """scikit-learn's diabetes data as published: ages in years, serum levels in the hundreds.
+
+    Without standardization the defaults reach a test R² of 0.03 on it.
+    """
+    from hydra.utils import instantiate
+
+    from litplate.train import train
+
+    overrides = [
+        "experiment=linear",
+        "data=csv",
+        f"data.path={DIABETES}",
+        f"data.features=[{','.join(DIABETES_FEATURES)}]",
+        "data.target=progression",
+        "callbacks.progress_bar=null",
+        "~logger",
+    ]
+    cfg = cfg_factory(overrides=overrides)
+    metrics = train(cfg)
+    dm = instantiate(cfg.data, _convert_="all")  # the run's split, and its stored statistics
+    X = {s: np.c_[dm.raw_inputs(s).double().numpy(), np.ones(len(dm.raw_inputs(s)))] for s in
+         ("train", "test")}  # fmt: skip
+    y = {s: dm.raw_targets(s)[:, 0].double().numpy() for s in ("train", "test")}
+    # Closed-form least squares on the file's values of the same training rows.
+    least_squares = np.linalg.lstsq(X["train"], y["train"], rcond=None)[0]
+    # The model as the line in original units it reports: the same test R² as Lightning measured.
+    line = np.array([*(metrics[f"original_units/weight/{i}"] for i in range(10)),
+                     metrics["original_units/bias"]])  # fmt: skip
+    assert r2(y["test"], X["test"] @ line) == pytest.approx(metrics["test/r2"], abs=1e-4)
+    # The goal: as good as least squares on the test rows (the L1 loss may do a little better),
+    # and on the training rows, where least squares is the best any line can do, close to it.
+    assert metrics["test/r2"] >= r2(y["test"], X["test"] @ least_squares) - 0.02
+    train_r2 = r2(y["train"], X["train"] @ least_squares)
+    assert train_r2 - 0.02 <= r2(y["train"], X["train"] @ line) <= train_r2
