@@ -20,6 +20,7 @@ from torch import nn
 
 from litplate.data import LinearDataModule
 from litplate.data.standardize import Standardization
+from litplate.evaluate import evaluate
 from litplate.export import export
 from litplate.inference import predict
 from litplate.models import LinearRegression
@@ -290,3 +291,23 @@ def test_raw_unscaled_csv_trains_as_well_as_least_squares_with_the_defaults(cfg_
     assert metrics["test/r2"] >= r2(y["test"], X["test"] @ least_squares) - 0.02
     train_r2 = r2(y["train"], X["train"] @ least_squares)
     assert train_r2 - 0.02 <= r2(y["train"], X["train"] @ line) <= train_r2
+
+
+# --- the course's runs ---
+
+
+def test_tutorial_reproduces_the_course(cfg_factory):
+    cfg = cfg_factory(overrides=["experiment=linear_tutorial", "callbacks.progress_bar=null"])
+    metrics = train(cfg)
+    assert round(metrics["weight"], 4) == 0.5784
+    assert round(metrics["bias"], 4) == 0.3513
+    assert round(metrics["test/mae"], 4) == 0.0569
+    written = read_metrics(Path(cfg.paths.output_dir))
+    assert written.pop("tags") == metrics.pop("tags") == []  # approx compares numbers only
+    assert written == pytest.approx(metrics)
+
+
+def test_eval_data_can_be_changed(linear_run: Path, cfg_factory):
+    overrides = [f"ckpt_path={linear_run}/checkpoints/last.ckpt", "+data.bias=0.5"]
+    metrics = evaluate(cfg_factory("eval", overrides, name="eval_shifted"))
+    assert metrics["test/mae"] == pytest.approx(0.2, abs=0.01)
