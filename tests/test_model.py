@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from litplate.models import LitModel
+from litplate.run.validation import ConfigError
 
 
 def plain(value) -> bool:
@@ -66,3 +67,8 @@ def test_optimizer_and_scheduler_come_from_config(tiny_parts):
 def test_loss_comes_from_config(tiny_parts, loss):
     _, model = tiny_parts(f"++model.loss._target_={loss}")
     assert type(model.loss_fn).__name__ == loss.rsplit(".", 1)[1]
+
+
+def test_an_unknown_model_argument_is_one_error_naming_it(tiny_parts):
+    with pytest.raises(ConfigError, match=r"model: .* got an unexpected keyword argument 'lossfn'"):
+        tiny_parts("+model.lossfn={_target_:torch.nn.MSELoss}")

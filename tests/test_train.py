@@ -208,3 +208,18 @@ def test_a_full_disk_while_tensorboard_writes_names_its_events_file(
         result, f"{events} not written: no space left on the device, or the file is too large"
     )
     assert "Exception in thread" not in result.stderr and ".ckpt" not in result.stderr
+
+
+def test_resuming_from_the_weights_of_another_model_names_them(
+    short_run: Path, tmp_path: Path, entry_point, short_overrides
+):
+    checkpoint = load_checkpoint(short_run / "checkpoints" / "last.ckpt")
+    checkpoint["state_dict"] = {f"other.{k}": v for k, v in checkpoint["state_dict"].items()}
+    path = tmp_path / "other.ckpt"
+    torch.save(checkpoint, path)
+    model = checkpoint["run_config"]["model"]["_target_"].rsplit(".", 1)[1]
+    result = entry_point(
+        "train.py", *short_overrides, f"ckpt_path={path}", f"hydra.run.dir={tmp_path}/r"
+    )
+    one_clear_error(result, f"{path} does not fit {model}", "missing: ", "unexpected: other.")
+    assert not (tmp_path / "r" / "checkpoints").exists()
