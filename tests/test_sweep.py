@@ -241,11 +241,12 @@ def test_an_optuna_search_with_no_completed_trial_exits_non_zero(
 def test_a_grid_sweep_leaves_a_sorted_summary(
     tmp_path: Path, entry_point, tiny_overrides, optimized
 ):
-    # The README's sweep (learning rates x epoch counts), smaller.
+    # The README's sweep (learning rates x epoch counts), smaller; test/loss shown second.
     sweep_dir = tmp_path / "sweep"
     result = entry_point(
         "train.py", "-m", *tiny_overrides, "model.optimizer.lr=0.001,0.1",
-        "trainer.max_epochs=2,3", "callbacks.progress_bar=null", f"hydra.sweep.dir={sweep_dir}",
+        "trainer.max_epochs=2,3", "callbacks.progress_bar=null", "summary_columns=[test/loss]",
+        f"hydra.sweep.dir={sweep_dir}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_summary(sweep_dir)
@@ -253,11 +254,12 @@ def test_a_grid_sweep_leaves_a_sorted_summary(
     assert sorted(int(row["job"]) for row in rows) == list(range(4))
     assert {row["overrides"] for row in rows} == {
         " ".join([*tiny_overrides, f"model.optimizer.lr={lr}", f"trainer.max_epochs={epochs}",
-                  "callbacks.progress_bar=null"])
+                  "callbacks.progress_bar=null", "summary_columns=[test/loss]"])
         for lr, epochs in product(["0.001", "0.1"], ["2", "3"])
     }  # fmt: skip
     assert all(row["status"] == "completed" for row in rows)
     metric, mode = optimized
+    assert list(rows[0])[3:5] == [metric, "test/loss"]  # the optimized metric, then the columns
     values = [float(row[metric]) for row in rows]
     assert values == sorted(values, reverse=mode == "max")
     for row in rows:
