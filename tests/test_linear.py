@@ -1,7 +1,9 @@
-"""The course's line (experiment=linear and its tutorial), and what only the examples show: every
-example experiment's checkpoints evaluate and predict, the example Optuna search's settings.
+"""The course's line: experiment=linear and its tutorial, its data and model, the line fitted to
+a CSV; and what only the examples show: every example experiment's checkpoints evaluate and
+predict, the example Optuna search's settings.
 
-The tests of the machinery train the run that tests/conftest.py's TINY names instead."""
+`make remove-examples` deletes this file with the examples; the tests of the machinery train the
+run that tests/conftest.py's TINY names instead."""
 
 from __future__ import annotations
 
@@ -30,82 +32,37 @@ from litplate.train import train
 from tests.helpers.project import CONFIG_DIR, ROOT, make_cfg
 from tests.helpers.runs import QUIET, read_metrics
 
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "experiment",
-    [["experiment=linear"], ["experiment=linear_tutorial"], ["experiment=mlp"],
-     ["experiment=linear", "data=csv"], ["experiment=linear_finetune", "model.init_from=FROM"]],
-    ids=["linear", "tutorial", "mlp", "csv", "finetune"],
-)  # fmt: skip
-def test_honest_checkpoints_of_every_experiment_evaluate_and_predict(
-    experiment, linear_run: Path, tmp_path: Path, entry_point
-):
-    overrides = [o.replace("FROM", str(linear_run / "model.safetensors")) for o in experiment]
-    run = tmp_path / "run"
-    result = entry_point(
-        "train.py", *overrides, "trainer.max_epochs=3", "callbacks.progress_bar=null",
-        f"hydra.run.dir={run}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    trained = json.loads((run / "metrics.json").read_text())
-    ckpt = trained["tested_checkpoint"]
-    for script, output in (("eval.py", "metrics.json"), ("predict.py", "predictions.csv")):
-        out = tmp_path / script
-        result = entry_point(script, f"ckpt_path={ckpt}", f"hydra.run.dir={out}")
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert (out / output).is_file()
-    evaluated = json.loads((tmp_path / "eval.py" / "metrics.json").read_text())
-    assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-5)
+# --- the course's runs ---
 
 
-def test_hparams_search_selects_the_plugin_and_a_stable_sweep_dir():
-    from hydra.core.plugins import Plugins
-    from hydra.plugins.sweeper import Sweeper
+def test_the_line_converges_and_tensorboard_holds_its_weight_and_bias(linear_run: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    names = {plugin.__name__ for plugin in Plugins.instance().discover(Sweeper)}
-    assert "LitplateOptunaSweeper" in names
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", ["hparams_search=linear_optuna"], return_hydra_config=True)
-    sweeper = cfg.hydra.sweeper
-    assert sweeper._target_.endswith("LitplateOptunaSweeper")
-    assert sweeper.study_name == "linear_optuna" and sweeper.direction == "minimize"
-    assert cfg.hydra.sweep.dir == "logs/train/optuna/linear_optuna"
-    assert sweeper.storage == "sqlite:///logs/train/optuna/linear_optuna/optuna.db"
-    assert cfg.hydra.callbacks.sweep_summary.sort_by == cfg.optimized_metric == "val/loss"
+    metrics = read_metrics(linear_run)
+    assert abs(metrics["weight"] - 0.7) < 0.01 and abs(metrics["bias"] - 0.3) < 0.01
+    assert metrics["test/r2"] > 0.99
+    events = EventAccumulator(str(linear_run / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    for tag in ("weight", "bias"):
+        assert len(events.Scalars(tag)) == 300, tag  # one per epoch
+    assert events.Scalars("weight")[-1].value == pytest.approx(metrics["weight"], abs=0.01)
 
 
-def test_the_line_on_the_example_csv_exports_with_its_feature_columns(tmp_path: Path):
-    run = tmp_path / "run"
-    csv = ROOT / "data" / "houses.csv"
-    overrides = ["data=csv", f"data.path={csv}", "trainer.max_epochs=2", *QUIET, "~logger"]
-    train(make_cfg("train", run, overrides))
-    ckpt = run / "checkpoints" / "best.ckpt"
-    info = export(make_cfg("export", tmp_path / "export", [f"ckpt_path={ckpt}", "format=onnx"]))
-    assert info["input"]["features"] == ["area", "rooms"] and info["output"]["target"] == "price"
-    assert info["input"]["standardization"]["inside_the_file"] is True
-    session = onnxruntime.InferenceSession(
-        str(tmp_path / "export" / "model.onnx"), providers=["CPUExecutionProvider"]
-    )
-    assert session.get_inputs()[0].shape == ["batch", 2]
-    # The file takes the CSV's own values and gives prices, as predict.py writes them.
-    model, run_config = model_from_checkpoint(ckpt)
-    datamodule = instantiate(run_config["data"])
-    expected = datamodule.to_data_units(predict(model, datamodule.split("test")[0]))
-    (got,) = session.run(["y"], {"x": datamodule.raw_inputs("test").numpy()})
-    np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-6)
+def test_tutorial_reproduces_the_course(cfg_factory):
+    cfg = cfg_factory(overrides=["experiment=linear_tutorial", "callbacks.progress_bar=null"])
+    metrics = train(cfg)
+    assert round(metrics["weight"], 4) == 0.5784
+    assert round(metrics["bias"], 4) == 0.3513
+    assert round(metrics["test/mae"], 4) == 0.0569
+    written = read_metrics(Path(cfg.paths.output_dir))
+    assert written.pop("tags") == metrics.pop("tags") == []  # approx compares numbers only
+    assert written == pytest.approx(metrics)
 
 
-def test_the_line_learns_the_example_csv_run_from_any_directory(
-    tmp_path: Path, entry_point, monkeypatch: pytest.MonkeyPatch
-):
-    monkeypatch.chdir(tmp_path)  # data=csv's path, data/houses.csv, is the project's
-    result = entry_point("train.py", "data=csv", "trainer.max_epochs=2", "hydra.run.dir=run")
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = tmp_path / "run"
-    assert "weight/1" in read_metrics(run_dir)  # one weight per feature column
-    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["run_config"]["data"]["path"] == str(ROOT / "data" / "houses.csv")
+def test_eval_of_the_line_on_shifted_data(linear_run: Path, cfg_factory):
+    overrides = [f"ckpt_path={linear_run}/checkpoints/last.ckpt", "+data.bias=0.5"]
+    metrics = evaluate(cfg_factory("eval", overrides, name="eval_shifted"))
+    assert metrics["test/mae"] == pytest.approx(0.2, abs=0.01)
 
 
 # --- LinearDataModule: the course's data ---
@@ -185,6 +142,7 @@ def test_forward_is_weights_times_x_plus_bias():
 
 
 # --- the line on a CSV: the example file, and scikit-learn's diabetes data ---
+
 
 DIABETES = ROOT / "tests" / "data" / "diabetes.csv"
 DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
@@ -293,21 +251,81 @@ def test_raw_unscaled_csv_trains_as_well_as_least_squares_with_the_defaults(cfg_
     assert train_r2 - 0.02 <= r2(y["train"], X["train"] @ line) <= train_r2
 
 
-# --- the course's runs ---
+def test_the_line_on_the_example_csv_exports_with_its_feature_columns(tmp_path: Path):
+    run = tmp_path / "run"
+    csv = ROOT / "data" / "houses.csv"
+    overrides = ["data=csv", f"data.path={csv}", "trainer.max_epochs=2", *QUIET, "~logger"]
+    train(make_cfg("train", run, overrides))
+    ckpt = run / "checkpoints" / "best.ckpt"
+    info = export(make_cfg("export", tmp_path / "export", [f"ckpt_path={ckpt}", "format=onnx"]))
+    assert info["input"]["features"] == ["area", "rooms"] and info["output"]["target"] == "price"
+    assert info["input"]["standardization"]["inside_the_file"] is True
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / "export" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert session.get_inputs()[0].shape == ["batch", 2]
+    # The file takes the CSV's own values and gives prices, as predict.py writes them.
+    model, run_config = model_from_checkpoint(ckpt)
+    datamodule = instantiate(run_config["data"])
+    expected = datamodule.to_data_units(predict(model, datamodule.split("test")[0]))
+    (got,) = session.run(["y"], {"x": datamodule.raw_inputs("test").numpy()})
+    np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-6)
 
 
-def test_tutorial_reproduces_the_course(cfg_factory):
-    cfg = cfg_factory(overrides=["experiment=linear_tutorial", "callbacks.progress_bar=null"])
-    metrics = train(cfg)
-    assert round(metrics["weight"], 4) == 0.5784
-    assert round(metrics["bias"], 4) == 0.3513
-    assert round(metrics["test/mae"], 4) == 0.0569
-    written = read_metrics(Path(cfg.paths.output_dir))
-    assert written.pop("tags") == metrics.pop("tags") == []  # approx compares numbers only
-    assert written == pytest.approx(metrics)
+def test_the_line_learns_the_example_csv_run_from_any_directory(
+    tmp_path: Path, entry_point, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)  # data=csv's path, data/houses.csv, is the project's
+    result = entry_point("train.py", "data=csv", "trainer.max_epochs=2", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    assert "weight/1" in read_metrics(run_dir)  # one weight per feature column
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["run_config"]["data"]["path"] == str(ROOT / "data" / "houses.csv")
 
 
-def test_eval_data_can_be_changed(linear_run: Path, cfg_factory):
-    overrides = [f"ckpt_path={linear_run}/checkpoints/last.ckpt", "+data.bias=0.5"]
-    metrics = evaluate(cfg_factory("eval", overrides, name="eval_shifted"))
-    assert metrics["test/mae"] == pytest.approx(0.2, abs=0.01)
+# --- every example, and the example Optuna search ---
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "experiment",
+    [["experiment=linear"], ["experiment=linear_tutorial"], ["experiment=mlp"],
+     ["experiment=linear", "data=csv"], ["experiment=linear_finetune", "model.init_from=FROM"]],
+    ids=["linear", "tutorial", "mlp", "csv", "finetune"],
+)  # fmt: skip
+def test_honest_checkpoints_of_every_experiment_evaluate_and_predict(
+    experiment, linear_run: Path, tmp_path: Path, entry_point
+):
+    overrides = [o.replace("FROM", str(linear_run / "model.safetensors")) for o in experiment]
+    run = tmp_path / "run"
+    result = entry_point(
+        "train.py", *overrides, "trainer.max_epochs=3", "callbacks.progress_bar=null",
+        f"hydra.run.dir={run}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained = json.loads((run / "metrics.json").read_text())
+    ckpt = trained["tested_checkpoint"]
+    for script, output in (("eval.py", "metrics.json"), ("predict.py", "predictions.csv")):
+        out = tmp_path / script
+        result = entry_point(script, f"ckpt_path={ckpt}", f"hydra.run.dir={out}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert (out / output).is_file()
+    evaluated = json.loads((tmp_path / "eval.py" / "metrics.json").read_text())
+    assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-5)
+
+
+def test_hparams_search_selects_the_plugin_and_a_stable_sweep_dir():
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    names = {plugin.__name__ for plugin in Plugins.instance().discover(Sweeper)}
+    assert "LitplateOptunaSweeper" in names
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", ["hparams_search=linear_optuna"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("LitplateOptunaSweeper")
+    assert sweeper.study_name == "linear_optuna" and sweeper.direction == "minimize"
+    assert cfg.hydra.sweep.dir == "logs/train/optuna/linear_optuna"
+    assert sweeper.storage == "sqlite:///logs/train/optuna/linear_optuna/optuna.db"
+    assert cfg.hydra.callbacks.sweep_summary.sort_by == cfg.optimized_metric == "val/loss"
