@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import litplate.run.config  # noqa: F401  (registers the config resolvers)
@@ -161,7 +162,9 @@ def entry_point(capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
         except SystemExit as exit:
             code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
         finally:
+            # No Hydra left initialised for the next test (`--help` exits with its config set).
             GlobalHydra.instance().clear()
+            HydraConfig.instance().cfg = None
             # Hydra configured logging for the job (a file in its run directory): undo that.
             for handler in root.handlers:
                 if handler not in handlers:
