@@ -291,6 +291,15 @@ def test_tensorboard_holds_the_hparams_and_final_metrics(trained_run: Path):
     assert hparams["trainer/max_epochs"].number_value == run["trainer"]["max_epochs"]
     assert hparams["seed"].number_value == run["seed"]
     assert hparams["data"].string_value == run["data"]["_target_"].rsplit(".", 1)[1]
+    scheduler, batch_size = run["model"].get("scheduler"), run["data"].get("batch_size")
+    if scheduler:
+        assert hparams["model/scheduler"].string_value == scheduler["_target_"].rsplit(".", 1)[1]
+    if "batch_size" in run["data"]:
+        shown = hparams["data/batch_size"]
+        if batch_size is None:  # full batch: null, shown as text
+            assert shown.string_value == "None"
+        else:
+            assert shown.number_value == batch_size
 
     experiment = content["_hparams_/experiment"].experiment
     metric_tags = {info.name.tag for info in experiment.metric_infos}
