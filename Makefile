@@ -68,9 +68,7 @@ EXAMPLES := src/litplate/data/linear.py src/litplate/models/linear.py src/litpla
 	configs/experiment/linear_tutorial.yaml configs/experiment/mlp.yaml \
 	configs/experiment/digits.yaml configs/hparams_search/linear_optuna.yaml \
 	notebooks docs/notebook.md
-EXAMPLE_TESTS := checkpoint_safety cli csv data data_on_device ddp digits docs export finetune \
-	launchers loss_curves mlp model notebook python_api reference run_options shared_study sweep \
-	trackers train
+EXAMPLE_TESTS := digits docs finetune linear mlp notebook reference
 
 # perl: their imports (one line, or wrapped in parentheses), then the other lines marked `# example`.
 remove-examples:  ## delete the examples and their tests; yours stay (docs/make-it-yours.md)

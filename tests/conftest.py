@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import litplate.run.config  # noqa: F401  (registers the config resolvers)
@@ -91,6 +92,55 @@ def linear_run(trained_run: Path) -> Path:
     return trained_run
 
 
+@pytest.fixture(scope="session")
+def short_overrides(tiny_overrides: list[str]) -> list[str]:
+    """The tiny run cut to 3 epochs, quiet: for what needs a run, not what it learns."""
+    return [*tiny_overrides, "trainer.max_epochs=3", "callbacks.progress_bar=null"]
+
+
+@pytest.fixture(scope="session")
+def short_run(tmp_path_factory: pytest.TempPathFactory, short_overrides: list[str]) -> Path:
+    """The short run trained once, in-process."""
+    from litplate.train import train
+
+    run_dir = tmp_path_factory.mktemp("short_run")
+    train(make_cfg("train", run_dir, short_overrides))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def optimized(tiny_overrides: list[str]) -> tuple[str, str]:
+    """The tiny run's optimized_metric and optimized_mode (min or max): what a sweep ranks by."""
+    cfg = make_cfg("train", Path("unused"), tiny_overrides)
+    return cfg.optimized_metric, cfg.optimized_mode
+
+
+@pytest.fixture(scope="session")
+def optuna_search(optimized: tuple[str, str]) -> list[str]:
+    """An Optuna search over what every model has (its optimizer and learning rate), for the tiny
+    run's optimized metric in its direction."""
+    return [
+        "hydra/sweeper=litplate_optuna",
+        f"hydra.sweeper.direction={optimized[1]}imize",
+        "model/optimizer=choice(sgd, adam)",
+        "model.optimizer.lr=tag(log, interval(1e-4, 1e-1))",
+        "callbacks.progress_bar=null",
+    ]
+
+
+@pytest.fixture
+def tiny_parts(tmp_path: Path, tiny_overrides: list[str]):
+    """The tiny run's data module and a new model, built as train.py builds them; `overrides`
+    change the config first (e.g. `++data.batch_size=8`)."""
+    from litplate.run.builders import build_data_and_model
+
+    def build(*overrides: str):
+        cfg = make_cfg("train", tmp_path / "parts", [*tiny_overrides, *overrides])
+        return build_data_and_model(cfg)
+
+    return build
+
+
 @pytest.fixture
 def entry_point(capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
     """Run `scripts/<script>` in this process, as `python scripts/<script> ARGS` would.
@@ -112,7 +162,9 @@ def entry_point(capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
         except SystemExit as exit:
             code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
         finally:
+            # No Hydra left initialised for the next test (`--help` exits with its config set).
             GlobalHydra.instance().clear()
+            HydraConfig.instance().cfg = None
             # Hydra configured logging for the job (a file in its run directory): undo that.
             for handler in root.handlers:
                 if handler not in handlers:

@@ -7,35 +7,43 @@ run the same scripts in-process (the `entry_point` fixture): same answers, no in
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hydra.utils import instantiate
 
-from tests.helpers.project import ROOT
+from litplate.run.checkpoint import load_checkpoint
+from tests.helpers.project import CONFIG_DIR, ROOT
 from tests.helpers.scripts import run_script
 
 
 @pytest.mark.slow  # starts fresh interpreters
-def test_train_eval_predict_scripts(tmp_path: Path, entry_point):
+def test_train_eval_predict_scripts(tmp_path: Path, entry_point, tiny_overrides, assert_learned):
     run_dir = tmp_path / "run"
-    result = run_script("train.py", "experiment=linear", f"hydra.run.dir={run_dir}")
+    result = run_script("train.py", *tiny_overrides, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Run directory: {run_dir}" in result.stdout + result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert abs(metrics["weight"] - 0.7) < 0.01 and abs(metrics["bias"] - 0.3) < 0.01
+    assert_learned(metrics)
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     result = entry_point("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/r2"] > 0.99
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    if metrics["tested_checkpoint"] == str(ckpt):  # test_ckpt=last: the same weights tested
+        assert evaluated["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
+    assert_learned(evaluated)  # the checkpoint holds what the run learned
 
     result = entry_point("predict.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'pred'}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len((tmp_path / "pred" / "predictions.csv").read_text().splitlines()) == 11
+    data = instantiate(load_checkpoint(ckpt)["run_config"]["data"])
+    rows = len(data.split(data.predict_split)[0])
+    assert len((tmp_path / "pred" / "predictions.csv").read_text().splitlines()) == 1 + rows
 
 
 @pytest.mark.parametrize("script", ["eval.py", "predict.py"])
@@ -47,16 +55,16 @@ def test_missing_checkpoint_exits_non_zero_with_the_path(tmp_path: Path, script:
 
 
 def test_invalid_data_argument_exits_non_zero_naming_it(tmp_path: Path, entry_point):
-    result = entry_point("train.py", "data.step=0", f"hydra.run.dir={tmp_path}")
+    result = entry_point("train.py", "data.batch_size=0", f"hydra.run.dir={tmp_path}")
     assert result.returncode != 0
-    assert "step must be > 0, got step=0" in result.stderr
+    assert "data: batch_size must be >= 1 or null (full batch), got 0" in result.stderr
     assert not (tmp_path / "metrics.json").exists()
 
 
 @pytest.mark.slow  # starts fresh interpreters
-def test_two_runs_started_together_get_their_own_directories(tmp_path: Path):
+def test_two_runs_started_together_get_their_own_directories(tmp_path: Path, tiny_overrides):
     # The default run dir, under the launch directory's logs/; fast_dev_run keeps it short.
-    args = [sys.executable, str(ROOT / "scripts" / "train.py"), "debug=fdr"]
+    args = [sys.executable, str(ROOT / "scripts" / "train.py"), *tiny_overrides, "debug=fdr"]
     procs = [
         subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for _ in range(2)
@@ -67,3 +75,20 @@ def test_two_runs_started_together_get_their_own_directories(tmp_path: Path):
     assert len(runs) == 2
     for run in runs:
         assert (run / "metrics.json").is_file()
+
+
+def test_help_lists_every_config_group(entry_point):
+    result = entry_point("train.py", "--help")
+    assert result.returncode == 0
+    listed = dict(re.findall(r"(?m)^([\w/]+): (.+)$", result.stdout))
+    for folder in (p for p in CONFIG_DIR.rglob("*") if any(p.glob("*.yaml"))):
+        group = folder.relative_to(CONFIG_DIR).as_posix()
+        options = sorted(f.stem for f in folder.glob("*.yaml"))
+        if group == "hydra":
+            continue  # the project's Hydra settings (default.yaml), not a group to choose from
+        assert set(options) <= set(listed[group].split(", ")), group
+    assert {"basic", "joblib", "slurm", "submitit_local", "submitit_slurm"} <= set(
+        listed["hydra/launcher"].split(", ")
+    )
+    sweepers = listed["hydra/sweeper"].split(", ")  # basic, and this project's Optuna sweeper
+    assert sweepers[0] == "basic" and sweepers[1].endswith("_optuna") and len(sweepers) == 2

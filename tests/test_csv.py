@@ -1,22 +1,17 @@
-"""Bring your own data: a CSV file, and one clear error per kind of bad input."""
+"""Bring your own data: a CSV file (of numbers, or of class labels), and one clear error per kind
+of bad input."""
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from litplate.data import CSVDataModule
+from litplate.data import ClassificationCSVDataModule, CSVDataModule
 from litplate.data.csv import CSVDataError, read_csv
-from litplate.data.standardize import Standardization
 from tests.helpers.project import ROOT
-
-DIABETES = ROOT / "tests" / "data" / "diabetes.csv"
-DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 
 
 def write(tmp_path: Path, text: str | bytes) -> Path:
@@ -56,6 +51,13 @@ def test_row_shuffle_is_seeded(tmp_path: Path):
     c = CSVDataModule(path, ["a"], "y", shuffle_rows=True, rows_seed=2)
     assert torch.equal(a.X, b.X) and not torch.equal(a.X, c.X)
     assert sorted(a.raw_X[:, 0].tolist()) == [float(i) for i in range(20)]
+
+
+def test_a_relative_path_is_stored_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    write(tmp_path, good_rows())
+    monkeypatch.chdir(tmp_path)  # a relative data.path is taken from the launch directory
+    dm = CSVDataModule("data.csv", ["a"], "y")
+    assert dm.settled_config()["path"] == str(tmp_path / "data.csv")
 
 
 def test_example_csv_ships_with_the_template():
@@ -109,17 +111,6 @@ def test_a_constant_feature_is_centred_not_divided_by_zero(tmp_path: Path):
     text = "a,c,y\n" + "".join(f"{i},5,{i}\n" for i in range(20))
     dm = CSVDataModule(str(write(tmp_path, text)), ["a", "c"], "y", standardize=True)
     assert dm.hparams.feature_std[1] == 1.0 and dm.X[:, 1].abs().max().item() == 0.0
-
-
-def test_weights_in_original_units_give_the_same_line():
-    stats = Standardization.of([10.0, -2.0], [4.0, 0.5], target_mean=100.0)
-    weights, bias = [3.0, -1.0], 7.0
-    original, original_bias = stats.linear_in_original_units(weights, bias)
-    X = torch.tensor([[11.0, 0.0], [2.0, -3.5]], dtype=torch.float64)
-    model = stats.apply(X) @ torch.tensor(weights, dtype=torch.float64) + bias
-    standardized = stats.uncenter(model)
-    direct = X @ torch.tensor(original, dtype=torch.float64) + original_bias
-    assert direct.tolist() == pytest.approx(standardized.tolist())
 
 
 # --- bad input: one error naming the file, line and column -----------------------------------
@@ -274,56 +265,6 @@ def test_cli_csv_errors_are_one_message_without_traceback(tmp_path: Path, entry_
 # --- training, and eval/predict of the run from anywhere ---------------------------------------
 
 
-@pytest.mark.slow  # a full fit, then evaluation and prediction
-def test_training_on_the_example_csv_learns_one_weight_per_feature(
-    cfg_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    from litplate.evaluate import evaluate
-    from litplate.predict import predict_to_csv
-    from litplate.train import train
-
-    monkeypatch.chdir(ROOT)  # data.path=data/houses.csv is relative to the launch directory
-    cfg = cfg_factory(overrides=["experiment=linear", "data=csv", "callbacks.progress_bar=null"])
-    metrics = train(cfg)
-    # data/houses.csv: price = 0.8 * area + 0.15 * rooms + 0.2 + noise(0.02)
-    assert abs(metrics["original_units/weight/0"] - 0.8) < 0.02
-    assert abs(metrics["original_units/weight/1"] - 0.15) < 0.02
-    assert abs(metrics["original_units/bias"] - 0.2) < 0.05 and metrics["test/r2"] > 0.99
-    run_dir = Path(cfg.paths.output_dir)
-    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
-    last = run_dir / "checkpoints" / "last.ckpt"
-    for checkpoint in (run_dir / "checkpoints").glob("*.ckpt"):
-        loaded = torch.load(checkpoint, weights_only=True)
-        data = loaded["run_config"]["data"]
-        assert loaded["state_dict"]["weights"].shape == (2,)
-        assert loaded["run_config"]["model"]["n_features"] == 2
-        assert data["path"] == str(ROOT / "data" / "houses.csv")  # stored absolute
-        assert len(data["feature_mean"]) == len(data["feature_std"]) == 2
-        assert all(type(v) is float for v in data["feature_mean"] + data["feature_std"])
-        weights = loaded["state_dict"]["weights"].tolist()
-        if checkpoint == last:  # the model parameters are in standard deviations of each feature
-            assert weights[0] == pytest.approx(0.8 * data["feature_std"][0], rel=0.03)
-
-    # Elsewhere: the stored absolute path and statistics rebuild the same test split.
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
-    tested = metrics["tested_checkpoint"]
-    evaluated = evaluate(cfg_factory("eval", [f"ckpt_path={tested}"], name="eval"))
-    assert evaluated["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
-    assert evaluated["original_units/weight/0"] == metrics["original_units/weight/0"]
-    predictions = predict_to_csv(cfg_factory("predict", [f"ckpt_path={tested}"], name="pred"))
-    with predictions.open() as file:
-        rows = list(csv.DictReader(file))
-    with (ROOT / "data" / "houses.csv").open() as file:
-        # As float32, the type the data is held in.
-        houses = {(float(np.float32(r["area"])), float(r["rooms"])) for r in csv.DictReader(file)}
-    assert len(rows) == 20 and list(rows[0]) == ["area", "rooms", "prediction", "target"]
-    # The inputs as the file has them, not standardized; predictions close to the target.
-    assert all((float(r["area"]), float(r["rooms"])) in houses for r in rows)
-    assert all(abs(float(r["prediction"]) - float(r["target"])) < 0.1 for r in rows)
-
-
 def test_bad_csv_leaves_no_run_artefacts(cfg_factory, tmp_path: Path):
     from litplate.train import train
 
@@ -336,43 +277,32 @@ def test_bad_csv_leaves_no_run_artefacts(cfg_factory, tmp_path: Path):
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists()
 
 
-def r2(y: np.ndarray, prediction: np.ndarray) -> float:
-    return float(1 - ((y - prediction) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+# --- class labels: ClassificationCSVDataModule ------------------------------------------------
 
 
-@pytest.mark.slow
-def test_raw_unscaled_csv_trains_as_well_as_least_squares_with_the_defaults(cfg_factory):
-    """scikit-learn's diabetes data as published: ages in years, serum levels in the hundreds.
+def three_classes(path: Path, rows: int = 30) -> Path:
+    lines = [f"{i % 3 + 0.1 * i},{i},{i % 3}" for i in range(rows)]
+    path.write_text("\n".join(["a,b,label", *lines]) + "\n")
+    return path
 
-    Without standardization the defaults reach a test R² of 0.03 on it.
-    """
-    from hydra.utils import instantiate
 
-    from litplate.train import train
+def test_labels_are_kept_and_counted(tmp_path: Path):
+    data = ClassificationCSVDataModule(three_classes(tmp_path / "c.csv"), ["a", "b"], "label",
+                                       standardize=True)  # fmt: skip
+    assert data.n_classes == 3 and data.settled_config()["n_classes"] == 3
+    assert data.settled_config()["target_mean"] == 0.0  # labels are never centred
+    X, y = data.split("train")
+    assert set(y.reshape(-1).tolist()) == {0.0, 1.0, 2.0}
+    assert abs(X.mean(0)).max() < 1e-5  # the features are standardized
 
-    overrides = [
-        "experiment=linear",
-        "data=csv",
-        f"data.path={DIABETES}",
-        f"data.features=[{','.join(DIABETES_FEATURES)}]",
-        "data.target=progression",
-        "callbacks.progress_bar=null",
-        "~logger",
-    ]
-    cfg = cfg_factory(overrides=overrides)
-    metrics = train(cfg)
-    dm = instantiate(cfg.data, _convert_="all")  # the run's split, and its stored statistics
-    X = {s: np.c_[dm.raw_inputs(s).double().numpy(), np.ones(len(dm.raw_inputs(s)))] for s in
-         ("train", "test")}  # fmt: skip
-    y = {s: dm.raw_targets(s)[:, 0].double().numpy() for s in ("train", "test")}
-    # Closed-form least squares on the file's values of the same training rows.
-    least_squares = np.linalg.lstsq(X["train"], y["train"], rcond=None)[0]
-    # The model as the line in original units it reports: the same test R² as Lightning measured.
-    line = np.array([*(metrics[f"original_units/weight/{i}"] for i in range(10)),
-                     metrics["original_units/bias"]])  # fmt: skip
-    assert r2(y["test"], X["test"] @ line) == pytest.approx(metrics["test/r2"], abs=1e-4)
-    # The goal: as good as least squares on the test rows (the L1 loss may do a little better),
-    # and on the training rows, where least squares is the best any line can do, close to it.
-    assert metrics["test/r2"] >= r2(y["test"], X["test"] @ least_squares) - 0.02
-    train_r2 = r2(y["train"], X["train"] @ least_squares)
-    assert train_r2 - 0.02 <= r2(y["train"], X["train"] @ line) <= train_r2
+
+@pytest.mark.parametrize(("label", "n_classes"), [("1.5", None), ("-1", None), ("3", 3)])
+def test_a_bad_label_names_its_line_and_column(tmp_path: Path, label: str, n_classes):
+    path = tmp_path / "c.csv"
+    path.write_text(f"a,label\n1,0\n\n2,1\n3,{label}\n4,2\n")
+    with pytest.raises(CSVDataError) as error:
+        ClassificationCSVDataModule(path, "a", "label", n_classes=n_classes)
+    assert str(error.value).startswith(
+        f"{path}, line 5, column 'label': '{label}' is not a class label: expected an integer "
+        "from 0 to"
+    )

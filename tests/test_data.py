@@ -1,42 +1,21 @@
-"""LinearDataModule: the course's data, its splits, and errors that name the argument."""
+"""TensorDataModule (the base of every data module): splits, batches, shuffles that resume
+exactly, and errors that name the argument."""
 
 from __future__ import annotations
-
-import math
 
 import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from litplate.data import LinearDataModule
 from litplate.data.tensors import BatchIndexSampler
-from litplate.models import LinearRegression
 from litplate.run.validation import ConfigError
 from litplate.train import train
-
-
-def test_defaults_are_the_courses_data():
-    dm = LinearDataModule()
-    assert dm.X.shape == (50, 1)
-    torch.testing.assert_close(dm.X[:, 0], torch.arange(0, 1, 0.02))
-    torch.testing.assert_close(dm.y, 0.7 * dm.X + 0.3)
-
-
-@pytest.mark.parametrize("target", ["line", "sine"])
-def test_the_data_is_the_formula_bit_for_bit(target):
-    dm = LinearDataModule(
-        start=-1, end=2, step=0.003, weight=-1.3, bias=0.4, noise_std=0.1, noise_seed=5,
-        target=target,
-    )  # fmt: skip
-    X = torch.arange(-1, 2, 0.003).unsqueeze(1)
-    curve = X if target == "line" else torch.sin(2 * math.pi * X)
-    noise = 0.1 * torch.randn(X.shape, generator=torch.Generator().manual_seed(5))
-    assert torch.equal(dm.X, X) and torch.equal(dm.y, -1.3 * curve + 0.4 + noise)
+from tests.helpers.data import Ramp
 
 
 def test_sequential_split_validates_on_the_test_points():
-    dm = LinearDataModule()
+    dm = Ramp()
     (train_X, _), (val_X, _), (test_X, _) = (dm.split(s) for s in ("train", "val", "test"))
     assert (len(train_X), len(val_X), len(test_X)) == (40, 10, 10)
     assert torch.equal(train_X, dm.X[:40]) and torch.equal(test_X, dm.X[40:])
@@ -44,36 +23,21 @@ def test_sequential_split_validates_on_the_test_points():
 
 
 def test_separate_val_split():
-    dm = LinearDataModule(train_fraction=0.6, val_fraction=0.2, test_fraction=0.2)
+    dm = Ramp(train_fraction=0.6, val_fraction=0.2, test_fraction=0.2)
     sizes = [len(dm.split(s)[0]) for s in ("train", "val", "test")]
     assert sizes == [30, 10, 10]
     assert torch.equal(dm.split("val")[0], dm.X[30:40])
 
 
 def test_loaders_default_to_full_batch_and_honour_batch_size():
-    assert next(iter(LinearDataModule().train_dataloader()))[0].shape == (40, 1)
-    loader = LinearDataModule(batch_size=8).train_dataloader()
+    assert next(iter(Ramp().train_dataloader()))[0].shape == (40, 1)
+    loader = Ramp(batch_size=8).train_dataloader()
     assert [len(x) for x, _ in loader] == [8] * 5
-
-
-def test_noise_has_its_own_seed_and_leaves_the_global_rng_alone():
-    torch.manual_seed(0)
-    expected_next = torch.rand(1)
-    torch.manual_seed(0)
-    a = LinearDataModule(noise_std=0.1, noise_seed=3)
-    assert torch.equal(torch.rand(1), expected_next)
-    b = LinearDataModule(noise_std=0.1, noise_seed=3)
-    c = LinearDataModule(noise_std=0.1, noise_seed=4)
-    assert torch.equal(a.y, b.y) and not torch.equal(a.y, c.y)
-    assert not torch.equal(a.y, 0.7 * a.X + 0.3)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "culprit"),
     [
-        ({"step": 0}, "step"),
-        ({"step": -0.1}, "step"),
-        ({"start": 1.0, "end": 1.0}, "end"),
         ({"train_fraction": 1.5}, "train_fraction"),
         ({"val_fraction": -0.1}, "val_fraction"),
         ({"test_fraction": 0}, "test_fraction"),
@@ -81,37 +45,30 @@ def test_noise_has_its_own_seed_and_leaves_the_global_rng_alone():
             {"train_fraction": 0.9, "test_fraction": 0.2},
             "train_fraction + val_fraction + test_fraction",
         ),
-        ({"step": 0.3}, "test_fraction"),
+        ({"rows": 4}, "test_fraction"),  # 0.2 of 4 rows: none to test on
         ({"val_fraction": 0.01, "train_fraction": 0.7}, "val_fraction"),
         ({"batch_size": 0}, "batch_size"),
-        ({"noise_std": -1}, "noise_std"),
+        ({"num_workers": -1}, "num_workers"),
         ({"predict_split": "everything"}, "predict_split"),
     ],
 )
 def test_invalid_arguments_name_the_culprit(kwargs, culprit):
     with pytest.raises(ValueError, match=f"^{culprit.replace('+', '[+]')}"):
-        LinearDataModule(**kwargs)
-
-
-def test_sine_target_bends_the_line():
-    dm = LinearDataModule(target="sine", weight=1.0, bias=0.0, end=2.0)
-    torch.testing.assert_close(dm.y, torch.sin(2 * torch.pi * dm.X))
-    with pytest.raises(ValueError, match=r"^target must be one of"):
-        LinearDataModule(target="cosine")
+        Ramp(**kwargs)
 
 
 def test_random_split_is_seeded_disjoint_and_in_order():
-    dm = LinearDataModule(split_seed=0)
+    dm = Ramp(split_seed=0)
     train, test = dm.splits["train"], dm.splits["test"]
     assert sorted(torch.cat([train, test]).tolist()) == list(range(50))
     assert torch.equal(train, train.sort().values)
     assert not torch.equal(train, torch.arange(40))  # not the sequential split
     assert torch.equal(dm.split("val")[0], dm.split("test")[0])
-    assert torch.equal(LinearDataModule(split_seed=0).splits["test"], test)
-    assert not torch.equal(LinearDataModule(split_seed=1).splits["test"], test)
+    assert torch.equal(Ramp(split_seed=0).splits["test"], test)
+    assert not torch.equal(Ramp(split_seed=1).splits["test"], test)
 
 
-def epochs_of_batches(dm: LinearDataModule, epochs: int = 2, first: int = 0) -> list[list[float]]:
+def epochs_of_batches(dm: Ramp, epochs: int = 2, first: int = 0) -> list[list[float]]:
     """The training points, batch by batch, of epochs first, first + 1, ... (as Lightning runs)."""
     loader = dm.train_dataloader()
     out = []
@@ -123,18 +80,18 @@ def epochs_of_batches(dm: LinearDataModule, epochs: int = 2, first: int = 0) -> 
 
 def test_shuffles_come_from_their_own_seed():
     torch.manual_seed(0)
-    first = epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True, shuffle_seed=3))
+    first = epochs_of_batches(Ramp(batch_size=8, shuffle=True, shuffle_seed=3))
     torch.manual_seed(1)  # the global RNG plays no part
-    assert first == epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True, shuffle_seed=3))
-    assert first != epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True, shuffle_seed=4))
+    assert first == epochs_of_batches(Ramp(batch_size=8, shuffle=True, shuffle_seed=3))
+    assert first != epochs_of_batches(Ramp(batch_size=8, shuffle=True, shuffle_seed=4))
     assert first[0] != first[1] and sorted(first[0]) == sorted(first[1])
 
 
 def test_an_epochs_batches_depend_only_on_seed_and_epoch():
     # What exact resume needs: epoch 5 of a fresh data module (a resumed run) sees the batches
     # that epoch 5 of a run that never stopped saw, however often the loader was iterated before.
-    straight = epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True), epochs=6)
-    resumed = epochs_of_batches(LinearDataModule(batch_size=8, shuffle=True), epochs=1, first=5)
+    straight = epochs_of_batches(Ramp(batch_size=8, shuffle=True), epochs=6)
+    resumed = epochs_of_batches(Ramp(batch_size=8, shuffle=True), epochs=1, first=5)
     assert resumed[0] == straight[5]
 
 
@@ -148,7 +105,7 @@ class SeenBatches(L.Callback):
         self.batches.setdefault(trainer.current_epoch, []).append(batch[0][:, 0].tolist())
 
 
-def fit_seeing_batches(tmp_path, max_epochs: int, ckpt_path=None) -> SeenBatches:
+def fit_seeing_batches(tiny_parts, tmp_path, max_epochs: int, ckpt_path=None) -> SeenBatches:
     seen = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", save_top_k=-1)
     spy = SeenBatches()
     trainer = L.Trainer(
@@ -156,23 +113,27 @@ def fit_seeing_batches(tmp_path, max_epochs: int, ckpt_path=None) -> SeenBatches
         enable_model_summary=False, callbacks=[seen, spy],
     )  # fmt: skip
     # A worker process draws its first batches before Lightning calls the sampler's set_epoch.
-    datamodule = LinearDataModule(batch_size=8, shuffle=True, num_workers=1)
-    trainer.fit(LinearRegression(), datamodule=datamodule, ckpt_path=ckpt_path)
+    datamodule, model = tiny_parts(
+        "++data.batch_size=8", "++data.shuffle=true", "++data.num_workers=1"
+    )
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     return spy
 
 
 @pytest.mark.filterwarnings("ignore:.*does not have many workers")
 @pytest.mark.filterwarnings("ignore:The dirpath has changed from")  # the resumed fit saves apart
-def test_a_fit_resumed_with_worker_processes_sees_the_batches_of_one_never_stopped(tmp_path):
-    straight = fit_seeing_batches(tmp_path, max_epochs=4).batches
-    resumed = fit_seeing_batches(tmp_path / "b", 4, ckpt_path=tmp_path / "epoch=1.ckpt").batches
+def test_a_fit_resumed_with_worker_processes_sees_the_batches_of_one_never_stopped(
+    tmp_path, tiny_parts
+):
+    straight = fit_seeing_batches(tiny_parts, tmp_path, max_epochs=4).batches
+    resumed = fit_seeing_batches(tiny_parts, tmp_path / "b", 4, tmp_path / "epoch=1.ckpt").batches
     assert sorted(resumed) == [2, 3]
     assert resumed[2] == straight[2] and resumed[3] == straight[3]
     assert straight[2] != straight[1]  # reshuffled every epoch
 
 
 def test_batches_are_gathered_by_index_not_per_sample():
-    dm = LinearDataModule(batch_size=16)
+    dm = Ramp(batch_size=16)
     batches = list(dm.train_dataloader())
     assert [len(X) for X, _ in batches] == [16, 16, 8]
     torch.testing.assert_close(torch.cat([X for X, _ in batches]), dm.split("train")[0])
@@ -186,7 +147,7 @@ def test_an_epochs_order_is_torchs_permutation_from_seed_plus_epoch():
 
 
 def test_a_drawn_split_is_gathered_per_batch_not_copied():
-    dm = LinearDataModule(step=0.001, batch_size=64, shuffle=True, split_seed=0)
+    dm = Ramp(rows=1000, batch_size=64, shuffle=True, split_seed=0)
     loader = dm.train_dataloader()
     assert loader.dataset.dataset.tensors[0] is dm.X  # the whole data, not a copy of its rows
     positions = torch.cat(list(loader.sampler))
@@ -207,7 +168,8 @@ def test_ddp_ranks_share_out_the_single_process_order():
         assert torch.equal(torch.cat(list(sampler)), order[rank::2])
 
 
-def test_nan_in_the_data_is_refused_naming_the_argument(cfg_factory):
+def test_a_bad_data_argument_is_refused_naming_its_key(cfg_factory, tiny_overrides):
     # The data module's own check, its message prefixed with the config key.
-    with pytest.raises(ConfigError, match="data: bias must be a finite number, got bias=nan"):
-        train(cfg_factory(overrides=["data.bias=nan"]))
+    expected = r"data: train_fraction must be between 0 and 1, got train_fraction=1\.5"
+    with pytest.raises(ConfigError, match=expected):
+        train(cfg_factory(overrides=[*tiny_overrides, "data.train_fraction=1.5"]))

@@ -7,15 +7,16 @@ What only a GPU can show: that a CUDA fit's batches need no host-to-device copy 
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
 
-from litplate.data import LinearDataModule, tensors
+from litplate.data import tensors
 from litplate.data.tensors import BatchIndexSampler
-from litplate.models import LinearRegression
+from tests.helpers.data import Ramp
 
 META = torch.device("meta")
 
@@ -38,14 +39,14 @@ def test_only_a_gpu_trainer_gets_the_data(device, expected):
     assert got == (torch.device(expected) if expected else None)
 
 
-def on_gpu(monkeypatch: pytest.MonkeyPatch, datamodule: LinearDataModule) -> None:
+def on_gpu(monkeypatch: pytest.MonkeyPatch, datamodule: tensors.TensorDataModule) -> None:
     """A trainer on a "GPU" (the meta device) attached to `datamodule`."""
     monkeypatch.setattr(tensors, "gpu_device", lambda trainer: META)
     datamodule.trainer = fake_trainer("cpu")
 
 
 def test_setup_on_a_gpu_moves_the_data_once_and_batches_are_gathered_there(monkeypatch):
-    dm = LinearDataModule(batch_size=8, shuffle=True, split_seed=0)
+    dm = Ramp(batch_size=8, shuffle=True, split_seed=0)
     host_X, host_y = dm.X, dm.y
     on_gpu(monkeypatch, dm)
     dm.setup("fit")
@@ -69,7 +70,7 @@ def test_setup_on_a_gpu_moves_the_data_once_and_batches_are_gathered_there(monke
 
 @pytest.mark.parametrize("kwargs", [{"on_device": False}, {"num_workers": 1}])
 def test_the_data_stays_on_the_host_when_off_or_with_worker_processes(monkeypatch, kwargs):
-    dm = LinearDataModule(batch_size=8, **kwargs)
+    dm = Ramp(batch_size=8, **kwargs)
     host_X = dm.X
     on_gpu(monkeypatch, dm)
     dm.setup("fit")
@@ -77,7 +78,7 @@ def test_the_data_stays_on_the_host_when_off_or_with_worker_processes(monkeypatc
 
 
 def test_placing_twice_copies_from_the_host_tensors():
-    dm = LinearDataModule()
+    dm = Ramp()
     host_X = dm.X
     dm.place(META)
     dm.place(META)
@@ -106,7 +107,9 @@ class Batches(L.Callback):
         self.devices.append(batch[0].device)
 
 
-def test_lightning_places_the_data_before_its_loaders_and_takes_it_back_after(monkeypatch):
+def test_lightning_places_the_data_before_its_loaders_and_takes_it_back_after(
+    monkeypatch, tiny_parts
+):
     # The CPU stands in for the GPU: Lightning calls setup, then builds the loaders, then teardown.
     calls = []
     place = tensors.TensorDataModule.place
@@ -134,8 +137,10 @@ def test_lightning_places_the_data_before_its_loaders_and_takes_it_back_after(mo
         enable_model_summary=False,
         callbacks=[batches],
     )
-    trainer.fit(LinearRegression(), datamodule=LinearDataModule(batch_size=8))
+    datamodule, model = tiny_parts("data.batch_size=8")
+    trainer.fit(model, datamodule=datamodule)
     assert calls == ["cpu", "None"]  # setup("fit") placed it, teardown("fit") took it back
     assert made and all(placed == ["cpu"] for _, placed in made)  # every loader after setup
     assert {name for name, _ in made} == {"train", "val"}
-    assert batches.devices == [torch.device("cpu")] * 5
+    steps = math.ceil(len(datamodule.split("train")[0]) / 8)
+    assert batches.devices == [torch.device("cpu")] * steps

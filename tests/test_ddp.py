@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
-from litplate.data import LinearDataModule, TensorDataModule
+from litplate.run.checkpoint import model_from_checkpoint
 from litplate.train import train
+from tests.helpers.data import Ramp
 from tests.helpers.project import make_cfg
 from tests.helpers.runs import job_statuses, read_metrics
 from tests.helpers.scripts import run_script
+
+
+def same_metrics(got: dict, expected: dict, keys) -> None:
+    """The losses to 1e-6; other metrics (R², sums of squares that nearly cancel, in float32)
+    to a relative 1e-4: the order in which the ranks' sums are added shows in the 5th digit."""
+    for key in keys:
+        tolerance = {"abs": 1e-6} if key.endswith("/loss") else {"rel": 1e-4, "abs": 1e-6}
+        assert got[key] == pytest.approx(expected[key], **tolerance), key
+
 
 # --- DDP: data split across ranks ----------------------------------------------------------------
 
 
 def test_ddp_evaluation_splits_points_across_ranks_without_repeats():
     # 15 test points over 2 ranks: 8 + 7. A padding DistributedSampler would evaluate 16.
-    datamodule = LinearDataModule(train_fraction=0.7, test_fraction=0.3)
+    datamodule = Ramp(train_fraction=0.7, test_fraction=0.3)
     seen = []
     for rank in range(2):
         datamodule.trainer = SimpleNamespace(world_size=2, global_rank=rank, overfit_batches=0)
@@ -54,15 +66,6 @@ def test_tensor_data_rows_are_split_across_ranks():
     assert shards(pad=True, epoch=1) != training  # reshuffled every epoch, the same on all ranks
 
 
-class _LineTensors(TensorDataModule):
-    """The course's line as a TensorDataModule (the base of data=csv)."""
-
-    def __init__(self, **split_and_batch) -> None:
-        super().__init__(**split_and_batch)
-        X = torch.arange(0, 1, 0.02).unsqueeze(1)
-        self.set_data(X, 0.7 * X + 0.3)
-
-
 @pytest.fixture
 def own_environ():
     """Restore os.environ afterwards: ddp_spawn sets MASTER_PORT & co. in this process, and every
@@ -75,63 +78,67 @@ def own_environ():
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("own_environ")
-def test_tensor_data_test_metrics_under_ddp_equal_a_single_process():
-    """TensorDataModule's own sampler under DDP: 15 rows, 3 ranks, forked from this process (the
-    sampler's question, not the start method's: ddp_spawn's own test is the multirun below).
+def test_tensor_data_test_metrics_under_ddp_equal_a_single_process(short_run: Path):
+    """TensorDataModule's own sampler under DDP: 4 test batches, 3 ranks, forked from this
+    process (the sampler's question, not the start method's: ddp_spawn's own test is the
+    multirun below).
 
-    Lightning's own sampler would deal out the 4 batches of 4 rows to 3 ranks padded to 6, i.e.
-    evaluate 2 batches twice: the metrics would differ.
+    Lightning's own sampler would deal out the 4 batches to 3 ranks padded to 6, i.e. evaluate
+    2 batches twice: the metrics would differ.
     """
     import lightning as L
 
-    from litplate.models import LinearRegression
-
+    ckpt = short_run / "checkpoints" / "last.ckpt"  # 3 epochs: a model that is still off
+    _, run_config = model_from_checkpoint(ckpt)
+    rows = len(instantiate(run_config["data"]).split("test")[0])
+    batches = {**run_config["data"], "batch_size": math.ceil(rows / 4)}
+    assert math.ceil(rows / batches["batch_size"]) == 4
     results = {}
     for name, strategy, devices in (("single", "auto", 1), ("ddp", "ddp_fork", 3)):
         # A model of its own: forked ranks would inherit the first test's inference tensors.
-        model = LinearRegression()
-        with torch.no_grad():
-            model.weights.fill_(0.4)
-            model.bias.fill_(0.33)
+        model, _ = model_from_checkpoint(ckpt)
         trainer = L.Trainer(
             accelerator="cpu", devices=devices, strategy=strategy, logger=False,
             enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
         )  # fmt: skip
-        datamodule = _LineTensors(train_fraction=0.7, test_fraction=0.3, batch_size=4)
-        (results[name],) = trainer.test(model, datamodule=datamodule, verbose=False)
+        (results[name],) = trainer.test(model, datamodule=instantiate(batches), verbose=False)
     single, ddp = results["single"], results["ddp"]
-    assert single["test/mae"] > 0.01
-    for key in ("test/loss", "test/mae", "test/mse"):
-        assert ddp[key] == pytest.approx(single[key], rel=1e-5), key
-    assert ddp["test/r2"] == pytest.approx(single["test/r2"], rel=1e-4)
+    assert single["test/loss"] > 0.01 and ddp.keys() == single.keys()
+    same_metrics(ddp, single, single)
 
 
-def test_predict_refuses_several_processes(linear_run: Path, cfg_factory):
+def test_predict_refuses_several_processes(short_run: Path, cfg_factory):
     from litplate.predict import predict_to_csv
 
-    ckpt = linear_run / "checkpoints" / "last.ckpt"
+    ckpt = short_run / "checkpoints" / "last.ckpt"
     cfg = cfg_factory("predict", overrides=[f"ckpt_path={ckpt}", "trainer=ddp_cpu"], name="pred")
     with pytest.raises(ValueError, match=r"predict\.py writes one CSV from one process"):
         predict_to_csv(cfg)
 
 
-# DDP runs are short: what they must show is that they equal one process, epoch for epoch.
-SHORT = ["experiment=linear", "trainer.max_epochs=30", "callbacks.progress_bar=null"]
+@pytest.fixture(scope="module")
+def full_batch(tiny_overrides: list[str]) -> list[str]:
+    """DDP runs are short, of full batches: each rank's half of the rows, the gradients averaged,
+    is one process's step, so they must equal one process, epoch for epoch."""
+    return [
+        *tiny_overrides, "data.batch_size=null", "trainer.max_epochs=30",
+        "callbacks.progress_bar=null",
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def short_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The SHORT run in one process: what the DDP runs must reproduce."""
-    run_dir = tmp_path_factory.mktemp("short_run")
-    train(make_cfg("train", run_dir, SHORT))
+def one_process(tmp_path_factory: pytest.TempPathFactory, full_batch: list[str]) -> Path:
+    """The full-batch run in one process: what the DDP runs must reproduce."""
+    run_dir = tmp_path_factory.mktemp("one_process")
+    train(make_cfg("train", run_dir, full_batch))
     return run_dir
 
 
 @pytest.mark.slow
-def test_ddp_cpu_trains_linear_in_one_run_directory(tmp_path: Path, short_run: Path):
+def test_ddp_cpu_trains_in_one_run_directory(tmp_path: Path, one_process: Path, full_batch):
     # The default run directory (logs/train/runs/<time>_<pid>), to check that the re-launched
     # rank 1 joins rank 0's directory instead of making its own.
-    result = run_script("train.py", *SHORT, "trainer=ddp_cpu", cwd=tmp_path)
+    result = run_script("train.py", *full_batch, "trainer=ddp_cpu", cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "distributed_backend=gloo" in output and "MEMBER: 2/2" in output
@@ -143,25 +150,20 @@ def test_ddp_cpu_trains_linear_in_one_run_directory(tmp_path: Path, short_run: P
         (run / "metrics.json").relative_to(tmp_path)
     ]
     assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran, and logged here
-    assert output.count("[litplate.train][INFO] - weight=") == 1  # rank 1 wrote nothing
+    assert output.count(f"-> {run.resolve()}/metrics.json") == 1  # rank 1 wrote nothing
 
     metrics = read_metrics(run)
     for name in ("model.safetensors", "predictions.png", "checkpoints/last.ckpt"):
         assert (run / name).is_file()
-    # Each rank trained on half of the 40 points; with the gradients all-reduced that is the
-    # single-process full-batch step, so the run matches the single-process one.
-    single = read_metrics(short_run)
-    for key in ("weight", "bias"):
-        assert metrics[key] == pytest.approx(single[key], abs=1e-5)
-    for key in ("test/loss", "test/mae", "test/mse", "val/loss", "train/loss"):
-        assert metrics[key] == pytest.approx(single[key], abs=1e-6)
+    single = read_metrics(one_process)
+    same_metrics(metrics, single, [k for k in single if k.startswith(("train/", "val/", "test/"))])
     assert metrics["epochs"] == single["epochs"] == 30
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("own_environ")
 def test_ddp_spawn_runs_in_a_multirun_like_one_process(
-    tmp_path: Path, short_run: Path, entry_point
+    tmp_path: Path, one_process: Path, entry_point, full_batch
 ):
     """ddp_spawn fits (and tests) in spawned processes; the main process writes each job's files
     once, with the same metrics, loss curves and epoch count as a single process. Two jobs: the
@@ -169,7 +171,7 @@ def test_ddp_spawn_runs_in_a_multirun_like_one_process(
     sweep runs in this process, as `python scripts/train.py -m` would."""
     sweep = tmp_path / "sweep"
     result = entry_point("train.py",
-        "-m", *SHORT, "trainer=ddp_cpu", "trainer.strategy=ddp_spawn", "seed=42,7",
+        "-m", *full_batch, "trainer=ddp_cpu", "trainer.strategy=ddp_spawn", "seed=42,7",
         f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     output = result.stdout + result.stderr
@@ -179,34 +181,21 @@ def test_ddp_spawn_runs_in_a_multirun_like_one_process(
     assert sorted(p.parent.name for p in sweep.rglob("metrics.json")) == ["0", "1"]
     assert not list(sweep.rglob(".temp.ckpt"))
     metrics, other = (read_metrics(sweep / job) for job in ("0", "1"))
-    single = read_metrics(short_run)  # seed 42, as job 0
+    single = read_metrics(one_process)  # seed 42, as job 0
     assert sorted(metrics) == sorted(single)  # spawned processes hand back all they logged
-    for key in ("weight", "bias"):
-        assert metrics[key] == pytest.approx(single[key], abs=1e-5)
-    for key in ("test/loss", "test/mae", "val/loss", "val/mae", "train/loss"):
-        assert metrics[key] == pytest.approx(single[key], abs=1e-6)
+    same_metrics(metrics, single, [k for k in single if k.startswith(("train/", "val/", "test/"))])
     assert metrics["epochs"] == other["epochs"] == single["epochs"] == 30
-    assert other["seed"] == 7 and other["weight"] != metrics["weight"]
+    assert other["seed"] == 7 and other["train/loss"] != metrics["train/loss"]
     assert (sweep / "0" / "loss_curves.png").stat().st_size > 10_000  # drawn, not empty axes
 
 
 @pytest.mark.slow
-def test_ddp_test_metrics_equal_a_single_process(tmp_path: Path, cfg_factory, entry_point):
+def test_ddp_test_metrics_equal_a_single_process(tmp_path: Path, short_run: Path, entry_point):
     """One checkpoint tested by one process and by two: the same metrics.json.
 
-    15 test points split 8 + 7; the loss and the torchmetrics are reduced over both ranks.
+    The test rows split between the ranks; the loss and the torchmetrics are reduced over both.
     """
-    cfg = cfg_factory(
-        overrides=[
-            "experiment=linear_tutorial",
-            "data.train_fraction=0.7",
-            "data.test_fraction=0.3",
-            "trainer.max_epochs=20",  # a model that is still off: metrics far from zero
-            "callbacks.progress_bar=null",
-        ]
-    )
-    train(cfg)
-    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    ckpt = short_run / "checkpoints" / "last.ckpt"  # 3 epochs: metrics far from perfect
     results = {}
     for trainer in ("cpu", "ddp_cpu"):
         out = tmp_path / f"eval_{trainer}"
@@ -215,12 +204,10 @@ def test_ddp_test_metrics_equal_a_single_process(tmp_path: Path, cfg_factory, en
         assert result.returncode == 0, result.stderr[-3000:]
         results[trainer] = json.loads((out / "metrics.json").read_text())
     single, ddp = results["cpu"], results["ddp_cpu"]
-    assert single["test/mae"] > 0.01  # a real error to compare, not zeros
-    for key in ("test/loss", "test/mae", "test/mse"):
-        assert ddp[key] == pytest.approx(single[key], rel=1e-5), key
-    # R² = 1 - SSE/SST, with SST from float32 sums of y and y² that nearly cancel: the order in
-    # which the ranks' sums are added shows in the 5th digit.
-    assert ddp["test/r2"] == pytest.approx(single["test/r2"], rel=1e-4)
+    assert single["test/loss"] > 0.01  # a real error to compare, not zeros
+    tested = [key for key in single if key.startswith("test/")]
+    assert len(tested) > 1 and ddp.keys() == single.keys()
+    same_metrics(ddp, single, tested)
 
 
 def test_ddp_in_a_multirun_is_refused_with_the_way_out(tmp_path: Path, entry_point):

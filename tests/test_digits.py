@@ -1,5 +1,5 @@
-"""The classification example: `experiment=digits` (an MLP on data/digits.csv), its data module
-for any CSV of class labels, and eval, predict, export and a sweep on it."""
+"""The classification example: `experiment=digits` (an MLP on data/digits.csv), and eval,
+predict, export and a sweep on it (tests/test_csv.py tests its data module)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import onnxruntime
 import pytest
 import torch
 
-from litplate.data import ClassificationCSVDataModule
-from litplate.data.csv import CSVDataError
 from litplate.evaluate import evaluate
 from litplate.export import export
 from litplate.predict import predict_to_csv
@@ -19,37 +17,6 @@ from litplate.train import train
 from tests.helpers.runs import read_metrics, read_summary
 
 QUIET = ["callbacks.progress_bar=null", "extras.print_config=false"]
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
-def three_classes(path: Path, rows: int = 30) -> Path:
-    lines = [f"{i % 3 + 0.1 * i},{i},{i % 3}" for i in range(rows)]
-    return write(path, "\n".join(["a,b,label", *lines]) + "\n")
-
-
-def test_labels_are_kept_and_counted(tmp_path: Path):
-    data = ClassificationCSVDataModule(three_classes(tmp_path / "c.csv"), ["a", "b"], "label",
-                                       standardize=True)  # fmt: skip
-    assert data.n_classes == 3 and data.settled_config()["n_classes"] == 3
-    assert data.settled_config()["target_mean"] == 0.0  # labels are never centred
-    X, y = data.split("train")
-    assert set(y.reshape(-1).tolist()) == {0.0, 1.0, 2.0}
-    assert abs(X.mean(0)).max() < 1e-5  # the features are standardized
-
-
-@pytest.mark.parametrize(("label", "n_classes"), [("1.5", None), ("-1", None), ("3", 3)])
-def test_a_bad_label_names_its_line_and_column(tmp_path: Path, label: str, n_classes):
-    path = write(tmp_path / "c.csv", f"a,label\n1,0\n\n2,1\n3,{label}\n4,2\n")
-    with pytest.raises(CSVDataError) as error:
-        ClassificationCSVDataModule(path, "a", "label", n_classes=n_classes)
-    assert str(error.value).startswith(
-        f"{path}, line 5, column 'label': '{label}' is not a class label: expected an integer "
-        "from 0 to"
-    )
 
 
 @pytest.fixture(scope="module")

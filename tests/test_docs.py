@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from litplate.run.run_directory import lock_run_directory
 from tests.helpers.markdown import broken_links
 from tests.helpers.project import CONFIG_DIR, ROOT
+from tests.helpers.runs import read_metrics
 
 HARDWARE = {"gpu", "mps", "slurm"}
 MARKER = re.compile(r"<!-- (needs: (?P<needs>\w+)|not run: (?P<reason>.+?)) -->")
@@ -179,23 +180,6 @@ def test_command_composes(where: str, args: list[str]):
         for key, values in sweeps.items():
             options = loader.get_group_options(key.lstrip("+~"))
             assert not options or set(values) <= set(options), (where, key, values, options)
-
-
-def test_help_lists_every_config_group(entry_point):
-    result = entry_point("train.py", "--help")
-    assert result.returncode == 0
-    listed = dict(re.findall(r"(?m)^([\w/]+): (.+)$", result.stdout))
-    for folder in (p for p in CONFIG_DIR.rglob("*") if any(p.glob("*.yaml"))):
-        group = folder.relative_to(CONFIG_DIR).as_posix()
-        options = sorted(f.stem for f in folder.glob("*.yaml"))
-        if group == "hydra":
-            continue  # the project's Hydra settings (default.yaml), not a group to choose from
-        assert set(options) <= set(listed[group].split(", ")), group
-    assert {"basic", "joblib", "slurm", "submitit_local", "submitit_slurm"} <= set(
-        listed["hydra/launcher"].split(", ")
-    )
-    sweepers = listed["hydra/sweeper"].split(", ")  # basic, and this project's Optuna sweeper
-    assert sweepers[0] == "basic" and sweepers[1].endswith("_optuna") and len(sweepers) == 2
 
 
 # The slow selection runs these as written, in a copy of the project; `RUN` becomes the directory of
@@ -351,3 +335,47 @@ def test_nan_loss_message_as_quoted(entry_point, tmp_path: Path):
 def test_pattern_treats_placeholders_as_wildcards():
     assert pattern("checkpoint not found: PATH").fullmatch("checkpoint not found: /a/b.ckpt")
     assert not pattern("checkpoint not found: PATH").search("weights file not found: /a")
+
+
+# docs/sweeps.md's shared study: tests/test_shared_study.py runs its workers with these settings.
+DOC_URL = "postgresql+psycopg://optuna@db.example.org/optuna"
+
+
+def documented_with_url(prefix: str) -> list[str]:
+    """The one command of docs/sweeps.md that starts with `prefix` and uses the documented URL."""
+    found = [
+        args
+        for where, _, body in bash_blocks()
+        if where.startswith("docs/sweeps.md:")
+        for args in commands(body)
+        if " ".join(args).startswith(prefix) and any(DOC_URL in arg for arg in args)
+    ]
+    assert len(found) == 1, (prefix, found)
+    return found[0]
+
+
+def test_the_shared_study_commands_use_the_documented_url():
+    worker = documented_with_url(
+        "python scripts/train.py -m hparams_search=linear_optuna hydra.sweeper.storage="
+    )
+    assert f"hydra.sweeper.storage={DOC_URL}" in worker and "hydra.sweeper.n_trials=4" in worker
+    assert "hydra.sweeper.study_name=linear_shared" in worker
+    assert documented_with_url("optuna-dashboard") == ["optuna-dashboard", DOC_URL]
+
+
+@pytest.mark.slow
+def test_the_docs_example_runs_in_a_plain_python_process(tmp_path: Path):
+    page = (ROOT / "docs" / "python-api.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", page, re.S)
+    # Run from a copy of the project root's configs, so the logs land in tmp_path.
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "weight=0.5784 bias=0.3513" in result.stdout
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    test_loss = read_metrics(run_dir)["test/loss"]
+    assert f"test/loss={test_loss:.4f}" in result.stdout
+    (eval_dir,) = (tmp_path / "logs" / "eval" / "runs").iterdir()
+    assert read_metrics(eval_dir)["test/loss"] == pytest.approx(test_loss, abs=1e-7)

@@ -17,20 +17,14 @@ from tests.helpers.scripts import run_script, with_path
 # --- Hydra launchers -----------------------------------------------------------------------------
 
 
-def _sweep(tmp_path: Path, entry_point, *launcher: str) -> list[dict]:
+def _sweep(tmp_path: Path, entry_point, short: list[str], *launcher: str) -> list[dict]:
     """A 2-job sweep; the sweep's own process is this one, its jobs run where the launcher runs
     them (submitit and joblib start processes of their own)."""
     sweep = tmp_path / "sweep"
     result = entry_point(
-        "train.py",
-        "-m",
-        *launcher,
-        "experiment=linear",
-        "trainer.max_epochs=3",
-        "callbacks.progress_bar=null",
-        "model.optimizer.lr=0.01,0.02",
+        "train.py", "-m", *launcher, *short, "model.optimizer.lr=0.01,0.02",
         f"hydra.sweep.dir={sweep}",
-    )
+    )  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [p.name for p in jobs] == ["0", "1"]
@@ -41,15 +35,16 @@ def _sweep(tmp_path: Path, entry_point, *launcher: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_multirun_through_submitit_local(tmp_path: Path, entry_point):
-    metrics = _sweep(tmp_path, entry_point, "hydra/launcher=submitit_local")
+def test_multirun_through_submitit_local(tmp_path: Path, entry_point, short_overrides):
+    metrics = _sweep(tmp_path, entry_point, short_overrides, "hydra/launcher=submitit_local")
     assert metrics[0]["test/loss"] != metrics[1]["test/loss"]  # two configurations, two results
     assert list((tmp_path / "sweep" / ".submitit").glob("*/*_result.pkl"))  # ran through submitit
 
 
 @pytest.mark.slow
-def test_multirun_through_joblib(tmp_path: Path, entry_point):
-    metrics = _sweep(tmp_path, entry_point, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+def test_multirun_through_joblib(tmp_path: Path, entry_point, short_overrides):
+    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    metrics = _sweep(tmp_path, entry_point, short_overrides, *launcher)
     assert metrics[0]["test/loss"] != metrics[1]["test/loss"]
 
 
@@ -82,7 +77,9 @@ def test_slurm_launcher_asks_slurm_for_one_task_per_device(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_a_sweep_of_two_node_ddp_runs_on_slurm(tmp_path: Path, entry_point, monkeypatch):
+def test_a_sweep_of_two_node_ddp_runs_on_slurm(
+    tmp_path: Path, entry_point, monkeypatch, tiny_overrides
+):
     """hydra/launcher=slurm end to end, on a stand-in SLURM (tests/helpers/fake_slurm.py) here.
 
     Two jobs (a job array), each a DDP run over 2 "nodes" x 1 CPU device: SLURM starts the 2
@@ -96,7 +93,7 @@ def test_a_sweep_of_two_node_ddp_runs_on_slurm(tmp_path: Path, entry_point, monk
     monkeypatch.setenv("FAKE_SLURM_DIR", str(tmp_path / "slurm"))
     result = entry_point(  # the sweep in this process; the stand-in SLURM starts the tasks
         "train.py", "-m", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=null",
-        "trainer=ddp_cpu", "trainer.devices=1", "trainer.num_nodes=2", "experiment=linear",
+        "trainer=ddp_cpu", "trainer.devices=1", "trainer.num_nodes=2", *tiny_overrides,
         "trainer.max_epochs=5", "callbacks.progress_bar=null", "seed=42,7",
         f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
@@ -112,16 +109,22 @@ def test_a_sweep_of_two_node_ddp_runs_on_slurm(tmp_path: Path, entry_point, monk
     assert job_statuses(sweep) == {"0": "completed", "1": "completed"}
     first, second = (read_metrics(sweep / job) for job in ("0", "1"))
     assert first["epochs"] == second["epochs"] == 5
-    assert (first["seed"], second["seed"]) == (42, 7) and first["weight"] != second["weight"]
+    assert (first["seed"], second["seed"]) == (42, 7)
+    assert first["train/loss"] != second["train/loss"]  # two seeds, two results
     assert len(list(sweep.rglob("metrics.json"))) == 2
 
 
 @pytest.mark.slow
-def test_srun_of_a_single_run_shares_its_run_directory(tmp_path: Path):
+def test_srun_of_a_single_run_shares_its_run_directory(tmp_path: Path, tiny_overrides):
     """The README's own-sbatch recipe: `srun python scripts/train.py ... hydra.run.dir=...`.
 
     SLURM (here tests/helpers/fake_slurm.py's srun) starts both ranks; Lightning launches none.
+    Full batches: each rank's half of the rows, the gradients averaged, is one process's step.
     """
+    full_batch = [
+        *tiny_overrides, "data.batch_size=null", "trainer.max_epochs=30",
+        "callbacks.progress_bar=null",
+    ]  # fmt: skip
     run_dir = tmp_path / "run"
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")},
@@ -136,8 +139,8 @@ def test_srun_of_a_single_run_shares_its_run_directory(tmp_path: Path):
     }
     result = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "helpers" / "fake_slurm.py"), "srun",
-         sys.executable, str(ROOT / "scripts" / "train.py"), "experiment=linear",
-         "trainer.max_epochs=30", "trainer=ddp_cpu", "callbacks.progress_bar=null",
+         sys.executable, str(ROOT / "scripts" / "train.py"), *full_batch,
+         "trainer=ddp_cpu",
          f"hydra.run.dir={run_dir}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
@@ -147,9 +150,8 @@ def test_srun_of_a_single_run_shares_its_run_directory(tmp_path: Path):
     assert not (run_dir / "train_ddp_process_1.log").exists()  # Lightning started no process
     assert list(tmp_path.iterdir()) == [run_dir]
     single = tmp_path.parent / f"{tmp_path.name}_single"  # outside tmp_path, checked above
-    train(make_cfg("train", single, ["experiment=linear", "trainer.max_epochs=30",
-                                     "callbacks.progress_bar=null"]))  # fmt: skip
+    train(make_cfg("train", single, full_batch))
     metrics, expected = read_metrics(run_dir), read_metrics(single)
     assert metrics["epochs"] == expected["epochs"] == 30
-    for key in ("weight", "bias", "val/loss", "test/loss"):
+    for key in ("train/loss", "val/loss", "test/loss"):
         assert metrics[key] == pytest.approx(expected[key], abs=1e-5), key

@@ -25,16 +25,16 @@ def test_plot_draws_both_curves(tmp_path: Path):
     assert ax.get_xlabel() == "Epochs" and ax.get_ylabel() == "Loss"
 
 
-def test_run_writes_loss_curves_and_sends_them_to_tensorboard(linear_run: Path):
+def test_run_writes_loss_curves_and_sends_them_to_tensorboard(trained_run: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    assert (linear_run / "loss_curves.png").read_bytes()[:8] == PNG
-    events = EventAccumulator(str(linear_run / "tensorboard"), size_guidance={"scalars": 0})
+    assert (trained_run / "loss_curves.png").read_bytes()[:8] == PNG
+    events = EventAccumulator(str(trained_run / "tensorboard"), size_guidance={"scalars": 0})
     events.Reload()
     assert {"predictions", "loss_curves"} <= set(events.Tags()["images"])
 
     # The curve's numbers (kept in each checkpoint) are the losses Lightning logged, every epoch.
-    best = torch.load(read_metrics(linear_run)["best_checkpoint"], weights_only=True)
+    best = torch.load(read_metrics(trained_run)["best_checkpoint"], weights_only=True)
     history = saved_history(best)
     for key in ("train/loss", "val/loss"):
         logged = {event.step: event.value for event in events.Scalars(key)}
@@ -54,15 +54,20 @@ def curve(history: dict, key: str) -> tuple[list[int], list[float]]:
     return list(epochs), list(losses)
 
 
+@pytest.fixture(scope="module")
+def unscheduled(tiny_overrides: list[str]) -> list[str]:
+    """The tiny run without an LR schedule (one may depend on max_epochs, which a resume
+    changes here), quiet."""
+    return [*tiny_overrides, "++model.scheduler=null", *QUIET]
+
+
 # Resuming into a new run directory: Lightning says it keeps only best_model_path, as intended.
 @pytest.mark.filterwarnings("ignore:The dirpath has changed from")
-def test_resumed_run_keeps_the_whole_curve(cfg_factory):
-    first = cfg_factory(
-        overrides=["experiment=linear_tutorial", "trainer.max_epochs=5", *QUIET], name="a"
-    )
+def test_resumed_run_keeps_the_whole_curve(cfg_factory, unscheduled):
+    first = cfg_factory(overrides=[*unscheduled, "trainer.max_epochs=5"], name="a")
     train(first)
     last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
-    overrides = ["experiment=linear_tutorial", "trainer.max_epochs=8", f"ckpt_path={last}", *QUIET]
+    overrides = [*unscheduled, "trainer.max_epochs=8", f"ckpt_path={last}"]
     resumed = cfg_factory(overrides=overrides, name="b")
     metrics = train(resumed)
     history = saved_history(torch.load(metrics["best_checkpoint"], weights_only=True))
@@ -71,8 +76,8 @@ def test_resumed_run_keeps_the_whole_curve(cfg_factory):
 
 
 @pytest.mark.filterwarnings("ignore:Experiment logs directory")
-def test_a_fit_resumed_in_its_directory_keeps_the_csv_rows(cfg_factory):
-    overrides = ["experiment=linear", "model.scheduler=null", "logger=csv", *QUIET]
+def test_a_fit_resumed_in_its_directory_keeps_the_csv_rows(cfg_factory, unscheduled):
+    overrides = [*unscheduled, "logger=csv"]
     first = cfg_factory(overrides=[*overrides, "trainer.max_epochs=3"], name="run")
     train(first)
     csv = Path(first.paths.output_dir) / "csv" / "metrics.csv"
@@ -89,10 +94,12 @@ def test_a_fit_resumed_in_its_directory_keeps_the_csv_rows(cfg_factory):
     assert epochs == {0, 1, 2, 3, 4}  # Lightning's CSVLogger had deleted epochs 0-2
 
 
-def test_resuming_a_finished_fit_adds_no_epoch_to_its_curves(cfg_factory, monkeypatch):
+def test_resuming_a_finished_fit_adds_no_epoch_to_its_curves(
+    cfg_factory, monkeypatch, short_overrides
+):
     import litplate.train
 
-    overrides = ["experiment=linear", "trainer.max_epochs=3", *QUIET]
+    overrides = short_overrides
     train(cfg_factory(overrides=overrides, name="run"))
     drawn = {}
     plot = litplate.train.plot_loss_curves

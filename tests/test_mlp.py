@@ -11,9 +11,11 @@ import torch
 from torch import nn
 
 from litplate.evaluate import evaluate
+from litplate.export import export
 from litplate.models import LinearRegression, LitModel, MLPRegression
 from litplate.predict import predict_to_csv
 from litplate.train import train
+from tests.helpers.project import make_cfg
 from tests.helpers.runs import QUIET, one_clear_error, read_metrics
 
 
@@ -94,3 +96,22 @@ def test_resuming_another_model_names_the_weights(linear_run: Path, tmp_path: Pa
     )  # fmt: skip
     one_clear_error(result, f"{ckpt} does not fit MLPRegression", "missing: ")
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "pt2"])
+def test_the_mlp_exports_and_its_file_predicts_as_it_does(mlp_run: Path, fmt: str, tmp_path):
+    """Layers, activations and dropout (off in eval): export reads each file back with its own
+    client and compares its predictions with the model's."""
+    ckpt = mlp_run / "checkpoints" / "best.ckpt"
+    info = export(make_cfg("export", tmp_path, [f"ckpt_path={ckpt}", f"format={fmt}"]))
+    assert info["max_abs_diff"] <= 1e-6 and (tmp_path / info["file"]).is_file()
+    assert info["input"]["shape"] == info["output"]["shape"] == ["batch", 1]
+    assert info["model"]["_target_"] == "litplate.models.MLPRegression"
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("mlp_run")
+    overrides = ["experiment=mlp", "trainer.max_epochs=20", "model.dropout=0.1", *QUIET, "~logger"]
+    train(make_cfg("train", run_dir, overrides))
+    return run_dir

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,11 +13,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from litplate.run.checkpoint import load_checkpoint
 from litplate.run.config import new_run_dir, outside_hydra
-from tests.helpers.project import CONFIG_DIR, ROOT
+from tests.helpers.project import CONFIG_DIR
 from tests.helpers.runs import read_metrics
 
 RUN_NAME = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+(_\d+)?")
-QUICK = ["experiment=linear", "trainer.max_epochs=2", "callbacks.progress_bar=null"]
 
 
 @pytest.fixture(autouse=True)
@@ -41,19 +38,18 @@ def run_dir_of(metrics: dict) -> Path:
     return Path(metrics["tested_checkpoint"]).parent.parent
 
 
-def test_train_from_compose_reproduces_the_tutorial_in_a_new_run_dir(tmp_path: Path):
+def test_train_from_compose_runs_in_a_new_run_dir(tmp_path: Path, short_overrides):
     from litplate.evaluate import evaluate
     from litplate.train import train
 
     quiet = "callbacks.progress_bar=null"
-    cfg = composed("train", ["experiment=linear_tutorial", quiet, f"paths.log_dir={tmp_path}"])
+    cfg = composed("train", [*short_overrides, f"paths.log_dir={tmp_path}"])
     metrics = train(cfg)
 
     run_dir = run_dir_of(metrics)
     assert run_dir.parent == tmp_path / "train" / "runs" and RUN_NAME.fullmatch(run_dir.name)
     written = read_metrics(run_dir)
-    assert (round(written["weight"], 4), round(written["bias"], 4)) == (0.5784, 0.3513)
-    assert written == metrics
+    assert written == metrics and written["epochs"] == 3
     # The checkpoint holds the config as run, with the directory in it, for eval and predict.
     stored = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["run_config"]
     assert stored["paths"]["output_dir"] == str(run_dir) and "hydra" not in stored
@@ -67,15 +63,20 @@ def test_train_from_compose_reproduces_the_tutorial_in_a_new_run_dir(tmp_path: P
     (eval_dir,) = (tmp_path / "eval" / "runs").iterdir()
     assert RUN_NAME.fullmatch(eval_dir.name)
     assert read_metrics(eval_dir) == evaluated
-    assert evaluated["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-7)
-    assert evaluated["weight"] == metrics["weight"]
+    tested = [key for key in metrics if key.startswith("test/")]
+    assert tested and evaluated.keys() >= set(tested)
+    for key in tested:
+        assert evaluated[key] == pytest.approx(metrics[key], abs=1e-7), key
 
 
 @pytest.mark.parametrize("set_hydra_config", [False, True], ids=["composed", "HydraConfig-set"])
-def test_a_return_hydra_config_config_trains(tmp_path: Path, set_hydra_config: bool):
+def test_a_return_hydra_config_config_trains(
+    tmp_path: Path, set_hydra_config: bool, short_overrides
+):
     from litplate.train import train
 
-    cfg = composed("train", [*QUICK, f"paths.log_dir={tmp_path}"], return_hydra_config=True)
+    quick = [*short_overrides, "trainer.max_epochs=2", f"paths.log_dir={tmp_path}"]
+    cfg = composed("train", quick, return_hydra_config=True)
     if set_hydra_config:  # what lightning-hydra-template's test fixtures do before train(cfg)
         HydraConfig().set_config(cfg)
     metrics = train(cfg)
@@ -109,21 +110,3 @@ def test_the_run_dir_name_is_the_command_lines(tmp_path: Path):
     cfg = composed("train", [f"paths.log_dir={tmp_path}"], return_hydra_config=True)
     cli_dir = Path(cfg.hydra.run.dir)
     assert cli_dir.parent == tmp_path / "train" / "runs" and RUN_NAME.fullmatch(cli_dir.name)
-
-
-@pytest.mark.slow
-def test_the_docs_example_runs_in_a_plain_python_process(tmp_path: Path):
-    page = (ROOT / "docs" / "python-api.md").read_text()
-    (code,) = re.findall(r"```python\n(.*?)```", page, re.S)
-    # Run from a copy of the project root's configs, so the logs land in tmp_path.
-    (tmp_path / "configs").symlink_to(ROOT / "configs")
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "weight=0.5784 bias=0.3513" in result.stdout
-    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
-    test_loss = read_metrics(run_dir)["test/loss"]
-    assert f"test/loss={test_loss:.4f}" in result.stdout
-    (eval_dir,) = (tmp_path / "logs" / "eval" / "runs").iterdir()
-    assert read_metrics(eval_dir)["test/loss"] == pytest.approx(test_loss, abs=1e-7)

@@ -1,8 +1,8 @@
 """Many workers, one Optuna study on a real PostgreSQL server (docs/sweeps.md, "Many workers, one
 study"), and optuna-dashboard serving it.
 
-The workers run the command docs/sweeps.md shows, as written, with the test server's URL in place of
-the documented one and a few overrides that make the trials short.
+The workers run the command docs/sweeps.md shows (each with the study's storage and name, a shared
+sweep directory), on the tiny run, with a few overrides that make the trials short.
 """
 
 from __future__ import annotations
@@ -28,34 +28,23 @@ from tests.helpers.postgres import create_database, free_port, postgres_bin, pos
 from tests.helpers.project import ROOT
 from tests.helpers.runs import read_metrics, read_summary
 from tests.helpers.scripts import run_script
-from tests.test_docs import bash_blocks, commands
 
-DOC_URL = "postgresql+psycopg://optuna@db.example.org/optuna"
-WORKER = "python scripts/train.py -m hparams_search=linear_optuna hydra.sweeper.storage="
+STUDY = "shared"
 # Short trials; heartbeats every second, a trial without one for 4 s is stale.
 HEARTBEAT, GRACE = 1, 4
 FAST = [
-    "trainer.max_epochs=3", "callbacks.progress_bar=null",
-    f"hydra.sweeper.heartbeat_interval={HEARTBEAT}", f"hydra.sweeper.grace_period={GRACE}",
+    "trainer.max_epochs=3", f"hydra.sweeper.heartbeat_interval={HEARTBEAT}",
+    f"hydra.sweeper.grace_period={GRACE}",
 ]  # fmt: skip
 
 
-def documented(prefix: str) -> list[str]:
-    """The one command of docs/sweeps.md that starts with `prefix` and uses the documented URL."""
-    found = [
-        args
-        for where, _, body in bash_blocks()
-        if where.startswith("docs/sweeps.md:")
-        for args in commands(body)
-        if " ".join(args).startswith(prefix) and any(DOC_URL in arg for arg in args)
-    ]
-    assert len(found) == 1, (prefix, found)
-    return found[0]
-
-
-def on(url: str, args: list[str]) -> list[str]:
-    """The documented command on the test's database instead of the documented one."""
-    return [arg.replace(DOC_URL, url) for arg in args]
+def worker(url: str, tiny_overrides: list[str], optuna_search: list[str]) -> list[str]:
+    """The command each worker runs: the study's storage and name, 4 trials, one sweep dir."""
+    return [
+        "python", "scripts/train.py", "-m", *tiny_overrides, *optuna_search,
+        f"hydra.sweeper.storage={url}", f"hydra.sweeper.study_name={STUDY}",
+        "hydra.sweeper.n_trials=4", f"hydra.sweep.dir=logs/train/optuna/{STUDY}", *FAST,
+    ]  # fmt: skip
 
 
 def replaced(args: list[str], *overrides: str) -> list[str]:
@@ -65,10 +54,8 @@ def replaced(args: list[str], *overrides: str) -> list[str]:
     return [new.get(arg.split("=")[0], arg) for arg in args]
 
 
-def test_the_documented_commands_use_the_documented_url():
-    worker = documented(WORKER)
-    assert f"hydra.sweeper.storage={DOC_URL}" in worker and "hydra.sweeper.n_trials=4" in worker
-    assert documented("optuna-dashboard") == ["optuna-dashboard", DOC_URL]
+def no_better(value: float, best: float, mode: str) -> bool:
+    return value <= best if mode == "max" else value >= best
 
 
 def test_each_job_is_numbered_by_its_trial_when_other_workers_trials_come_between():
@@ -95,7 +82,7 @@ def test_each_job_is_numbered_by_its_trial_when_other_workers_trials_come_betwee
 # The errors in a fresh process each, as a user meets them (they stop before any job starts).
 
 
-def test_a_postgresql_storage_without_its_driver_is_one_clear_error(tmp_path: Path):
+def test_a_postgresql_storage_without_its_driver_is_one_clear_error(tmp_path: Path, optuna_search):
     # A psycopg that cannot be imported, first on the path, stands for one not installed.
     (tmp_path / "shadow" / "psycopg").mkdir(parents=True)
     (tmp_path / "shadow" / "psycopg" / "__init__.py").write_text(
@@ -103,7 +90,7 @@ def test_a_postgresql_storage_without_its_driver_is_one_clear_error(tmp_path: Pa
     )
     path = os.pathsep.join([str(tmp_path / "shadow"), os.environ.get("PYTHONPATH", "")])
     result = run_script(
-        "train.py", "-m", "hparams_search=linear_optuna",
+        "train.py", "-m", *optuna_search,
         "hydra.sweeper.storage=postgresql+psycopg://optuna:secret@127.0.0.1:1/optuna",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         env={**os.environ, "PYTHONPATH": path}, timeout=120,
@@ -117,10 +104,10 @@ def test_a_postgresql_storage_without_its_driver_is_one_clear_error(tmp_path: Pa
     assert not (tmp_path / "sweep").exists()
 
 
-def test_an_unreachable_storage_is_one_clear_error(tmp_path: Path):
+def test_an_unreachable_storage_is_one_clear_error(tmp_path: Path, optuna_search):
     url = f"postgresql+psycopg://optuna@127.0.0.1:{free_port()}/optuna"  # nothing listens there
     result = run_script(
-        "train.py", "-m", "hparams_search=linear_optuna", f"hydra.sweeper.storage={url}",
+        "train.py", "-m", *optuna_search, f"hydra.sweeper.storage={url}",
         f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=120,
     )  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
@@ -128,7 +115,9 @@ def test_an_unreachable_storage_is_one_clear_error(tmp_path: Path):
     assert first.startswith(f"hydra.sweeper.storage={url}: ") and "refused" in first, first
 
 
-def test_a_job_directory_of_another_study_is_never_written_into(tmp_path: Path):
+def test_a_job_directory_of_another_study_is_never_written_into(
+    tmp_path: Path, tiny_overrides, optuna_search
+):
     import optuna
 
     # The sweep dir holds job 0 of a study whose storage is gone (or is elsewhere): a new study of
@@ -137,16 +126,16 @@ def test_a_job_directory_of_another_study_is_never_written_into(tmp_path: Path):
     (sweep_dir / "0" / ".hydra").mkdir(parents=True)
     (sweep_dir / "0" / "metrics.json").write_text('{"val/loss": 0.5}')
     result = run_script(
-        "train.py", "-m", "hparams_search=linear_optuna", f"hydra.sweeper.storage={storage}",
-        f"hydra.sweep.dir={sweep_dir}", timeout=120,
+        "train.py", "-m", *tiny_overrides, *optuna_search, f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.study_name={STUDY}", f"hydra.sweep.dir={sweep_dir}", timeout=120,
     )  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert (
-        f"{sweep_dir / '0'} already holds a job, not one of study 'linear_optuna' in {storage}: "
+        f"{sweep_dir / '0'} already holds a job, not one of study '{STUDY}' in {storage}: "
         "choose another hydra.sweeper.study_name or hydra.sweep.dir"
     ) in result.stderr.splitlines()
     assert sorted(p.name for p in (sweep_dir / "0").iterdir()) == [".hydra", "metrics.json"]
-    trials = optuna.load_study(study_name="linear_optuna", storage=storage).trials
+    trials = optuna.load_study(study_name=STUDY, storage=storage).trials
     assert [(trial.number, trial.state.name) for trial in trials] == [(0, "FAIL")]
 
 
@@ -187,7 +176,7 @@ def launched(log: str) -> list[int]:
     return [int(number) for number in re.findall(r"\t#(\d+) : ", log)]
 
 
-def check_jobs(study, sweep_dir: Path) -> None:
+def check_jobs(study, sweep_dir: Path, metric: str) -> None:
     """Job N is trial N: its directory holds that trial's parameters and, when it completed, the
     value Optuna was told; two jobs in one directory would fail this."""
     from hydra.core.override_parser.types import Transformer
@@ -199,25 +188,26 @@ def check_jobs(study, sweep_dir: Path) -> None:
         params = {f"{name}={Transformer.str(value)}" for name, value in trial.params.items()}
         assert params <= set(overrides), (trial.number, params, overrides)
         if trial.state.name == "COMPLETE":
-            assert trial.value == metrics["val/loss"] == read_metrics(job_dir)["val/loss"]
+            assert trial.value == metrics[metric] == read_metrics(job_dir)[metric]
 
 
 @pytest.mark.slow
-def test_workers_share_one_study_and_a_killed_workers_trial_fails(postgres: str, tmp_path: Path):
+def test_workers_share_one_study_and_a_killed_workers_trial_fails(
+    postgres: str, tmp_path: Path, tiny_overrides, optuna_search, optimized
+):
     # One test, not three on a module fixture: pytest-xdist's worksteal could run such a fixture
     # once per process.
-    shared_study = run_workers(postgres, tmp_path)
-    check_three_workers(shared_study)
+    url = create_database(postgres, "shared_study")
+    shared_study = run_workers(worker(url, tiny_overrides, optuna_search), url, tmp_path)
+    check_three_workers(shared_study, *optimized)
     check_the_killed_worker(shared_study)
     check_optuna_dashboard(shared_study)
 
 
-def run_workers(postgres: str, cwd: Path) -> dict:
-    """Four workers started at once on one new database, the documented command each; one of them,
-    running a long trial, is killed with SIGKILL once every worker is running a trial."""
-    url = create_database(postgres, "shared_study")
-    sweep_dir = cwd / "logs" / "train" / "optuna" / "linear_shared"
-    command = [*on(url, documented(WORKER)), *FAST]
+def run_workers(command: list[str], url: str, cwd: Path) -> dict:
+    """Four workers started at once on one new database, `command` each; one of them, running a
+    long trial, is killed with SIGKILL once every worker is running a trial."""
+    sweep_dir = cwd / "logs" / "train" / "optuna" / STUDY
     long = replaced(command, "hydra.sweeper.n_trials=1", "trainer.max_epochs=100000")
     doomed = start_worker(long, cwd, "doomed")
     workers = {f"worker{i}": start_worker(command, cwd, f"worker{i}") for i in range(3)}
@@ -247,11 +237,11 @@ def run_workers(postgres: str, cwd: Path) -> dict:
     }  # fmt: skip
 
 
-def check_three_workers(shared_study: dict) -> None:
+def check_three_workers(shared_study: dict, metric: str, mode: str) -> None:
     import optuna
 
     url, sweep_dir, logs = shared_study["url"], shared_study["sweep_dir"], shared_study["logs"]
-    study = optuna.load_study(study_name="linear_shared", storage=url)
+    study = optuna.load_study(study_name=STUDY, storage=url)
     trials = study.trials
     (killed,) = launched(logs["doomed"])
     # 3 workers x n_trials=4, and the killed worker's one: 13 trials, each number once.
@@ -268,7 +258,7 @@ def check_three_workers(shared_study: dict) -> None:
 
     numbered = sorted(int(d.name) for d in sweep_dir.iterdir() if d.name.isdigit())
     assert numbered == list(range(13))
-    check_jobs(study, sweep_dir)
+    check_jobs(study, sweep_dir, metric)
 
     # The file the last worker wrote holds the study's best; each worker printed the study's best
     # trial when it ended: one of the trials, with its value, no better than the final best.
@@ -279,7 +269,8 @@ def check_three_workers(shared_study: dict) -> None:
     assert best["storage"] == url  # it has no password to hide
     for name in jobs:
         number, value = re.search(r"Best of \d+ trials: #(\d+), value (\S+),", logs[name]).groups()
-        assert float(value) == trials[int(number)].value >= study.best_value
+        assert float(value) == trials[int(number)].value
+        assert no_better(float(value), study.best_value, mode)
     rows = {int(row["job"]): row["status"] for row in read_summary(sweep_dir)}  # the last worker's
     assert rows == {**dict.fromkeys(ran, "completed"), killed: "failed"}
 
@@ -287,7 +278,7 @@ def check_three_workers(shared_study: dict) -> None:
 def check_the_killed_worker(shared_study: dict) -> None:
     import optuna
 
-    study = optuna.load_study(study_name="linear_shared", storage=shared_study["url"])
+    study = optuna.load_study(study_name=STUDY, storage=shared_study["url"])
     (killed,) = launched(shared_study["logs"]["doomed"])
     failed = study.trials[killed]
     assert failed.state.name == "FAIL"
@@ -305,23 +296,22 @@ def check_optuna_dashboard(shared_study: dict) -> None:
     import optuna
 
     url = shared_study["url"]
-    command = documented("optuna-dashboard")
-    executable = shutil.which(command[0], path=str(Path(sys.executable).parent))
+    executable = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
     assert executable, "optuna-dashboard: pip install -e '.[dashboard]'"
     port = free_port()
     server = subprocess.Popen(
-        [executable, *on(url, command[1:]), "--host", "127.0.0.1", "--port", str(port)],
+        [executable, url, "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         studies = get_json(f"http://127.0.0.1:{port}/api/studies", server)
         (summary,) = studies["study_summaries"]
-        assert summary["study_name"] == "linear_shared"
+        assert summary["study_name"] == STUDY
         detail = get_json(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}", server)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    study = optuna.load_study(study_name="linear_shared", storage=url)
+    study = optuna.load_study(study_name=STUDY, storage=url)
     served = {trial["number"]: trial for trial in detail["trials"]}
     assert sorted(served) == [trial.number for trial in study.trials]
     for trial in study.trials:
