@@ -6,6 +6,7 @@ a persistent study, shared by many workers, whose killed invocations' trials are
 
 # No `from __future__ import annotations`: Hydra's plugin scan runs this module before it is in
 # sys.modules, where @dataclass then fails to resolve string annotations.
+import contextlib
 import logging
 import math
 import random
@@ -386,8 +387,7 @@ def _tell(study: Any, trial: Any, value: float | None) -> str:
     from optuna.trial import TrialState
 
     state = TrialState.FAIL if value is None else TrialState.COMPLETE
-    try:
+    # Another worker may have told it from the job's files meanwhile.
+    with contextlib.suppress(UpdateFinishedTrialError):
         study.tell(trial, value, state=state, skip_if_finished=True)
-    except UpdateFinishedTrialError:  # another worker told it from the job's files meanwhile
-        pass
     return state.name
