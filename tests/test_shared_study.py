@@ -296,7 +296,10 @@ def check_optuna_dashboard(shared_study: dict) -> None:
     import optuna
 
     url = shared_study["url"]
-    executable = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
+    # This interpreter's own, else the first on PATH (a venv may share another's packages).
+    executable = shutil.which(
+        "optuna-dashboard", path=str(Path(sys.executable).parent)
+    ) or shutil.which("optuna-dashboard")
     assert executable, "optuna-dashboard: pip install -e '.[dashboard]'"
     port = free_port()
     server = subprocess.Popen(
