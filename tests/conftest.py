@@ -109,6 +109,26 @@ def short_run(tmp_path_factory: pytest.TempPathFactory, short_overrides: list[st
 
 
 @pytest.fixture(scope="session")
+def full_batch(tiny_overrides: list[str]) -> list[str]:
+    """Distributed runs are short, of full batches: each rank's half of the rows, the gradients
+    averaged, is one process's step, so they must equal one process, epoch for epoch."""
+    return [
+        *tiny_overrides, "data.batch_size=null", "trainer.max_epochs=10",
+        "callbacks.progress_bar=null",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def one_process(tmp_path_factory: pytest.TempPathFactory, full_batch: list[str]) -> Path:
+    """The full-batch run in one process, in-process: what the distributed runs must reproduce."""
+    from litplate.train import train
+
+    run_dir = tmp_path_factory.mktemp("one_process")
+    train(make_cfg("train", run_dir, full_batch))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
 def optimized(tiny_overrides: list[str]) -> tuple[str, str]:
     """The tiny run's optimized_metric and optimized_mode (min or max): what a sweep ranks by."""
     cfg = make_cfg("train", Path("unused"), tiny_overrides)
