@@ -109,6 +109,26 @@ def short_run(tmp_path_factory: pytest.TempPathFactory, short_overrides: list[st
 
 
 @pytest.fixture(scope="session")
+def full_batch(tiny_overrides: list[str]) -> list[str]:
+    """Distributed runs are short, of full batches: each rank's half of the rows, the gradients
+    averaged, is one process's step, so they must equal one process, epoch for epoch."""
+    return [
+        *tiny_overrides, "data.batch_size=null", "trainer.max_epochs=10",
+        "callbacks.progress_bar=null",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def one_process(tmp_path_factory: pytest.TempPathFactory, full_batch: list[str]) -> Path:
+    """The full-batch run in one process, in-process: what the distributed runs must reproduce."""
+    from litplate.train import train
+
+    run_dir = tmp_path_factory.mktemp("one_process")
+    train(make_cfg("train", run_dir, full_batch))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
 def optimized(tiny_overrides: list[str]) -> tuple[str, str]:
     """The tiny run's optimized_metric and optimized_mode (min or max): what a sweep ranks by."""
     cfg = make_cfg("train", Path("unused"), tiny_overrides)
@@ -141,37 +161,49 @@ def tiny_parts(tmp_path: Path, tiny_overrides: list[str]):
     return build
 
 
+@pytest.fixture(scope="session")
+def run_in_process() -> Callable[..., int]:
+    """Run `scripts/<script>` in this process, as `python scripts/<script> ARGS` would; returns
+    its exit code. For fixtures of a wider scope than a test's (`entry_point` captures output)."""
+    root = logging.getLogger()
+
+    def run(script: str, *args: str) -> int:
+        path = ROOT / "scripts" / script
+        handlers, level = root.handlers[:], root.level
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sys, "argv", [str(path), *args])
+            try:
+                runpy.run_path(str(path), run_name="__main__")
+                return 0
+            except SystemExit as exit:
+                return exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+            finally:
+                # No Hydra left initialised for the next run (`--help` exits with its config set).
+                GlobalHydra.instance().clear()
+                HydraConfig.instance().cfg = None
+                # Hydra configured logging for the job (a file in its run directory): undo that.
+                for handler in root.handlers:
+                    if handler not in handlers:
+                        handler.close()
+                root.handlers[:] = handlers
+                root.setLevel(level)
+
+    return run
+
+
 @pytest.fixture
-def entry_point(capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+def entry_point(capfd: pytest.CaptureFixture, run_in_process: Callable[..., int]):
     """Run `scripts/<script>` in this process, as `python scripts/<script> ARGS` would.
 
     The script's `@hydra.main` parses the arguments, reports errors and exits as it does in a
     fresh process, without the seconds a new interpreter spends importing torch and Lightning.
     Returns a CompletedProcess with the exit code and the captured stdout and stderr.
     """
-    root = logging.getLogger()
 
     def run(script: str, *args: str) -> subprocess.CompletedProcess:
-        path = ROOT / "scripts" / script
-        monkeypatch.setattr(sys, "argv", [str(path), *args])
-        handlers, level = root.handlers[:], root.level
         capfd.readouterr()
-        try:
-            runpy.run_path(str(path), run_name="__main__")
-            code = 0
-        except SystemExit as exit:
-            code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
-        finally:
-            # No Hydra left initialised for the next test (`--help` exits with its config set).
-            GlobalHydra.instance().clear()
-            HydraConfig.instance().cfg = None
-            # Hydra configured logging for the job (a file in its run directory): undo that.
-            for handler in root.handlers:
-                if handler not in handlers:
-                    handler.close()
-            root.handlers[:] = handlers
-            root.setLevel(level)
+        code = run_in_process(script, *args)
         out, err = capfd.readouterr()
-        return subprocess.CompletedProcess(sys.argv, code, out, err)
+        return subprocess.CompletedProcess([str(ROOT / "scripts" / script), *args], code, out, err)
 
     return run

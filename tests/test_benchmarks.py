@@ -94,7 +94,8 @@ def test_a_quick_run_measures_every_case_in_a_fresh_process(tmp_path: Path):
         assert cases is None or list(rows) == cases
         floor = next(float(row[0]) for case, row in rows.items() if "floor" in case)
         for seconds, ratio, *_ in rows.values():
-            expected = pytest.approx(float(seconds) / floor, rel=0.01, abs=0.01)
+            # Times shown to 3 significant figures (each up to 0.5% off), the ratio to 2 places.
+            expected = pytest.approx(float(seconds) / floor, rel=0.02, abs=0.01)
             assert float(ratio.removesuffix("x")) == expected
     start = next(row for case, row in table(text, "Cold start").items() if "train.py" in case)
     verdicts = [table(text, "W2")[LITPLATE][3], table(text, "W2")[PEER][3], start[3]]

@@ -11,7 +11,6 @@ from litplate.run.builders import build_data_and_model
 from litplate.run.validation import ConfigError
 from litplate.train import train
 from tests.helpers.project import CONFIG_DIR
-from tests.helpers.scripts import run_script
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 DEBUGS = sorted(p.stem for p in (CONFIG_DIR / "debug").glob("*.yaml"))
@@ -62,20 +61,20 @@ def test_early_stopping_is_off_by_default_and_available(cfg_factory):
     assert cfg.callbacks.last_checkpoint.filename == "last"
 
 
-def test_unknown_experiment_is_hydras_error():
-    result = run_script("train.py", "experiment=does_not_exist", "--cfg", "job", timeout=120)
+def test_unknown_experiment_is_hydras_error(entry_point):
+    result = entry_point("train.py", "experiment=does_not_exist", "--cfg", "job")
     assert result.returncode != 0
     assert "Could not find 'experiment/does_not_exist'" in result.stderr
 
 
-def test_unknown_key_is_hydras_error():
-    result = run_script("train.py", "no_such_key=1", "--cfg", "job", timeout=120)
+def test_unknown_key_is_hydras_error(entry_point):
+    result = entry_point("train.py", "no_such_key=1", "--cfg", "job")
     assert result.returncode != 0
     assert "Could not override 'no_such_key'" in result.stderr
 
 
-def test_cfg_job_prints_the_experiment(cfg_factory, tiny_overrides):
-    result = run_script("train.py", *tiny_overrides, "--cfg", "job", timeout=120)
+def test_cfg_job_prints_the_experiment(cfg_factory, tiny_overrides, entry_point):
+    result = entry_point("train.py", *tiny_overrides, "--cfg", "job")
     assert result.returncode == 0, result.stderr
     cfg = cfg_factory(overrides=tiny_overrides)
     for target in (cfg.data._target_, cfg.model._target_, cfg.model.optimizer._target_):

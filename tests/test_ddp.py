@@ -13,9 +13,7 @@ import torch
 from hydra.utils import instantiate
 
 from litplate.run.checkpoint import model_from_checkpoint
-from litplate.train import train
 from tests.helpers.data import Ramp
-from tests.helpers.project import make_cfg
 from tests.helpers.runs import job_statuses, read_metrics
 from tests.helpers.scripts import run_script
 
@@ -116,24 +114,6 @@ def test_predict_refuses_several_processes(short_run: Path, cfg_factory):
         predict_to_csv(cfg)
 
 
-@pytest.fixture(scope="module")
-def full_batch(tiny_overrides: list[str]) -> list[str]:
-    """DDP runs are short, of full batches: each rank's half of the rows, the gradients averaged,
-    is one process's step, so they must equal one process, epoch for epoch."""
-    return [
-        *tiny_overrides, "data.batch_size=null", "trainer.max_epochs=30",
-        "callbacks.progress_bar=null",
-    ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def one_process(tmp_path_factory: pytest.TempPathFactory, full_batch: list[str]) -> Path:
-    """The full-batch run in one process: what the DDP runs must reproduce."""
-    run_dir = tmp_path_factory.mktemp("one_process")
-    train(make_cfg("train", run_dir, full_batch))
-    return run_dir
-
-
 @pytest.mark.slow
 def test_ddp_cpu_trains_in_one_run_directory(tmp_path: Path, one_process: Path, full_batch):
     # The default run directory (logs/train/runs/<time>_<pid>), to check that the re-launched
@@ -157,7 +137,7 @@ def test_ddp_cpu_trains_in_one_run_directory(tmp_path: Path, one_process: Path, 
         assert (run / name).is_file()
     single = read_metrics(one_process)
     same_metrics(metrics, single, [k for k in single if k.startswith(("train/", "val/", "test/"))])
-    assert metrics["epochs"] == single["epochs"] == 30
+    assert metrics["epochs"] == single["epochs"] == 10
 
 
 @pytest.mark.slow
@@ -184,7 +164,7 @@ def test_ddp_spawn_runs_in_a_multirun_like_one_process(
     single = read_metrics(one_process)  # seed 42, as job 0
     assert sorted(metrics) == sorted(single)  # spawned processes hand back all they logged
     same_metrics(metrics, single, [k for k in single if k.startswith(("train/", "val/", "test/"))])
-    assert metrics["epochs"] == other["epochs"] == single["epochs"] == 30
+    assert metrics["epochs"] == other["epochs"] == single["epochs"] == 10
     assert other["seed"] == 7 and other["train/loss"] != metrics["train/loss"]
     assert (sweep / "0" / "loss_curves.png").stat().st_size > 10_000  # drawn, not empty axes
 

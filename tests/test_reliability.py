@@ -91,25 +91,13 @@ def straight_run(tmp_path_factory: pytest.TempPathFactory, long_run: list[str]) 
     return run_dir
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_run_resumes_bit_identically(
-    tmp_path: Path, straight_run: Path, sig: int, long_run: list[str]
-):
-    if sig == signal.SIGKILL:  # killed by itself after epoch 6's validation was logged
-        kill = [
-            "+callbacks.kill._target_=tests.helpers.kill.KillAfterValidation",
-            "+callbacks.kill.epoch=6",
-        ]
-        proc = _start(long_run, tmp_path, *kill)
-    else:
-        proc = _start(long_run, tmp_path)
-        _wait_for_epochs(tmp_path, proc, 5)
-        proc.send_signal(sig)
+def _check_killed(run_dir: Path, proc: subprocess.Popen, sig: int) -> int:
+    """What a run killed by `sig` leaves: no metrics.json, usable checkpoints; the epoch that
+    last.ckpt holds."""
     code = proc.wait(timeout=120)
     stderr = proc.stderr.read()
-    assert not (tmp_path / "metrics.json").exists()
-    last_path = tmp_path / "checkpoints" / "last.ckpt"
+    assert not (run_dir / "metrics.json").exists()
+    last_path = run_dir / "checkpoints" / "last.ckpt"
     last = load_checkpoint(last_path)
     epoch = last["epoch"]
     assert 5 <= epoch < 19
@@ -125,7 +113,7 @@ def test_killed_run_resumes_bit_identically(
         assert code == -signal.SIGKILL and epoch == 5
     # best.ckpt, kept in memory between writes, is on disk and usable, and at least as good as
     # the best that last.ckpt names (it is written first).
-    best_path = tmp_path / "checkpoints" / "best.ckpt"
+    best_path = run_dir / "checkpoints" / "best.ckpt"
     best = load_checkpoint(best_path)
     model_from_checkpoint(best_path)
     # The ModelCheckpoint that keeps best.ckpt (the other, last.ckpt's, monitors nothing).
@@ -133,11 +121,28 @@ def test_killed_run_resumes_bit_identically(
     best_score = best["callbacks"][key]["best_model_score"]
     assert best_score <= last["callbacks"][key]["best_model_score"]
     assert best["epoch"] <= epoch + 1
+    return epoch
 
-    # Resumed as a user resumes, in a fresh process: the killed one's checkpoint is all it shares
-    # with it. (In this long-lived process TensorBoard's event-file names, which end in a
-    # per-process counter, can sort the test phase's file before the resumed fit's, whose purge
-    # marker then hides the test's values from a reader.)
+
+@pytest.mark.slow
+def test_killed_run_resumes_bit_identically(
+    tmp_path: Path, straight_run: Path, long_run: list[str]
+):
+    # Killed by itself after epoch 6's validation was logged (SIGKILL), resumed, that run stopped
+    # with SIGTERM a few epochs later, resumed again: each in a fresh process, as a user resumes,
+    # the checkpoint all it shares with the one before. (In this long-lived process TensorBoard's
+    # event-file names, which end in a per-process counter, can sort the test phase's file before
+    # the resumed fit's, whose purge marker then hides the test's values from a reader.)
+    kill = [
+        "+callbacks.kill._target_=tests.helpers.kill.KillAfterValidation",
+        "+callbacks.kill.epoch=6",
+    ]
+    killed = _check_killed(tmp_path, _start(long_run, tmp_path, *kill), signal.SIGKILL)
+    last_path = tmp_path / "checkpoints" / "last.ckpt"
+    resumed = _start(long_run, tmp_path, f"ckpt_path={last_path}")
+    _wait_for_epochs(tmp_path, resumed, killed + 3)
+    resumed.send_signal(signal.SIGTERM)
+    assert _check_killed(tmp_path, resumed, signal.SIGTERM) >= killed + 3
     resumed = _start(long_run, tmp_path, f"ckpt_path={last_path}")
     assert resumed.wait(timeout=240) == 0, resumed.stderr.read()[-3000:]
     _same_result(straight_run, tmp_path)

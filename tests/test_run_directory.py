@@ -19,14 +19,14 @@ from tests.helpers.runs import digests, read_metrics
 
 @pytest.fixture(scope="module")
 def quick(tiny_overrides: list[str]) -> list[str]:
-    return [*tiny_overrides, "trainer.max_epochs=20", "callbacks.progress_bar=null"]
+    return [*tiny_overrides, "trainer.max_epochs=5", "callbacks.progress_bar=null"]
 
 
-@pytest.fixture
-def finished_run(tmp_path: Path, entry_point, quick) -> Path:
-    run_dir = tmp_path / "run"
-    result = entry_point("train.py", *quick, f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, run_in_process, quick) -> Path:
+    """One run, as `python scripts/train.py` leaves it; each test compares it before and after."""
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    assert run_in_process("train.py", *quick, f"hydra.run.dir={run_dir}") == 0
     return run_dir
 
 
@@ -90,7 +90,7 @@ def test_resuming_a_finished_run_keeps_its_results(finished_run: Path, entry_poi
         f"hydra.run.dir={run}", f"ckpt_path={run}/checkpoints/last.ckpt",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "was already complete (20 epochs): nothing to train" in result.stdout + result.stderr
+    assert "was already complete (5 epochs): nothing to train" in result.stdout + result.stderr
     after = read_metrics(finished_run)
     assert sorted(after) == sorted(before)
     for key in (*learned, "val/loss", "train/loss", "test/loss", "epochs"):

@@ -171,22 +171,29 @@ def test_a_live_sweep_holds_its_directory(tmp_path: Path, entry_point, short_ove
 def test_a_continued_study_never_runs_a_job_in_a_directory_holding_a_run(
     tmp_path: Path, entry_point, short_overrides
 ):
-    # A new study (another storage) in a directory whose job 0 holds an earlier study's run.
-    sweep_dir = tmp_path / "sweep"
+    import optuna
+
+    # A new study (another storage) in a directory whose job 0 holds an earlier study's run: the
+    # new study numbers its first trial 0 too.
+    sweep_dir, storage = tmp_path / "sweep", f"sqlite:///{tmp_path}/other.db"
     _fake_job(sweep_dir, 0, ["lr=0.1"], {"val/loss": 0.5})
     before = (sweep_dir / "0" / "metrics.json").read_bytes()
     result = entry_point(
         "train.py", "-m", *short_overrides, "hydra/sweeper=litplate_optuna",
         "hydra.sweeper.n_trials=1", "data.batch_size=choice(8, 16)",
-        f"hydra.sweeper.storage=sqlite:///{tmp_path}/other.db",
-        f"hydra.sweep.dir={sweep_dir}",
+        f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={sweep_dir}",
     )  # fmt: skip
     assert result.returncode == 1
     # The sweeper claims each trial's directory before it launches the job.
-    assert f"{sweep_dir / '0'} already holds a job, not one of study 'litplate'" in result.stderr
+    assert (
+        f"{sweep_dir / '0'} already holds a job, not one of study 'litplate' in {storage}: "
+        "choose another hydra.sweeper.study_name or hydra.sweep.dir"
+    ) in result.stderr.splitlines()
     assert "Traceback" not in result.stderr
     assert (sweep_dir / "0" / "metrics.json").read_bytes() == before
-    assert not (sweep_dir / "0" / "checkpoints").exists()
+    assert sorted(p.name for p in (sweep_dir / "0").iterdir()) == [".hydra", "metrics.json"]
+    trials = optuna.load_study(study_name="litplate", storage=storage).trials
+    assert [(trial.number, trial.state.name) for trial in trials] == [(0, "FAIL")]
 
 
 def test_a_sweep_fails_by_its_sweepers_rule():
