@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class LitplateOptunaSweeperConf:
     _target_: str = "hydra_plugins.litplate_optuna_sweeper.optuna_sweeper.LitplateOptunaSweeper"
-    direction: str = "minimize"  # or maximize: what the task function returns
+    # minimize or maximize what the task function returns: by default the run's optimized_mode.
+    direction: str = "${oc.select:optimized_mode,min}imize"
     study_name: str = "litplate"
     # A SQLAlchemy URL (sqlite, postgresql, ...); null keeps the study in memory only.
     storage: Any = "sqlite:///${hydra.sweep.dir}/optuna.db"
