@@ -76,14 +76,21 @@ def assert_learned(learned: dict[str, float]) -> Callable[[dict], None]:
     return check
 
 
+def trained_once(factory: pytest.TempPathFactory, name: str, overrides: list[str]) -> Path:
+    """A run of `overrides` trained in-process into a new session directory `name`."""
+    from litplate.train import train
+
+    run_dir = factory.mktemp(name)
+    train(make_cfg("train", run_dir, overrides))
+    return run_dir
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_overrides: list[str]) -> Path:
     """The tiny example trained once, in-process; tests read what it left behind."""
-    from litplate.train import train
-
-    run_dir = tmp_path_factory.mktemp("trained_run")
-    train(make_cfg("train", run_dir, [*tiny_overrides, "callbacks.progress_bar=null"]))
-    return run_dir
+    return trained_once(
+        tmp_path_factory, "trained_run", [*tiny_overrides, "callbacks.progress_bar=null"]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -101,11 +108,7 @@ def short_overrides(tiny_overrides: list[str]) -> list[str]:
 @pytest.fixture(scope="session")
 def short_run(tmp_path_factory: pytest.TempPathFactory, short_overrides: list[str]) -> Path:
     """The short run trained once, in-process."""
-    from litplate.train import train
-
-    run_dir = tmp_path_factory.mktemp("short_run")
-    train(make_cfg("train", run_dir, short_overrides))
-    return run_dir
+    return trained_once(tmp_path_factory, "short_run", short_overrides)
 
 
 @pytest.fixture(scope="session")
@@ -121,11 +124,7 @@ def full_batch(tiny_overrides: list[str]) -> list[str]:
 @pytest.fixture(scope="session")
 def one_process(tmp_path_factory: pytest.TempPathFactory, full_batch: list[str]) -> Path:
     """The full-batch run in one process, in-process: what the distributed runs must reproduce."""
-    from litplate.train import train
-
-    run_dir = tmp_path_factory.mktemp("one_process")
-    train(make_cfg("train", run_dir, full_batch))
-    return run_dir
+    return trained_once(tmp_path_factory, "one_process", full_batch)
 
 
 @pytest.fixture(scope="session")

@@ -13,20 +13,30 @@ from litplate.models.base import ClassificationModel, LitModel
 from litplate.run.config import to_plain
 
 
-def mlp(
-    n_features: int, hidden_sizes: Sequence[int], activation: dict, dropout: float, n_outputs: int
-) -> nn.Sequential:
-    """x → [Linear → activation (→ Dropout)] per hidden size → Linear → `n_outputs` values."""
+def mlp_architecture(
+    hidden_sizes: Sequence[int], activation: dict[str, Any] | None, dropout: float, n_features: int
+) -> dict[str, Any]:
+    """The checked hyper-parameters of an MLP."""
+    hidden_sizes = list(to_plain(hidden_sizes))
     if not hidden_sizes or any(size < 1 for size in hidden_sizes):
-        raise ValueError(f"hidden_sizes must be one or more sizes >= 1, got {list(hidden_sizes)}")
+        raise ValueError(f"hidden_sizes must be one or more sizes >= 1, got {hidden_sizes}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got dropout={dropout}")
+    activation = to_plain(activation) or {"_target_": "torch.nn.Tanh"}
+    return dict(
+        hidden_sizes=hidden_sizes, activation=activation, dropout=dropout, n_features=n_features
+    )
+
+
+def mlp_layers(hparams: Any, n_outputs: int) -> nn.Sequential:
+    """x → [Linear → activation (→ Dropout)] per hidden size → Linear → `n_outputs` values."""
     layers: list[nn.Module] = []
-    for size in hidden_sizes:
-        layers += [nn.Linear(n_features, size), instantiate(activation)]
-        layers += [nn.Dropout(dropout)] if dropout > 0 else []
-        n_features = size
-    return nn.Sequential(*layers, nn.Linear(n_features, n_outputs))
+    in_features = hparams.n_features
+    for size in hparams.hidden_sizes:
+        layers += [nn.Linear(in_features, size), instantiate(hparams.activation)]
+        layers += [nn.Dropout(hparams.dropout)] if hparams.dropout > 0 else []
+        in_features = size
+    return nn.Sequential(*layers, nn.Linear(in_features, n_outputs))
 
 
 class MLPRegression(LitModel):
@@ -41,13 +51,9 @@ class MLPRegression(LitModel):
         n_features: int = 1,
         **common: Any,
     ) -> None:
-        hidden_sizes = list(to_plain(hidden_sizes))
-        activation = to_plain(activation) or {"_target_": "torch.nn.Tanh"}
-        architecture = dict(
-            hidden_sizes=hidden_sizes, activation=activation, dropout=dropout, n_features=n_features
-        )
+        architecture = mlp_architecture(hidden_sizes, activation, dropout, n_features)
         super().__init__(**common, architecture=architecture)
-        self.net = mlp(n_features, hidden_sizes, activation, dropout, 1)
+        self.net = mlp_layers(self.hparams, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -67,13 +73,9 @@ class MLPClassifier(ClassificationModel):
     ) -> None:
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got n_classes={n_classes}")
-        hidden_sizes = list(to_plain(hidden_sizes))
-        activation = to_plain(activation) or {"_target_": "torch.nn.Tanh"}
-        architecture = dict(
-            hidden_sizes=hidden_sizes, activation=activation, dropout=dropout, n_features=n_features
-        )
+        architecture = mlp_architecture(hidden_sizes, activation, dropout, n_features)
         super().__init__(**common, architecture={**architecture, "n_classes": n_classes})
-        self.net = mlp(n_features, hidden_sizes, activation, dropout, n_classes)
+        self.net = mlp_layers(self.hparams, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
