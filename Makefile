@@ -67,7 +67,7 @@ EXAMPLES := src/litplate/data/linear.py src/litplate/models/linear.py src/litpla
 	configs/experiment/linear.yaml configs/experiment/linear_finetune.yaml \
 	configs/experiment/linear_tutorial.yaml configs/experiment/mlp.yaml \
 	configs/experiment/digits.yaml configs/hparams_search/linear_optuna.yaml \
-	notebooks docs/notebook.md
+	notebooks docs/notebook.md tests/data
 EXAMPLE_TESTS := digits docs finetune linear mlp notebook reference
 
 # perl: their imports (one line, or wrapped in parentheses), then the other lines marked `# example`.

@@ -328,5 +328,9 @@ class ClassificationCSVDataModule(CSVDataModule):
     def fit_standardization(self, *args: Any) -> Standardization:
         return dataclasses.replace(super().fit_standardization(*args), target_mean=0.0)
 
+    def raw_targets(self, name: str) -> torch.Tensor:
+        """The labels as integers, as the file has them (predictions.csv's `target` column)."""
+        return super().raw_targets(name).long()
+
     def settled_config(self) -> dict[str, Any]:
         return {**super().settled_config(), "n_classes": self.n_classes}
