@@ -72,3 +72,15 @@ def test_loss_comes_from_config(tiny_parts, loss):
 def test_an_unknown_model_argument_is_one_error_naming_it(tiny_parts):
     with pytest.raises(ConfigError, match=r"model: .* got an unexpected keyword argument 'lossfn'"):
         tiny_parts("+model.lossfn={_target_:torch.nn.MSELoss}")
+
+
+def test_a_nan_batch_loss_makes_the_epochs_loss_nan_not_the_mean_of_the_rest(tiny_parts):
+    datamodule, model = tiny_parts()
+    X, y = next(iter(datamodule.val_dataloader()))
+    poisoned = y.clone()
+    poisoned[0] = float("nan")
+    with torch.inference_mode():
+        model.validation_step((X, y), 0)
+        assert torch.isfinite(model.val_loss.compute())
+        model.validation_step((X, poisoned), 1)
+        assert torch.isnan(model.val_loss.compute())

@@ -62,8 +62,10 @@ class LitModel(SafeLoading, L.LightningModule):
         # They may come from a file (a checkpoint's hyper-parameters): each role's classes only.
         check_model_hparams(dict(self.hparams), f"{type(self).__name__} hyper-parameters")
         self.loss_fn = instantiate(self.hparams.loss)
-        # Means over each epoch's samples; torchmetrics sums them across DDP ranks exactly.
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        # Means over each epoch's samples; torchmetrics sums them across DDP ranks exactly. A NaN
+        # batch loss makes the mean NaN: by default MeanMetric drops it and reports the rest.
+        mean = {"nan_strategy": "disable"}
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(**mean) for _ in range(3))
         metrics = self.configure_metrics()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
