@@ -367,13 +367,18 @@ def test_a_malformed_checkpoint_is_one_clear_error(
 
 
 @pytest.mark.parametrize("key", ["best_model_path", "kth_best_model_path", "best_k_models"])
+@pytest.mark.parametrize(
+    "form", ["{run}/checkpoints/../../victim", "local://{victim}", "simplecache::{victim}"]
+)
 def test_a_callback_state_pointing_outside_its_directory_is_refused(
-    honest_checkpoint, key, tmp_path: Path, cfg_factory, short_overrides
+    honest_checkpoint, key, form, tmp_path: Path, cfg_factory, short_overrides
 ):
     victim = tmp_path / "victim"
     victim.mkdir()
+    (victim / "precious.txt").write_text("kept")
     checkpoint = copy.deepcopy(honest_checkpoint)
-    outside = f"{tmp_path}/run/checkpoints/../../victim"
+    # `local://` and `x::` are fsspec protocols Lightning removes recursively, unchecked.
+    outside = form.format(run=tmp_path / "run", victim=victim)
     for state in checkpoint["callbacks"].values():
         state.pop("dirpath", None)  # Lightning then takes the state as its own directory's
         state[key] = {outside: torch.tensor(0.0)} if key == "best_k_models" else outside
@@ -383,6 +388,6 @@ def test_a_callback_state_pointing_outside_its_directory_is_refused(
     # One more epoch than the honest run's: a resume that trains (and would save, and delete).
     more = f"trainer.max_epochs={honest_checkpoint['epoch'] + 2}"
     cfg = cfg_factory(overrides=[*short_overrides, more, f"ckpt_path={path}"], name="run")
-    with pytest.raises(CheckpointError, match="outside its directory"):
+    with pytest.raises(CheckpointError, match="not a plain path inside its directory"):
         train(cfg)
-    assert victim.is_dir()
+    assert (victim / "precious.txt").read_text() == "kept"

@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from fsspec.utils import get_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
@@ -64,16 +65,20 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
         for name, value in state_dict.items()
     ):
         raise CheckpointError(f"{path}: its 'state_dict' is not a mapping of names to tensors")
-    # A resumed ModelCheckpoint deletes its old files, checked to be under its dirpath by their
-    # parents, which `..` passes; Lightning writes real paths, so an honest file holds no `..`.
+    # A resumed ModelCheckpoint deletes its old files: a local one only under its dirpath (by
+    # parents, which `..` passes), any other protocol's (`local://`, `x::`) unchecked, recursively.
+    # The run's checkpoints are plain local paths, so an honest file names no `..` and no protocol.
     for name, state in (checkpoint.get("callbacks") or {}).items():
         state = state if isinstance(state, dict) else {}
         keys = ("dirpath", "best_model_path", "last_model_path", "kth_best_model_path")
         for value in [*map(state.get, keys), *(state.get("best_k_models") or {})]:
-            if isinstance(value, str) and ".." in Path(value).parts:
+            if isinstance(value, str) and (
+                ".." in Path(value).parts or get_protocol(value) != "file"
+            ):
                 raise CheckpointError(
                     f"{path}: refused: the state of {str(name).split('{')[0]} names {value!r}, "
-                    "outside its directory (a resumed fit would delete it). Nothing was run."
+                    "not a plain path inside its directory (a resumed fit would delete it). "
+                    "Nothing was run."
                 )
     try:
         if RUN_CONFIG_KEY in checkpoint:
