@@ -12,6 +12,7 @@ from litplate.run import lightning_output
 from litplate.run.builders import build_from_checkpoint, build_trainer
 from litplate.run.config import outside_hydra
 from litplate.run.files import to_float, write_json
+from litplate.run.resume import sigterm_is_an_error
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     model, datamodule, _ = build_from_checkpoint(cfg)
     trainer = build_trainer(cfg)
-    test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    with sigterm_is_an_error(trainer, "testing"):
+        test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics = {
         **{key: to_float(value) for key, value in test_metrics.items()},
         **model.reported_values(getattr(datamodule, "standardization", None)),

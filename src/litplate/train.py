@@ -19,7 +19,7 @@ from litplate.run.callbacks import RunRecord
 from litplate.run.checkpoint import fit_checkpoints, load_checkpoint, load_weights
 from litplate.run.config import outside_hydra, print_config_tree, to_plain
 from litplate.run.files import full_disk_named, save_figure, save_weights, to_float, write_json
-from litplate.run.resume import check_resumable, fit
+from litplate.run.resume import check_resumable, fit, sigterm_is_an_error
 from litplate.run.validation import validate
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             cfg.get("test_ckpt", "best"),
             ", ".join(map(str, checkpoints.values())),
         )
-    test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    with sigterm_is_an_error(trainer, "testing"):
+        test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     # The model's own values (the line's weight and bias), also in the data's units if standardized.
     reported = model.reported_values(getattr(datamodule, "standardization", None))
     # A resumed run keeps every key its metrics.json had; this run's values replace theirs.

@@ -4,6 +4,8 @@ already complete, or run in other processes (ddp_spawn)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning as L
@@ -63,10 +65,8 @@ def fit(
     """`trainer.fit` (from `cfg.ckpt_path` if set); the fit's last metrics and its epochs."""
     if resumed is not None:
         trackers.keep_csv_rows(trainer)
-    try:
+    with sigterm_is_an_error(trainer, "fitting"):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    except SIGTERMException:
-        raise interrupted(trainer) from None
     fit_metrics = {key: to_float(value) for key, value in trainer.callback_metrics.items()}
     epochs = trainer.current_epoch
     if resumed is not None and trainer.global_step == resumed.get("global_step"):
@@ -90,10 +90,23 @@ def fit(
     return fit_metrics, epochs
 
 
-def interrupted(trainer: L.Trainer) -> RunInterrupted:
+@contextmanager
+def sigterm_is_an_error(trainer: L.Trainer, stage: str) -> Iterator[None]:
+    """Lightning ends a stage on SIGTERM with a SystemExit of code 0, which a scheduler reads as
+    success: raise RunInterrupted (exit 1) instead, saying how to go on."""
+    try:
+        yield
+    except SIGTERMException:
+        raise interrupted(trainer, stage) from None
+
+
+def interrupted(trainer: L.Trainer, stage: str) -> RunInterrupted:
     """What to say after a SIGTERM: Lightning stops after the current batch, and last.ckpt holds
     the last epoch that ended."""
     last = fit_checkpoints(trainer).get("last")
+    if stage != "fitting":
+        go_on = f": {last} holds the fit, resume with ckpt_path={last} to test it" if last else ""
+        return RunInterrupted(f"SIGTERM received while {stage}; nothing was written{go_on}")
     if last is None or not last.is_file():
         return RunInterrupted(
             f"SIGTERM received during epoch {trainer.current_epoch}; no epoch had been saved, so "
