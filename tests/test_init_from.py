@@ -4,6 +4,7 @@ parameters fixed; every mismatch is one error naming the keys."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,24 @@ def test_resuming_with_another_learning_rate_says_how(
     )  # fmt: skip
     one_clear_error(result, f"model.optimizer.lr={lr!r}, this run {lr * 2!r}")
     one_clear_error(result, f"model.init_from={ckpt}")  # the way to use its weights instead
+
+
+def test_resuming_a_run_on_other_data_is_refused_and_its_results_stay(
+    short_run: Path, tmp_path: Path, entry_point, short_overrides
+):
+    run = tmp_path / "run"
+    shutil.copytree(short_run, run)
+    ckpt, results = run / "checkpoints" / "last.ckpt", run / "metrics.json"
+    before = results.read_bytes()
+    result = entry_point(
+        "train.py", *short_overrides, "++data.split_seed=7", "++data.batch_size=4",
+        f"ckpt_path={ckpt}", f"hydra.run.dir={run}",
+    )  # fmt: skip
+    # Another split is other data; another batch size only another way to load it.
+    one_clear_error(result, "its fit used data.split_seed=None, this run 7: a resumed fit")
+    one_clear_error(result, f"model.init_from={ckpt}")
+    assert results.read_bytes() == before
+    assert load_checkpoint(ckpt)["epoch"] == read_metrics(short_run)["epochs"] - 1
 
 
 def test_freezing_an_unknown_parameter_is_one_clear_error(
