@@ -352,6 +352,8 @@ def test_the_documented_python_loading_refuses_a_pickle_served_over_http(
         (lambda c: c["run_config"].update(data=[1]), "no data config"),
         (lambda c: c.update(state_dict=[1]), "'state_dict' is not a mapping"),
         (lambda c: c["state_dict"].update(extra=3), "'state_dict' is not a mapping"),
+        (lambda c: c["run_config"]["model"].update(_partial_=True), "refused model._partial_"),
+        (lambda c: c["run_config"]["data"].update(_partial_=True), "refused data._partial_"),
     ],
 )
 def test_a_malformed_checkpoint_is_one_clear_error(

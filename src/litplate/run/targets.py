@@ -18,6 +18,9 @@ ALLOWED: dict[str, set[str]] = {
     for role, names in (yaml.safe_load(ALLOWLIST_FILE.read_text()) or {}).items()
 }
 
+# Built later, given the model's parameters (the optimizer) or the optimizer (the scheduler).
+PARTIAL_ROLES = ("model.optimizer", "model.scheduler")
+
 
 class UnsafeConfigError(UserInputError):
     """A stored config names a class its role does not allow, or holds an interpolation."""
@@ -59,6 +62,11 @@ def check_stored(config: Any, role: str, source: str, stored: bool = True) -> No
             raise UnsafeConfigError(
                 f"{source}: refused {path}={value!r}: {allowed} ({ALLOWLIST_FILE.name}, see "
                 "docs/safety.md). Nothing was run."
+            )
+        if key == "_partial_" and stored and value is not False and node not in PARTIAL_ROLES:
+            raise UnsafeConfigError(
+                f"{source}: refused {path}={value!r}: a stored config builds partials only at "
+                f"{', '.join(PARTIAL_ROLES)}. Nothing was run."
             )
         if key != "_target_" and stored and isinstance(value, str) and "${" in value:
             raise UnsafeConfigError(
