@@ -23,7 +23,7 @@ def test_guide_has_files_commands_and_the_removal():
         "tests/test_flowers.py",
     ]
     removal = blocks[-2][2]
-    assert "make remove-examples" in removal and 'python -m pytest -m ""' in removal
+    assert "make remove-examples" in removal and "python -m pytest -n auto" in removal
 
 
 def test_file_blocks_paste_whole():
