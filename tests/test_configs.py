@@ -92,10 +92,19 @@ def test_cfg_job_prints_the_experiment(cfg_factory, tiny_overrides, entry_point)
         ),
         ("seed=abc", "seed='abc': expected an integer"),
         ("test_ckpt=first", "test_ckpt='first': expected 'best' or 'last'"),
+        (
+            "+trainer.accumulate_grad_batches=0",
+            "trainer.accumulate_grad_batches=0: expected an integer >= 1",
+        ),
+        ("+trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1: expected a number >= 0"),
+        (
+            "model/scheduler=cosine model.scheduler.T_max=0",
+            "model.scheduler.T_max=0: expected an integer >= 1",
+        ),
     ],
 )
 def test_invalid_config_values_fail_before_training(cfg_factory, override, message):
-    cfg = cfg_factory(overrides=[override])
+    cfg = cfg_factory(overrides=override.split())
     with pytest.raises(ConfigError, match=message.replace("+", r"\+").replace("(", r"\(")):
         train(cfg)
     assert not Path(cfg.paths.output_dir).exists()

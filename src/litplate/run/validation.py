@@ -36,9 +36,15 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "an integer >= 1 (-1: no limit)",
     ),
     "trainer.min_epochs": (lambda v: v is None or (_int(v) and v >= 0), "an integer >= 0"),
+    "trainer.accumulate_grad_batches": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "trainer.gradient_clip_val": (
+        lambda v: v is None or (_number(v) and v >= 0),
+        "a number >= 0 (or null)",
+    ),
     "model.optimizer.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
     "model.optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "model.optimizer.momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "model.scheduler.T_max": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
     "tags": (
         lambda v: (
             isinstance(v, ListConfig | list) and all(isinstance(t, str) and t.strip() for t in v)
