@@ -116,6 +116,9 @@ def test_predict_writes_csv_and_plot(trained_run: Path, cfg_factory):
     for i, name in enumerate(data.feature_names):
         got = [float(row[name]) for row in rows]
         assert got == pytest.approx(data.raw_inputs(split)[:, i].tolist(), abs=1e-6), name
+        # Written as the data's float32 values read: their shortest text, no float64 noise.
+        shortest = [str(value) for value in data.raw_inputs(split)[:, i].numpy()]
+        assert [row[name] for row in rows] == shortest, name
     assert (path.parent / "predictions.png").is_file()
 
 

@@ -42,9 +42,10 @@ def predict_to_csv(cfg: DictConfig) -> Path:
     with atomic_write(path, newline="") as file:
         writer = csv.writer(file)
         writer.writerow([*datamodule.feature_names, *columns, "target"])
-        values = zip(*(column.tolist() for column in columns.values()), strict=True)
-        targets = targets.reshape(len(targets)).tolist()
-        for row, predicted, target in zip(inputs.tolist(), values, targets, strict=True):
+        # As numpy scalars: a float32 is written as its shortest text (3.78, not 3.7799999713...).
+        values = zip(*(column.cpu().numpy() for column in columns.values()), strict=True)
+        targets = targets.reshape(len(targets)).cpu().numpy()
+        for row, predicted, target in zip(inputs.cpu().numpy(), values, targets, strict=True):
             writer.writerow([*row, *predicted, target])
     save_figure(model.plot_predictions(datamodule, split, outputs), output_dir / "predictions.png")
     log.info("%d predictions -> %s", len(outputs), path)
