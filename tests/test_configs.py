@@ -97,6 +97,7 @@ def test_cfg_job_prints_the_experiment(cfg_factory, tiny_overrides, entry_point)
             "trainer.accumulate_grad_batches=0: expected an integer >= 1",
         ),
         ("+trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1: expected a number >= 0"),
+        ("+trainer.limit_train_batches=0", "trainer.limit_train_batches=0: expected a fraction"),
         (
             "model/scheduler=cosine model.scheduler.T_max=0",
             "model.scheduler.T_max=0: expected an integer >= 1",

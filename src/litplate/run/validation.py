@@ -37,6 +37,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "trainer.min_epochs": (lambda v: v is None or (_int(v) and v >= 0), "an integer >= 0"),
     "trainer.accumulate_grad_batches": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "trainer.limit_train_batches": (
+        lambda v: v is None or (_number(v) and v > 0),
+        "a fraction in (0, 1] or a number of batches >= 1 (0 would train nothing)",
+    ),
     "trainer.gradient_clip_val": (
         lambda v: v is None or (_number(v) and v >= 0),
         "a number >= 0 (or null)",
