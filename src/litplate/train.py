@@ -45,7 +45,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # 1. Get data ready.  2. Build the model; 2.1 its loss function and optimizer come with it.
     datamodule, model = build_data_and_model(cfg)
     if resumed is not None:
-        check_resumable(resumed, model, cfg.ckpt_path)
+        check_resumable(resumed, model, to_plain(cfg.data), cfg.ckpt_path)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     log.info("Run directory: %s", output_dir.resolve())

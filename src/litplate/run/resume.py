@@ -13,7 +13,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from litplate.run import trackers
-from litplate.run.checkpoint import CheckpointError, fit_checkpoints, load_checkpoint, load_weights
+from litplate.run.checkpoint import (
+    RUN_CONFIG_KEY,
+    CheckpointError,
+    fit_checkpoints,
+    load_checkpoint,
+    load_weights,
+)
 from litplate.run.errors import UserInputError
 from litplate.run.files import to_float
 
@@ -24,18 +30,24 @@ class RunInterrupted(UserInputError):
     """The run was stopped (SIGTERM) before it finished; it can be resumed from last.ckpt."""
 
 
-def check_resumable(checkpoint: dict[str, Any], model: L.LightningModule, path: str) -> None:
-    """A fit resumes only with the model (its weights, loaded here: one error naming the keys),
-    optimizer and scheduler whose state the checkpoint holds, settings included: Lightning
-    restores those with the state, so this run's would be silently ignored."""
+# What a resumed fit may change about its data: how it is loaded, not which rows and values.
+LOADER_KEYS = ("batch_size", "shuffle", "shuffle_seed", "num_workers", "on_device", "predict_split")
+
+
+def check_resumable(
+    checkpoint: dict[str, Any], model: L.LightningModule, data: dict[str, Any], path: str
+) -> None:
+    """A fit resumes only as the run it continues: with the model (its weights, loaded here: one
+    error naming the keys), optimizer and scheduler whose state the checkpoint holds (Lightning
+    restores it over this run's settings), on the same data (else one metrics.json mixes two)."""
     load_weights(model, checkpoint["state_dict"], path)
+    init_from = f"or start a new fit from its weights with model.init_from={path}"
     stored = checkpoint.get("hyper_parameters") or {}
     for key in ("optimizer", "scheduler"):
         before, now = stored.get(key) or {}, model.hparams.get(key) or {}
         if key not in stored or before == now:
             continue
-        changed = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
-        if "_target_" in changed:
+        if before.get("_target_") != now.get("_target_"):
             used = (
                 f"model.{key} {before.get('_target_')}, this run {now.get('_target_')}: a fit "
                 f"resumes only with the same {key} (its state is in the checkpoint). Resume with "
@@ -43,16 +55,29 @@ def check_resumable(checkpoint: dict[str, Any], model: L.LightningModule, path: 
             )
         else:
             used = (
-                ", ".join(f"model.{key}.{k}={before.get(k)!r}" for k in changed)
-                + ", this run "
-                + ", ".join(f"{now.get(k)!r}" for k in changed)
-                + f": a resumed fit goes on with the {key} state of the checkpoint, whose settings "
-                "would override these. Resume with them as they were"
+                f"{_changes(f'model.{key}', before, now)}: a resumed fit goes on with the {key} "
+                "state of the checkpoint, whose settings would override these. Resume with them "
+                "as they were"
             )
+        raise CheckpointError(f"{path}: its fit used {used}, {init_from}")
+    fitted_on = (checkpoint.get(RUN_CONFIG_KEY) or {}).get("data") or {}
+    before, now = ({k: v for k, v in d.items() if k not in LOADER_KEYS} for d in (fitted_on, data))
+    if fitted_on and before != now:
         raise CheckpointError(
-            f"{path}: its fit used {used}, or start a new fit from its weights with "
-            f"model.init_from={path}"
+            f"{path}: its fit used {_changes('data', before, now)}: a resumed fit goes on with "
+            f"the data it was fitted on (only {', '.join(LOADER_KEYS)} may change). Resume with "
+            f"them as they were, {init_from}"
         )
+
+
+def _changes(prefix: str, before: dict[str, Any], now: dict[str, Any]) -> str:
+    """`prefix.key=old, ..., this run new, ...` for the keys whose values differ."""
+    changed = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
+    return (
+        ", ".join(f"{prefix}.{k}={before.get(k)!r}" for k in changed)
+        + ", this run "
+        + ", ".join(f"{now.get(k)!r}" for k in changed)
+    )
 
 
 def fit(
