@@ -137,10 +137,21 @@ class LitplateOptunaSweeper(Sweeper):
             direction=self.opts.direction,
             load_if_exists=True,
         )
+        where = f"study {self.opts.study_name!r} in {self.shown}"
         if study.direction.name.lower() != self.opts.direction:
-            raise ValueError(
-                f"study {self.opts.study_name!r} in {self.shown} was created to "
-                f"{study.direction.name.lower()}, not to {self.opts.direction}"
+            raise UserInputError(
+                f"{where} was created to {study.direction.name.lower()}, not to "
+                f"{self.opts.direction}"
+            )
+        # Its values are of one metric: a study from before this record adopts the run's.
+        metric = self.config.get("optimized_metric")
+        recorded = study.user_attrs.get("optimized_metric")
+        if recorded is None:
+            study.set_user_attr("optimized_metric", metric)
+        elif recorded != metric:
+            raise UserInputError(
+                f"{where} optimizes optimized_metric={recorded}, not {metric}: continue it with "
+                f"optimized_metric={recorded}, or start another with hydra.sweeper.study_name"
             )
         if self._rdb is not None:
             self._study_id = self._rdb.get_study_id_from_name(self.opts.study_name)

@@ -24,7 +24,7 @@ from litplate.run.errors import UserInputError
 from litplate.run.sweep import FAILURE_FILE, SUMMARY_FILE
 
 # What a run leaves in its directory (a `.hydra` alone, left by a config error, does not count).
-RUN_MARKERS = ("checkpoints", "metrics.json", "model.safetensors")
+RUN_MARKERS = ("checkpoints", "metrics.json", "model.safetensors", "predictions.csv", "export.json")
 JOB_MARKERS = (*RUN_MARKERS, FAILURE_FILE)  # a sweep's failed job leaves failure.json instead
 LOCK_FILE = ".run.lock"
 NOTHING_WRITTEN = (
@@ -86,9 +86,12 @@ class OneRunPerDirectory(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # A persisted study continues in its own directory, shared by its workers (and each job's
         # directory is checked): only a grid sweep or a search kept in memory needs a new one.
+        sweep_dir = Path(config.hydra.sweep.dir)
         if not OmegaConf.select(config, "hydra.sweeper.storage"):
             markers, hint = (*JOB_MARKERS, SUMMARY_FILE), NOTHING_WRITTEN.format("sweep")
-            _hold("sweep", claim, Path(config.hydra.sweep.dir), markers, "sweep", hint)
+            _hold("sweep", claim, sweep_dir, markers, "sweep", hint)
+        else:  # shared by its workers, unlocked, but never a run's directory or inside one
+            _hold("sweep", refuse_inside_a_run, sweep_dir, "sweep", True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         _release(_held.pop("sweep", None))
@@ -114,7 +117,7 @@ class OneRunPerDirectory(Callback):
 
 def claim(directory: Path, markers: tuple[str, ...], what: str, hint: str) -> IO[Any] | None:
     """A lock on `directory`; RunDirectoryTaken, with nothing written, where it holds any of
-    `markers` (anywhere below it for a sweep)."""
+    `markers` (anywhere below it for a sweep) or is inside a run's directory."""
 
     def refuse_if_taken() -> None:
         found = (directory.rglob(m) if what == "sweep" else [directory / m] for m in markers)
@@ -123,6 +126,7 @@ def claim(directory: Path, markers: tuple[str, ...], what: str, hint: str) -> IO
             shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             raise RunDirectoryTaken(f"{directory} already holds a {what} ({shown}): {hint}")
 
+    refuse_inside_a_run(directory, what)
     refuse_if_taken()
     directory.mkdir(parents=True, exist_ok=True)
     lock = lock_run_directory(directory)
@@ -132,6 +136,18 @@ def claim(directory: Path, markers: tuple[str, ...], what: str, hint: str) -> IO
         _release(lock)
         raise
     return lock
+
+
+def refuse_inside_a_run(directory: Path, what: str, itself: bool = False) -> None:
+    """RunDirectoryTaken where a directory above `directory` (or, with `itself`, it) holds a
+    run's .hydra and results: a sweep's own directory holds neither, its jobs' are below it."""
+    path = directory.resolve()
+    for run in [path, *path.parents] if itself else path.parents:
+        found = [marker for marker in RUN_MARKERS if (run / marker).exists()]
+        if found and (run / ".hydra").is_dir():
+            where = "already holds" if run == path else f"is inside {run}, which holds"
+            hint = NOTHING_WRITTEN.format("run" if what == "run" else "sweep")
+            raise RunDirectoryTaken(f"{directory} {where} a run ({', '.join(found)}): {hint}")
 
 
 def log_to_files(error: BaseException) -> None:
