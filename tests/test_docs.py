@@ -285,6 +285,18 @@ def trigger(entry_point, tmp_path: Path, quote: str) -> str:
         (tmp_path / "run" / "metrics.json").write_text("{}")
         (tmp_path / "run" / "model.safetensors").write_text("")
         args = ["eval.py", f"ckpt_path={tmp_path / 'run' / 'last.ckpt'}", *run]
+    elif quote.startswith("DIR is inside RUN"):
+        (tmp_path / ".hydra").mkdir()
+        (tmp_path / "metrics.json").write_text("{}")
+        args = ["eval.py", f"ckpt_path={tmp_path / 'last.ckpt'}", *run]
+    elif quote.startswith("study NAME in STORAGE optimizes"):
+        import optuna
+
+        storage = f"sqlite:///{tmp_path}/optuna.db"
+        study = optuna.create_study(storage=storage, study_name="litplate")
+        study.set_user_attr("optimized_metric", "no/such_metric")
+        sweeper = ["hydra/sweeper=litplate_optuna", f"hydra.sweeper.storage={storage}"]
+        args = ["train.py", "-m", *sweeper, "seed=choice(1,2)", f"hydra.sweep.dir={tmp_path}"]
     elif quote.startswith("DIR already holds a sweep"):
         (tmp_path / "sweep").mkdir()
         (tmp_path / "sweep" / "summary.csv").write_text("job\n")

@@ -142,3 +142,66 @@ def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path: Path):
             {"state_dict": {"a": torch.ones(2), "b": torch.tensor([float("nan")])}}, path
         )
     assert not path.exists()
+
+
+def files_as_they_are(directory: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """digests(directory), and the mtime of everything below it: a file rewritten with the same
+    bytes, or a folder that got or lost an entry, changes it."""
+    paths = (path for path in directory.rglob("*") if path.name != ".run.lock")
+    return digests(directory), {str(path): path.stat().st_mtime_ns for path in paths}
+
+
+def test_a_second_predict_or_export_into_one_directory_stops_and_keeps_the_first(
+    finished_run: Path, entry_point, tmp_path: Path
+):
+    best = finished_run / "checkpoints" / "best.ckpt"
+    for script, *extra, result_file in [
+        ("predict.py", "predictions.csv"),
+        ("export.py", "format=pt2", "export.json"),
+    ]:
+        out = tmp_path / script
+        first = entry_point(script, f"ckpt_path={best}", *extra, f"hydra.run.dir={out}")
+        assert first.returncode == 0, first.stderr[-3000:]
+        before = files_as_they_are(out)
+        assert result_file in before[0]
+        again = entry_point(script, f"ckpt_path={best}", *extra, f"hydra.run.dir={out}")
+        assert again.returncode == 1, script
+        assert again.stderr.strip().splitlines() == [
+            f"Error: {out} already holds a run ({result_file}): nothing was written. Choose "
+            "another hydra.run.dir (by default each run gets its own)"
+        ], script
+        assert files_as_they_are(out) == before, script
+
+
+def test_no_run_or_sweep_starts_inside_a_runs_directory(finished_run: Path, entry_point, quick):
+    before = files_as_they_are(finished_run)
+    last = finished_run / "checkpoints" / "last.ckpt"
+    held = "which holds a run (checkpoints, metrics.json, model.safetensors): nothing was written"
+    runs = [
+        ("eval.py", f"ckpt_path={last}", "tensorboard"),
+        ("export.py", f"ckpt_path={last}", "format=safetensors", "checkpoints"),
+        ("predict.py", f"ckpt_path={last}", "new/predictions"),
+        # A ckpt_path inside the directory resumes only the run that the directory is.
+        ("train.py", *quick, f"ckpt_path={last}", "checkpoints"),
+    ]
+    for script, *args, inner in runs:
+        result = entry_point(script, *args, f"hydra.run.dir={finished_run / inner}")
+        assert result.returncode == 1, script
+        assert result.stderr.strip().splitlines() == [
+            f"Error: {finished_run / inner} is inside {finished_run.resolve()}, {held}. Choose "
+            "another hydra.run.dir (by default each run gets its own)"
+        ], script
+        assert files_as_they_are(finished_run) == before, script
+    taken = "a run (checkpoints, metrics.json, model.safetensors): nothing was written"
+    for args, sweep_dir, where in [
+        (["seed=1,2"], finished_run / "sweep", f"is inside {finished_run.resolve()}, which holds"),
+        # A persisted Optuna study continues in its own directory, never in a run's.
+        (["hydra/sweeper=litplate_optuna", "seed=choice(1,2)"], finished_run, "already holds"),
+    ]:
+        result = entry_point("train.py", "-m", *quick, *args, f"hydra.sweep.dir={sweep_dir}")
+        assert result.returncode == 1, args
+        assert result.stderr.strip().splitlines() == [
+            f"Error: {sweep_dir} {where} {taken}. Choose another hydra.sweep.dir (by default "
+            "each sweep gets its own)"
+        ], args
+        assert files_as_they_are(finished_run) == before, args

@@ -23,7 +23,7 @@ from litplate.run.checkpoint import load_checkpoint
 from litplate.run.run_directory import lock_run_directory
 from litplate.run.sweep import summarize, sweep_failure, write_summary
 from tests.helpers.project import CONFIG_DIR, ROOT
-from tests.helpers.runs import digests, read_metrics, read_summary
+from tests.helpers.runs import digests, one_clear_error, read_metrics, read_summary
 from tests.helpers.scripts import run_script
 
 # A job the data module refuses as it is built: every TensorDataModule checks its batch size.
@@ -576,3 +576,39 @@ def test_a_sweep_run_in_a_multiprocessing_child_is_not_taken_for_an_orphan():
     child.start()
     child.join(timeout=120)
     assert child.exitcode == 0
+
+
+def test_an_optuna_study_continues_only_with_its_metric_and_direction(
+    tmp_path: Path, entry_point, short_overrides, optuna_search, optimized
+):
+    import optuna
+
+    metric, mode = optimized
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    storage = f"sqlite:///{sweep_dir}/optuna.db"
+    # A study from before the metric was recorded adopts the one its next run optimizes.
+    optuna.create_study(storage=storage, study_name="litplate", direction=f"{mode}imize")
+    args = ["-m", *short_overrides, *optuna_search, "trainer.max_epochs=choice(2, 3)"]
+    args += ["hydra.sweeper.n_trials=1", f"hydra.sweep.dir={sweep_dir}"]
+    first = entry_point("train.py", *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert optuna.load_study(study_name="litplate", storage=storage).user_attrs == {
+        "optimized_metric": metric
+    }
+    before = digests(sweep_dir)
+    other_mode = {"min": "max", "max": "min"}[mode]
+    for change, error in [
+        (
+            "optimized_metric=train/loss",
+            f"optimizes optimized_metric={metric}, not train/loss: continue it with "
+            f"optimized_metric={metric}, or start another with hydra.sweeper.study_name",
+        ),
+        (
+            f"hydra.sweeper.direction={other_mode}imize",
+            f"was created to {mode}imize, not to {other_mode}imize",
+        ),
+    ]:
+        result = entry_point("train.py", *args, change)
+        one_clear_error(result, f"study 'litplate' in {storage} {error}")
+        assert digests(sweep_dir) == before, change  # no trial ran: the database is unchanged

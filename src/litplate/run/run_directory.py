@@ -1,6 +1,6 @@
 """One run per directory: a fresh run, sweep or sweep job stops before Hydra writes anything into a
-directory that holds another's results or a live run's lock; a training run may resume in its own
-(configs/hydra/default.yaml; docs/troubleshooting.md, docs/sweeps.md)."""
+directory that holds another's results or a live run's lock, or into one inside a run's; a
+training run may resume in its own (configs/hydra/default.yaml; docs/troubleshooting.md)."""
 
 from __future__ import annotations
 
