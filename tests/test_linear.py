@@ -205,7 +205,7 @@ def test_training_on_the_example_csv_learns_one_weight_per_feature(
         houses = {(float(np.float32(r["area"])), float(r["rooms"])) for r in csv.DictReader(file)}
     assert len(rows) == 20 and list(rows[0]) == ["area", "rooms", "prediction", "target"]
     # The inputs as the file has them, not standardized; predictions close to the target.
-    assert all((float(r["area"]), float(r["rooms"])) in houses for r in rows)
+    assert all((float(np.float32(r["area"])), float(r["rooms"])) in houses for r in rows)
     assert all(abs(float(r["prediction"]) - float(r["target"])) < 0.1 for r in rows)
 
 

@@ -77,10 +77,10 @@ def test_an_unknown_model_argument_is_one_error_naming_it(tiny_parts):
 def test_a_nan_batch_loss_makes_the_epochs_loss_nan_not_the_mean_of_the_rest(tiny_parts):
     datamodule, model = tiny_parts()
     X, y = next(iter(datamodule.val_dataloader()))
-    poisoned = y.clone()
-    poisoned[0] = float("nan")
+    poisoned = X.clone()
+    poisoned[0] = float("nan")  # its outputs, so its loss, are NaN for any task
     with torch.inference_mode():
         model.validation_step((X, y), 0)
         assert torch.isfinite(model.val_loss.compute())
-        model.validation_step((X, poisoned), 1)
+        model.validation_step((poisoned, y), 1)
         assert torch.isnan(model.val_loss.compute())

@@ -28,7 +28,7 @@ NAME = "Protein Folding Research Toolkit For Graduate Students"
 SLUG = "protein-folding-research-toolkit-for-graduate-students"
 PACKAGE = SLUG.replace("-", "_")
 # What names an example: the tests that outlive them (`make remove-examples`) hold none of it.
-EXAMPLE_WORDS = re.compile(r"linear|mlp|sine|digits", re.IGNORECASE)
+EXAMPLE_WORDS = re.compile(r"(?<![a-z])(linear|mlp|sine|digits)", re.IGNORECASE)  # not cosine
 TEMPLATE_ONLY = [
     "cookiecutter.json",
     "hooks",

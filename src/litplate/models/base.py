@@ -63,8 +63,9 @@ class LitModel(SafeLoading, L.LightningModule):
         check_model_hparams(dict(self.hparams), f"{type(self).__name__} hyper-parameters")
         self.loss_fn = instantiate(self.hparams.loss)
         # Means over each epoch's samples; torchmetrics sums them across DDP ranks exactly. A NaN
-        # batch loss makes the mean NaN: by default MeanMetric drops it and reports the rest.
-        mean = {"nan_strategy": "disable"}
+        # batch loss makes the mean NaN: by default MeanMetric drops it and reports the rest (and
+        # its "disable" ignores the weights, in torchmetrics 1.9), so NaNs are replaced by NaN.
+        mean = {"nan_strategy": float("nan")}
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric(**mean) for _ in range(3))
         metrics = self.configure_metrics()
         self.val_metrics = metrics.clone(prefix="val/")
