@@ -17,7 +17,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from litplate.models import LitModel
 from litplate.run.callbacks import NonFiniteLossError
-from litplate.run.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from litplate.run.checkpoint import (
+    CheckpointError,
+    SafeCheckpointIO,
+    load_checkpoint,
+    model_from_checkpoint,
+)
 from litplate.train import train
 from tests.helpers.project import ROOT, make_cfg
 from tests.helpers.runs import read_metrics
@@ -150,50 +155,40 @@ def test_killed_run_resumes_bit_identically(
     assert _scalars(tmp_path) == _scalars(straight_run)
 
 
-# One interpreter imports torch once, then forks a saver per trial and kills it part-way; it waits
-# for the test to read the file before the next trial.
-KILLER = """
-import os, signal, sys, time, torch
-from litplate.run.checkpoint import SafeCheckpointIO
-io, path = SafeCheckpointIO(), sys.argv[1]
-for trial in range(int(sys.argv[2])):
+def _save_until_killed(path: Path, after: float) -> None:
+    """Fork a process that saves checkpoints of 4M floats over `path` in a loop, and SIGKILL it
+    `after` seconds past its first finished save."""
     saved, tell = os.pipe()
     child = os.fork()
-    if child == 0:
-        os.close(saved)
-        for i in range(10_000):
-            w = torch.full((4_000_000,), float(i))
-            io.save_checkpoint({"state_dict": {"w": w}, "i": i}, path)
-            os.write(tell, b".")
-        os._exit(0)  # never reached in time: the parent kills it long before
+    if child == 0:  # forked from this process: torch is imported already
+        try:
+            os.close(saved)
+            torch.set_num_threads(1)  # no thread pool inherited from before the fork
+            for i in range(10_000):
+                w = torch.full((4_000_000,), float(i))
+                SafeCheckpointIO().save_checkpoint({"state_dict": {"w": w}, "i": i}, path)
+                os.write(tell, b".")
+        finally:
+            os._exit(1)  # never reached in time: the parent kills it long before
     os.close(tell)
-    os.read(saved, 1)  # at least one save finished
-    time.sleep(0.01 + 0.023 * trial)  # then kill at a moment that varies per trial
-    os.kill(child, signal.SIGKILL)
-    os.waitpid(child, 0)
-    os.close(saved)
-    print(trial, flush=True)
-    sys.stdin.readline()
-"""
+    try:
+        assert os.read(saved, 1) == b".", "the saver process failed"
+        time.sleep(after)
+        os.kill(child, signal.SIGKILL)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
+    finally:
+        os.close(saved)
 
 
 @pytest.mark.slow
 def test_a_kill_during_save_never_leaves_a_corrupt_checkpoint(tmp_path: Path):
-    path, trials = tmp_path / "last.ckpt", 10
-    killer = subprocess.Popen(
-        [sys.executable, "-c", KILLER, str(path), str(trials)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    for trial in range(trials):
-        assert killer.stdout.readline() == f"{trial}\n", "the saver process failed"
+    path = tmp_path / "last.ckpt"
+    for trial in range(10):
+        _save_until_killed(path, after=0.01 + 0.023 * trial)  # a moment that varies per trial
         checkpoint = load_checkpoint(path)  # raises CheckpointError on a truncated file
         i = checkpoint["i"]
         assert torch.equal(checkpoint["state_dict"]["w"], torch.full((4_000_000,), float(i)))
-        killer.stdin.write("next\n")
-        killer.stdin.flush()
-    assert killer.wait(timeout=60) == 0
     assert not [p for p in tmp_path.iterdir() if p.name == "last.ckpt" and p.stat().st_size == 0]
 
 

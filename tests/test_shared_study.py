@@ -38,7 +38,7 @@ FAST = [
 ]  # fmt: skip
 # Workers beside the one that is killed, and the trials each asks for: with the killed worker's
 # one, TOTAL trials in the study.
-WORKERS, TRIALS = 2, 3
+WORKERS, TRIALS = 2, 2
 TOTAL = WORKERS * TRIALS + 1
 
 
