@@ -17,15 +17,33 @@ from hydra.utils import instantiate
 
 from litplate.run.checkpoint import load_checkpoint
 from tests.helpers.project import CONFIG_DIR, ROOT
-from tests.helpers.scripts import run_script
 
 
 @pytest.mark.slow  # starts fresh interpreters
-def test_train_eval_predict_scripts(tmp_path: Path, entry_point, tiny_overrides, assert_learned):
-    run_dir = tmp_path / "run"
-    result = run_script("train.py", *tiny_overrides, f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"Run directory: {run_dir}" in result.stdout + result.stderr
+def test_train_eval_predict_scripts_and_two_runs_started_together_get_their_own_directories(
+    tmp_path: Path, entry_point, tiny_overrides, assert_learned
+):
+    """Both of: train.py in a fresh process, then eval.py and predict.py on its checkpoint; two
+    runs started together get their own directories (the default run dir, under the launch
+    directory's logs/)."""
+    args = [sys.executable, str(ROOT / "scripts" / "train.py"), *tiny_overrides]
+    procs = []
+    # The second run stops after one batch (fast_dev_run): it only has to start beside the first.
+    for number, extra in enumerate([[], ["+trainer.fast_dev_run=true"]]):
+        with (tmp_path / f"output{number}.txt").open("w") as output:
+            procs.append(
+                subprocess.Popen([*args, *extra], cwd=tmp_path, stdout=output, stderr=output)
+            )
+    outputs = []
+    for number, proc in enumerate(procs):
+        proc.wait(timeout=300)
+        outputs.append((tmp_path / f"output{number}.txt").read_text())
+        assert proc.returncode == 0, outputs[-1][-3000:]
+    runs = sorted((tmp_path / "logs" / "train" / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert (run / "metrics.json").is_file()
+    (run_dir,) = [run for run in runs if f"Run directory: {run}" in outputs[0]]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert_learned(metrics)
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
@@ -59,22 +77,6 @@ def test_invalid_data_argument_exits_non_zero_naming_it(tmp_path: Path, entry_po
     assert result.returncode != 0
     assert "data: batch_size must be >= 1 or null (full batch), got 0" in result.stderr
     assert not (tmp_path / "metrics.json").exists()
-
-
-@pytest.mark.slow  # starts fresh interpreters
-def test_two_runs_started_together_get_their_own_directories(tmp_path: Path, tiny_overrides):
-    # The default run dir, under the launch directory's logs/; fast_dev_run keeps it short.
-    args = [sys.executable, str(ROOT / "scripts" / "train.py"), *tiny_overrides, "debug=fdr"]
-    procs = [
-        subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for _ in range(2)
-    ]
-    for proc in procs:
-        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-3000:]
-    runs = sorted((tmp_path / "logs" / "debug" / "train" / "runs").iterdir())
-    assert len(runs) == 2
-    for run in runs:
-        assert (run / "metrics.json").is_file()
 
 
 def test_help_lists_every_config_group(entry_point):

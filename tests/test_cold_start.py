@@ -1,4 +1,5 @@
-"""What `train.py` loads before it trains: nothing heavy beyond Lightning and Hydra.
+"""What `train.py` loads before it trains: nothing heavy beyond Lightning and Hydra, and nothing
+that changes Lightning's output (one probe in a fresh interpreter checks both).
 
 `import lightning` already brings matplotlib, scipy and rich (torchmetrics imports matplotlib and
 scipy whenever they are installed), so that `import litplate.train` does not import matplotlib
@@ -17,22 +18,31 @@ import pytest
 from tests.helpers.project import ROOT
 
 PROBE = """
-import json, sys
+import json, logging, sys, warnings
 import hydra.utils, lightning, omegaconf
-before = {name.split(".")[0] for name in sys.modules}
+output = lambda: [len(logging.getLogger("lightning").handlers), len(warnings.filters)]
+before, packages = output(), {name.split(".")[0] for name in sys.modules}
 import litplate.train
-after = {name.split(".")[0] for name in sys.modules}
-print(json.dumps({"new": sorted(after - before), "tensorboard": "tensorboard" in after}))
+new = sorted({name.split(".")[0] for name in sys.modules} - packages)
+tensorboard = "tensorboard" in {name.split(".")[0] for name in sys.modules}
+import litplate.evaluate, litplate.predict, litplate.run.builders
+print(json.dumps({"new": new, "tensorboard": tensorboard, "output": [before, output()]}))
 """
 
 
-@pytest.mark.slow
-def test_litplate_train_adds_no_heavy_package_to_what_lightning_imports():
+@pytest.mark.slow  # starts a fresh interpreter
+def test_litplate_adds_no_heavy_package_nor_changes_lightnings_output():
+    """Both of: litplate.train adds no heavy package to what Lightning imports; importing the
+    entry modules changes nothing in Lightning's output."""
     result = subprocess.run(
         [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    imported = json.loads(result.stdout.strip().splitlines()[-1])
+    probed = json.loads(result.stdout.strip().splitlines()[-1])
     # safetensors: model.safetensors, a few milliseconds; nothing else beyond litplate.
-    assert set(imported["new"]) <= {"litplate", "safetensors"}, imported["new"]
-    assert not imported["tensorboard"]  # the TensorBoard logger imports it on its first write
+    assert set(probed["new"]) <= {"litplate", "safetensors"}, probed["new"]
+    assert not probed["tensorboard"]  # the TensorBoard logger imports it on its first write
+    # Lightning's console handler and the warning filters as they were: quieting is quiet()'s.
+    before, after = probed["output"]
+    assert after == before, result.stderr[-2000:]
+    assert before[0] == 1  # lightning's own console handler, there until quiet() removes it

@@ -1,32 +1,12 @@
-"""Lightning is quieted by one explicit call, `lightning_output.quiet()`, not on import."""
+"""Lightning is quieted by one explicit call, `lightning_output.quiet()`, not on import (that
+importing the entry modules changes nothing: tests/test_cold_start.py's fresh interpreter)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
-import sys
 import warnings
 
-import pytest
-
 from litplate.run import lightning_output
-
-
-@pytest.mark.slow  # starts fresh interpreters
-def test_importing_the_entry_modules_changes_nothing_in_lightnings_output():
-    code = (
-        "import json, logging, warnings\n"
-        "import lightning\n"
-        "state = lambda: [len(logging.getLogger('lightning').handlers), len(warnings.filters)]\n"
-        "before = state()\n"
-        "import litplate.train, litplate.evaluate, litplate.predict, litplate.run.builders\n"
-        "print(json.dumps([before, state()]))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    before, after = json.loads(result.stdout)
-    assert after == before, result.stderr[-2000:]
-    assert before[0] == 1  # lightning's own console handler, there until quiet() removes it
 
 
 def test_quiet_drops_only_the_named_messages_and_is_idempotent():
