@@ -203,3 +203,17 @@ def test_what_watches_val_loss_in_a_run_without_validation_is_named(
     with pytest.raises(ConfigError, match=re.escape(named)):
         validate(cfg)
     validate(cfg_factory(overrides=[*tiny_overrides, option]))
+
+
+def test_the_progress_bar_is_the_configured_one_or_none(cfg_factory, tiny_overrides):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from litplate.run.builders import build_trainer
+
+    cfg = cfg_factory(overrides=tiny_overrides)
+    bar = build_trainer(cfg).progress_bar_callback
+    assert isinstance(bar, TQDMProgressBar)
+    assert bar.refresh_rate == cfg.callbacks.progress_bar.refresh_rate
+    # null: no bar at all, not the default one Lightning adds when it finds none.
+    off = cfg_factory(overrides=[*tiny_overrides, "callbacks.progress_bar=null"], name="off")
+    assert build_trainer(off).progress_bar_callback is None

@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -39,7 +40,11 @@ def build_trainer(
         if node and "_target_" in node
     ]
     callbacks = instantiate_group(cfg.get("callbacks")) + (callbacks or [])
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # callbacks.progress_bar=null means no bar (Lightning would add its own default one).
+    bar = (
+        {} if any(isinstance(c, ProgressBar) for c in callbacks) else {"enable_progress_bar": False}
+    )
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **bar)
     check_launch(trainer, cfg.trainer.get("strategy"))
     return trainer
 
