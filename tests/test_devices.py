@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 import time
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from litplate.predict import predict_to_csv
 from litplate.run.devices import DeviceUnavailableError, check_devices
 from litplate.train import train
 from tests.helpers.runs import read_metrics
@@ -159,3 +162,15 @@ def test_more_cpu_processes_than_cores_are_refused_at_once(tmp_path: Path, entry
 def test_a_tpu_without_torch_xla_says_what_to_install():
     with pytest.raises(DeviceUnavailableError, match=r"needs torch_xla .*: pip install torch_xla"):
         check_devices({"accelerator": "tpu", "devices": 1})
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Precision bf16-mixed is not supported by the model summary")
+def test_predict_in_bf16_mixed_writes_float32_values(cfg_factory, tiny_random_overrides):
+    quick = [*tiny_random_overrides, "trainer.max_epochs=2", "callbacks.progress_bar=null"]
+    ckpt = train(cfg_factory(overrides=quick))["tested_checkpoint"]
+    overrides = [f"ckpt_path={ckpt}", "trainer.precision=bf16-mixed"]
+    path = predict_to_csv(cfg_factory("predict", overrides, name="predict"))
+    with path.open() as file:
+        rows = list(csv.DictReader(file))
+    assert rows and all(math.isfinite(float(value)) for row in rows for value in row.values())

@@ -205,3 +205,27 @@ def test_no_run_or_sweep_starts_inside_a_runs_directory(finished_run: Path, entr
             "each sweep gets its own)"
         ], args
         assert files_as_they_are(finished_run) == before, args
+
+
+def test_paths_output_dir_cannot_point_a_run_at_another_runs_directory(
+    finished_run: Path, entry_point, quick, tmp_path: Path
+):
+    """Every file of a run goes to paths.output_dir: set to another run's directory, it would
+    bypass the check of hydra.run.dir (eval's metrics.json over the run's, a second fit's
+    checkpoints over its own...)."""
+    before = files_as_they_are(finished_run)
+    last = finished_run / "checkpoints" / "last.ckpt"
+    for script, *args in [
+        ("eval.py", f"ckpt_path={last}"),
+        ("predict.py", f"ckpt_path={last}"),
+        ("train.py", *quick),
+        ("train.py", "-m", *quick, "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"),
+    ]:
+        run_dir = [] if "-m" in args else [f"hydra.run.dir={tmp_path / script}"]
+        result = entry_point(script, *args, f"paths.output_dir={finished_run}", *run_dir)
+        assert result.returncode == 1, script
+        assert (
+            f"Error: paths.output_dir={finished_run} is not this run's directory" in result.stderr
+        )
+        assert "Choose the directory with hydra.run.dir" in result.stderr, script
+        assert files_as_they_are(finished_run) == before, script

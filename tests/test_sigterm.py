@@ -56,3 +56,19 @@ def test_sigterm_while_eval_tests_writes_no_metrics(
     with pytest.raises(RunInterrupted, match="SIGTERM received while testing; nothing was written"):
         evaluate(cfg)
     assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
+
+
+def test_sigterm_in_a_multirun_stops_the_sweep_not_only_its_job(
+    short_overrides, sigterm_in_test_step, entry_point, tmp_path: Path
+):
+    sweep = tmp_path / "sweep"
+    result = entry_point(
+        "train.py", "-m", *short_overrides, "++data.batch_size=2", "seed=1,2",
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "SIGTERM received while testing" in output and "the sweep stops" in output
+    failure = json.loads((sweep / "0" / "failure.json").read_text())
+    assert "SIGTERM received while testing" in failure["error"]
+    assert not (sweep / "1").exists()  # the next job never started

@@ -33,7 +33,7 @@ def predict_to_csv(cfg: DictConfig) -> Path:
     output_dir.mkdir(parents=True, exist_ok=True)
     outputs = torch.cat(trainer.predict(model, datamodule=datamodule))
     # In the data's own units (a CSV's before standardization), not as the model sees them.
-    outputs = datamodule.to_data_units(outputs)
+    outputs = datamodule.to_data_units(outputs.float())  # float32, also from a bf16 model
     split = datamodule.predict_split
     inputs, targets = datamodule.raw_inputs(split), datamodule.raw_targets(split)
     columns = model.prediction_columns(outputs)  # the task's: a value, or a label and probabilities

@@ -30,8 +30,12 @@ class RunInterrupted(UserInputError):
     """The run was stopped (SIGTERM) before it finished; it can be resumed from last.ckpt."""
 
 
-# What a resumed fit may change about its data: how it is loaded, not which rows and values.
-LOADER_KEYS = ("batch_size", "shuffle", "shuffle_seed", "num_workers", "on_device", "predict_split")
+# What a resumed fit may change about its data: where its file is and how it is loaded, not its
+# rows and values (a file changed in place is not detected, unless its statistics change).
+LOADER_KEYS = (
+    "path",
+    *("batch_size", "shuffle", "shuffle_seed", "num_workers", "on_device", "predict_split"),
+)
 
 
 def check_resumable(
@@ -103,7 +107,8 @@ def fit(
         # Its last epoch's losses (in the checkpoint's loss history), its validation measured again.
         losses = model.loss_history
         fit_metrics |= {key: curve[-1] for key in losses if (curve := model.loss_curve(key)[1])}
-        validated = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
+        with sigterm_is_an_error(trainer, "validating"):
+            validated = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
         fit_metrics |= {key: to_float(value) for key, value in validated.items()}
     last = fit_checkpoints(trainer).get("last")
     if last is not None and not model.loss_history["train/loss"]:

@@ -48,7 +48,8 @@ _held: dict[str, IO[Any] | None] = {}
 def _hold(what: str, take: Callable[..., IO[Any] | None], *args: Any) -> None:
     # Hydra turns a callback's exception into a warning and goes on: exit instead (code 1).
     try:
-        _held[what] = take(*args)
+        if (lock := take(*args)) is not None:
+            _held[what] = lock
     except RunDirectoryTaken as err:
         print(f"Error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -97,6 +98,7 @@ class OneRunPerDirectory(Callback):
         _release(_held.pop("sweep", None))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _hold("paths", refuse_another_output_dir, config)
         # A job's other ranks (SLURM tasks of a DDP job) share rank 0's directory and claim.
         if HydraConfig.get().mode == RunMode.MULTIRUN and _rank_zero():
             job_dir = Path(config.hydra.runtime.output_dir)
@@ -136,6 +138,18 @@ def claim(directory: Path, markers: tuple[str, ...], what: str, hint: str) -> IO
         _release(lock)
         raise
     return lock
+
+
+def refuse_another_output_dir(config: DictConfig) -> None:
+    """Every file of a run goes to `paths.output_dir`: it must be the directory checked here."""
+    output_dir = OmegaConf.select(config, "paths.output_dir", default=None)
+    job_dir = Path(config.hydra.runtime.output_dir)
+    if output_dir is not None and Path(output_dir).resolve() != job_dir.resolve():
+        raise RunDirectoryTaken(
+            f"paths.output_dir={output_dir} is not this run's directory ({job_dir}), the one "
+            "checked to hold no other run: nothing was written there. Choose the directory with "
+            "hydra.run.dir (hydra.sweep.dir with -m)"
+        )
 
 
 def refuse_inside_a_run(directory: Path, what: str, itself: bool = False) -> None:

@@ -41,13 +41,20 @@ SUMMARY_FILE = "summary.csv"
 
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """`task(cfg)`; a failed job of a multirun writes failure.json and returns NaN instead of
-    raising, as Hydra's basic sweeper would stop at it (the Optuna sweeper: a failed trial)."""
+    raising, as Hydra's basic sweeper would stop at it (the Optuna sweeper: a failed trial); a
+    job stopped by SIGTERM stops the sweep too (exit 1)."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return task(cfg)
     try:
         return task(cfg)
     except Exception as error:
-        log.exception("Job failed; the sweep goes on")
+        from litplate.run.resume import RunInterrupted  # here: the sweep's start stays light
+
+        stopped = isinstance(error, RunInterrupted)
+        if stopped:
+            log.error("%s; the sweep stops", error)
+        else:
+            log.exception("Job failed; the sweep goes on")
         cause: BaseException = error
         while cause.__cause__ is not None:  # Hydra wraps errors raised while instantiating
             cause = cause.__cause__
@@ -58,6 +65,8 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         path = Path(HydraConfig.get().runtime.output_dir) / FAILURE_FILE
         with atomic_write(path) as file:  # other workers of a shared study may read it now
             file.write(json.dumps(failure, indent=2) + "\n")
+        if stopped:
+            raise SystemExit(1) from None
         return math.nan
 
 

@@ -48,7 +48,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.optimizer.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
     "model.optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "model.optimizer.momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "model.scheduler.T_max": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "model.scheduler.T_max": (
+        lambda v: _int(v) and v >= 1,
+        "an integer >= 1 (cosine's is trainer.max_epochs: with -1, set model.scheduler.T_max)",
+    ),
     "tags": (
         lambda v: (
             isinstance(v, ListConfig | list) and all(isinstance(t, str) and t.strip() for t in v)
