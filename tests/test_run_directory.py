@@ -151,6 +151,13 @@ def files_as_they_are(directory: Path) -> tuple[dict[str, str], dict[str, int]]:
     return digests(directory), {str(path): path.stat().st_mtime_ns for path in paths}
 
 
+def assert_refused(result, error: str, directory: Path, before: tuple, what: object) -> None:
+    """Exit 1 with one line, `Error: {error}`, and `directory` exactly as it was `before`."""
+    assert result.returncode == 1, what
+    assert result.stderr.strip().splitlines() == [f"Error: {error}"], what
+    assert files_as_they_are(directory) == before, what
+
+
 def test_a_second_predict_or_export_into_one_directory_stops_and_keeps_the_first(
     finished_run: Path, entry_point, tmp_path: Path
 ):
@@ -165,12 +172,11 @@ def test_a_second_predict_or_export_into_one_directory_stops_and_keeps_the_first
         before = files_as_they_are(out)
         assert result_file in before[0]
         again = entry_point(script, f"ckpt_path={best}", *extra, f"hydra.run.dir={out}")
-        assert again.returncode == 1, script
-        assert again.stderr.strip().splitlines() == [
-            f"Error: {out} already holds a run ({result_file}): nothing was written. Choose "
+        error = (
+            f"{out} already holds a run ({result_file}): nothing was written. Choose "
             "another hydra.run.dir (by default each run gets its own)"
-        ], script
-        assert files_as_they_are(out) == before, script
+        )
+        assert_refused(again, error, out, before, script)
 
 
 def test_no_run_or_sweep_starts_inside_a_runs_directory(finished_run: Path, entry_point, quick):
@@ -186,12 +192,11 @@ def test_no_run_or_sweep_starts_inside_a_runs_directory(finished_run: Path, entr
     ]
     for script, *args, inner in runs:
         result = entry_point(script, *args, f"hydra.run.dir={finished_run / inner}")
-        assert result.returncode == 1, script
-        assert result.stderr.strip().splitlines() == [
-            f"Error: {finished_run / inner} is inside {finished_run.resolve()}, {held}. Choose "
+        error = (
+            f"{finished_run / inner} is inside {finished_run.resolve()}, {held}. Choose "
             "another hydra.run.dir (by default each run gets its own)"
-        ], script
-        assert files_as_they_are(finished_run) == before, script
+        )
+        assert_refused(result, error, finished_run, before, script)
     taken = "a run (checkpoints, metrics.json, model.safetensors): nothing was written"
     for args, sweep_dir, where in [
         (["seed=1,2"], finished_run / "sweep", f"is inside {finished_run.resolve()}, which holds"),
@@ -199,12 +204,11 @@ def test_no_run_or_sweep_starts_inside_a_runs_directory(finished_run: Path, entr
         (["hydra/sweeper=litplate_optuna", "seed=choice(1,2)"], finished_run, "already holds"),
     ]:
         result = entry_point("train.py", "-m", *quick, *args, f"hydra.sweep.dir={sweep_dir}")
-        assert result.returncode == 1, args
-        assert result.stderr.strip().splitlines() == [
-            f"Error: {sweep_dir} {where} {taken}. Choose another hydra.sweep.dir (by default "
+        error = (
+            f"{sweep_dir} {where} {taken}. Choose another hydra.sweep.dir (by default "
             "each sweep gets its own)"
-        ], args
-        assert files_as_they_are(finished_run) == before, args
+        )
+        assert_refused(result, error, finished_run, before, args)
 
 
 def test_paths_output_dir_cannot_point_a_run_at_another_runs_directory(

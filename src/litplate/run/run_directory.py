@@ -157,8 +157,10 @@ def refuse_inside_a_run(directory: Path, what: str, itself: bool = False) -> Non
     run's .hydra and results: a sweep's own directory holds neither, its jobs' are below it."""
     path = directory.resolve()
     for run in [path, *path.parents] if itself else path.parents:
+        if not (run / ".hydra").is_dir():  # one look per ancestor, not one per marker
+            continue
         found = [marker for marker in RUN_MARKERS if (run / marker).exists()]
-        if found and (run / ".hydra").is_dir():
+        if found:
             where = "already holds" if run == path else f"is inside {run}, which holds"
             hint = NOTHING_WRITTEN.format("run" if what == "run" else "sweep")
             raise RunDirectoryTaken(f"{directory} {where} a run ({', '.join(found)}): {hint}")
