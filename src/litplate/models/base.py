@@ -18,7 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from litplate.run.checkpoint import SafeLoading, load_state_dict, load_weights
 from litplate.run.config import to_plain
-from litplate.run.targets import check_model_hparams
+from litplate.run.targets import check_stored
 from litplate.run.validation import ConfigError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -60,7 +60,7 @@ class LitModel(SafeLoading, L.LightningModule):
             }
         )
         # They may come from a file (a checkpoint's hyper-parameters): each role's classes only.
-        check_model_hparams(dict(self.hparams), f"{type(self).__name__} hyper-parameters")
+        check_stored(dict(self.hparams), "model", f"{type(self).__name__} hyper-parameters")
         self.loss_fn = instantiate(self.hparams.loss)
         # Means over each epoch's samples; torchmetrics sums them across DDP ranks exactly. A NaN
         # batch loss makes the mean NaN: by default MeanMetric drops it and reports the rest (and

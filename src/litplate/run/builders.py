@@ -28,8 +28,7 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 def build_trainer(
     cfg: DictConfig, callbacks: list[L.Callback] | None = None, resumed_step: int | None = None
 ) -> L.Trainer:
-    """The Trainer of `cfg.trainer` with the callbacks and loggers of `cfg`, once the devices it
-    asks for are known to be there; a fit resumed from step `resumed_step` has TensorBoard drop
+    """The Trainer of `cfg`, its devices checked first; resumed at `resumed_step`, TensorBoard drops
     what the stopped fit logged after it (`purge_step`), so each step keeps one point."""
     check_devices(cfg.trainer)
     purge = {} if resumed_step is None else {"purge_step": resumed_step}

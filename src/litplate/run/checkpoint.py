@@ -17,7 +17,7 @@ from torch import nn
 
 from litplate.run.errors import UserInputError
 from litplate.run.files import DISK_FULL, atomic_write
-from litplate.run.targets import UnsafeConfigError, build, check_model_hparams, check_run_config
+from litplate.run.targets import UnsafeConfigError, build, check_run_config, check_stored
 
 RUN_CONFIG_KEY = "run_config"
 
@@ -84,7 +84,7 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
         if RUN_CONFIG_KEY in checkpoint:
             check_run_config(checkpoint[RUN_CONFIG_KEY], f"{path} [{RUN_CONFIG_KEY}]")
         if "hyper_parameters" in checkpoint:
-            check_model_hparams(checkpoint["hyper_parameters"], f"{path} [hyper_parameters]")
+            check_stored(checkpoint["hyper_parameters"], "model", f"{path} [hyper_parameters]")
     except UnsafeConfigError as err:
         raise CheckpointError(str(err)) from None
     return checkpoint

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
 import os
 import time
 from pathlib import Path
@@ -79,14 +81,11 @@ def new_run_dir(parent: Path) -> Path:
     `parent/runs/<date>_<time>_<pid>`, with `_1`, `_2`... after a run of the same second."""
     name = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}"
     (parent / "runs").mkdir(parents=True, exist_ok=True)
-    for suffix in ["", *(f"_{n}" for n in range(1, 1000))]:
-        path = parent / "runs" / f"{name}{suffix}"
-        try:
+    for n in itertools.count():
+        path = parent / "runs" / (f"{name}_{n}" if n else name)
+        with contextlib.suppress(FileExistsError):
             path.mkdir()
-        except FileExistsError:
-            continue
-        return path
-    raise FileExistsError(f"no free run directory named {name}_<n> in {parent / 'runs'}")
+            return path
 
 
 def print_config_tree(cfg: DictConfig) -> None:
@@ -96,14 +95,13 @@ def print_config_tree(cfg: DictConfig) -> None:
     from rich.tree import Tree
 
     tree = Tree("config", guide_style="dim")
-    texts = []
+    style = {"theme": "ansi_dark", "background_color": "default", "word_wrap": True}
     for key, node in cfg.items():
         branch = OmegaConf.is_config(node) and bool(node)  # else a plain or empty value, one line
-        texts.append(OmegaConf.to_yaml(node if branch else {key: node}, resolve=True).rstrip())
-        style = {"theme": "ansi_dark", "background_color": "default", "word_wrap": True}
-        (tree.add(str(key)) if branch else tree).add(Syntax(texts[-1], "yaml", **style))
+        text = OmegaConf.to_yaml(node if branch else {key: node}, resolve=True).rstrip()
+        (tree.add(str(key)) if branch else tree).add(Syntax(text, "yaml", **style))
     console = Console()
     if not console.is_terminal:  # a pipe or log file: wide enough that no line is cut or wrapped
-        longest = max((len(line) for text in texts for line in text.splitlines()), default=0)
+        longest = max(map(len, OmegaConf.to_yaml(cfg, resolve=True).splitlines()), default=0)
         console.width = max(console.width, longest + 8)  # + the tree's indentation
     console.print(tree)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from litplate.run.errors import UserInputError
@@ -52,27 +53,20 @@ def check_stored(config: Any, role: str, source: str, stored: bool = True) -> No
         config = OmegaConf.to_container(config, resolve=False)
     for path, value in _leaves(config, role):
         node, _, key = path.rpartition(".")
-        if key == "_target_" and (not isinstance(value, str) or value not in ALLOWED.get(node, ())):
-            names = ", ".join(sorted(ALLOWED.get(node, ())))
-            allowed = (
-                f"{node} may be one of {names}"
-                if names
+        allowed = sorted(ALLOWED.get(node, ()))
+        if key == "_target_" and (not isinstance(value, str) or value not in allowed):
+            reason = (
+                f"{node} may be one of {', '.join(allowed)}"
+                if allowed
                 else f"a stored config builds nothing at {node}"
-            )
-            raise UnsafeConfigError(
-                f"{source}: refused {path}={value!r}: {allowed} ({ALLOWLIST_FILE.name}, see "
-                "docs/safety.md). Nothing was run."
-            )
-        if key == "_partial_" and stored and value is not False and node not in PARTIAL_ROLES:
-            raise UnsafeConfigError(
-                f"{source}: refused {path}={value!r}: a stored config builds partials only at "
-                f"{', '.join(PARTIAL_ROLES)}. Nothing was run."
-            )
-        if key != "_target_" and stored and isinstance(value, str) and "${" in value:
-            raise UnsafeConfigError(
-                f"{source}: refused {path}={value!r}: a stored value is data, and interpolations "
-                "(${...}) are not resolved from a file. Nothing was run."
-            )
+            ) + f" ({ALLOWLIST_FILE.name}, see docs/safety.md)"
+        elif stored and key == "_partial_" and value is not False and node not in PARTIAL_ROLES:
+            reason = f"a stored config builds partials only at {', '.join(PARTIAL_ROLES)}"
+        elif stored and key != "_target_" and isinstance(value, str) and "${" in value:
+            reason = "a stored value is data: interpolations (${...}) are not resolved from a file"
+        else:
+            continue
+        raise UnsafeConfigError(f"{source}: refused {path}={value!r}: {reason}. Nothing was run.")
 
 
 def check_run_config(config: Any, source: str, stored: bool = True) -> None:
@@ -86,14 +80,7 @@ def check_run_config(config: Any, source: str, stored: bool = True) -> None:
             check_stored(config[role], role, source, stored)
 
 
-def check_model_hparams(hparams: dict[str, Any], source: str) -> None:
-    """A model's hyper-parameters: its loss, optimizer, scheduler... each at its `model.` role."""
-    check_stored(hparams, "model", source)
-
-
 def build(config: dict[str, Any], role: str, source: str, **kwargs: Any) -> Any:
     """Instantiate a stored `config` at `role` once every `_target_` in it is allowed there."""
-    from hydra.utils import instantiate
-
     check_stored(config, role, source)
     return instantiate(config, **kwargs)

@@ -7,18 +7,17 @@ import importlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import Any
 
+import lightning as L
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers import MLFlowLogger as _MLFlowLogger
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
+from omegaconf import DictConfig
 
 from litplate.run.config import flat_hparams
 from litplate.run.errors import UserInputError
-
-if TYPE_CHECKING:
-    import lightning as L
-    from omegaconf import DictConfig
 
 # What a run leaves in its directory that the trackers store with it (when the file exists).
 RUN_FILES = ("model.safetensors", "predictions.png", "loss_curves.png")
@@ -29,10 +28,10 @@ class MissingExtraError(ModuleNotFoundError):
     """A tracker's library is not installed; the message names the extra that installs it."""
 
 
-def require(name: str) -> None:
+def require(name: str) -> ModuleType:
     """`logger=NAME` needs the module NAME, installed by the package's extra of the same name."""
     try:
-        importlib.import_module(name)
+        return importlib.import_module(name)
     except ImportError:
         raise MissingExtraError(
             f"logger={name} needs {name}, which is not installed: pip install -e '.[{name}]'"
@@ -69,9 +68,7 @@ class WandbLogger(_WandbLogger):
     files under `save_dir`; online, it needs an API key, said now rather than in wandb.init."""
 
     def __init__(self, save_dir: str = ".", offline: bool = True, **kwargs: Any) -> None:
-        require("wandb")
-        import wandb
-
+        wandb = require("wandb")
         modes = {kwargs.get("mode"), os.environ.get("WANDB_MODE")}  # W&B's own offline settings
         online = not offline and not modes & {"offline", "dryrun", "disabled"}
         # A key: the variable, or wandb's other sources (.netrc, its settings files), no prompt.
@@ -106,20 +103,15 @@ def keep_csv_rows(trainer: L.Trainer) -> None:
         before = path.read_text(encoding="utf-8")
         writer = logger.experiment  # started here: it deletes metrics.csv
         path.write_text(before, encoding="utf-8")
-        header = before.splitlines()[0] if before.strip() else ""
-        # Its keys, so the writer appends (or rewrites the file with a wider header).
-        writer.metrics_keys = [key for key in header.split(",") if key]
+        # Its header's keys, so the writer appends (or rewrites the file with a wider header).
+        writer.metrics_keys = [key for key in before.partition("\n")[0].strip().split(",") if key]
 
 
 def log_run(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], output_dir: Path) -> None:
     """The run's hyper-parameters and final metrics into every tracker, its files into MLflow and
     W&B; before metrics.json is written (last, when all else succeeded), so they get their own."""
     params = flat_hparams(cfg)
-    numbers = {
-        name: value
-        for name, value in metrics.items()
-        if isinstance(value, (int, float)) and not isinstance(value, bool)
-    }
+    numbers = {name: value for name, value in metrics.items() if isinstance(value, int | float)}
     files = [output_dir / name for name in RUN_FILES if (output_dir / name).is_file()]
     run_dir = str(output_dir.resolve())
     for logger in trainer.loggers:
@@ -128,8 +120,7 @@ def log_run(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], output
                 params, {f"hp/{k}": v for k, v in numbers.items() if k != "seed"}
             )
             logger.finalize("success")  # fit and test have closed the event file: flush the rest
-    for logger in trainer.loggers:
-        if isinstance(logger, _MLFlowLogger):
+        elif isinstance(logger, _MLFlowLogger):
             logger.log_hyperparams(params)
             client, run_id = logger.experiment, logger.run_id
             client.set_tag(run_id, "run_dir", run_dir)
