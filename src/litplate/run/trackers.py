@@ -127,7 +127,6 @@ def log_run(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any], output
             for path in files:
                 client.log_artifact(run_id, str(path))
             client.log_dict(run_id, metrics, METRICS_FILE)
-            logger.finalize("success")
         elif isinstance(logger, _WandbLogger):
             run = logger.experiment
             run.config.update({**params, "run_dir": run_dir}, allow_val_change=True)
