@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 
 from litplate.data.standardize import Standardization
 from litplate.export import ExportError, InDataUnits, export, n_features_of, save_checked
-from litplate.inference import predict
+from litplate.predict import predict
 from litplate.run.checkpoint import load_checkpoint, model_from_checkpoint
 from tests.helpers.project import make_cfg
 

@@ -24,8 +24,8 @@ from litplate.data import LinearDataModule
 from litplate.data.standardize import Standardization
 from litplate.evaluate import evaluate
 from litplate.export import export
-from litplate.inference import predict
 from litplate.models import LinearRegression
+from litplate.predict import predict
 from litplate.run.checkpoint import model_from_checkpoint
 from litplate.run.validation import ConfigError
 from litplate.train import train

@@ -14,8 +14,7 @@ from hydra.utils import instantiate
 from safetensors.torch import load_file
 
 from litplate.evaluate import evaluate
-from litplate.inference import predict
-from litplate.predict import predict_to_csv
+from litplate.predict import predict, predict_to_csv
 from litplate.run.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from litplate.train import train, train_and_score
 from tests.helpers.runs import one_clear_error, read_metrics

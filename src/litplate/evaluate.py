@@ -32,9 +32,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         **model.reported_values(getattr(datamodule, "standardization", None)),
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
     }
-    if not trainer.is_global_zero:  # under DDP every rank tests; rank 0 writes the file
-        return metrics
-    write_json(metrics, output_dir / "metrics.json")
-    shown = " ".join(f"{key}={to_float(value):.4f}" for key, value in test_metrics.items())
-    log.info("%s -> %s", shown, output_dir / "metrics.json")
+    if trainer.is_global_zero:  # under DDP every rank tests; rank 0 writes the file
+        write_json(metrics, output_dir / "metrics.json")
+        shown = " ".join(f"{key}={to_float(value):.4f}" for key, value in test_metrics.items())
+        log.info("%s -> %s", shown, output_dir / "metrics.json")
     return metrics

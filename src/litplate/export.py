@@ -1,28 +1,26 @@
-"""Step 6 for serving: the tested model as one file that runs without Lightning (docs/export.md).
-
-Before a file gets its name it is read back with its format's own client and must predict what
-the model predicts, so a file that exists is one that works.
-"""
+"""Step 6 for serving: the tested model as one file that runs without Lightning (docs/export.md);
+a file gets its name only once its format's own client has read it back and it predicts right."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from litplate.data.standardize import Standardization
+from litplate.run import lightning_output
 from litplate.run.checkpoint import (
-    CheckpointError,
     load_state_dict,
     load_weights,
     model_from_checkpoint,
     non_finite_parameters,
 )
+from litplate.run.errors import UserInputError
 from litplate.run.files import atomic_path, save_weights, write_json
 from litplate.run.targets import build
 
@@ -38,18 +36,14 @@ INPUT, OUTPUT = "x", "y"  # the names of the ONNX graph's input and output
 # Float32 kernels of another runtime may round differently; anything larger is a wrong export.
 TOLERANCE = 1e-5
 
-# lightning 2.6.6's _pytree helper builds a LeafSpec, deprecated in torch 2.13, on every export.
-warnings.filterwarnings(
-    "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
-)
 
-
-class ExportError(CompactHydraException, ValueError):
+class ExportError(UserInputError):
     """Bad export arguments, a missing extra, or a file that does not reproduce the model."""
 
 
 def export(cfg: DictConfig) -> dict[str, Any]:
     """Write `cfg.ckpt_path`'s model in `cfg.format` and export.json into `cfg.paths.output_dir`."""
+    lightning_output.quiet()
     fmt = cfg.get("format")
     if fmt not in FORMATS:
         raise ExportError(f"format={fmt!r}: expected one of {', '.join(FORMATS)}")
@@ -58,13 +52,15 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             "ckpt_path is required, e.g. ckpt_path=logs/train/runs/RUN/checkpoints/best.ckpt"
         )
     if fmt == "onnx":
-        require_onnx()
-    try:
-        model, run_config = model_from_checkpoint(cfg.ckpt_path)
-    except CheckpointError as error:
-        raise ExportError(str(error)) from None
-    non_finite = non_finite_parameters(model.state_dict())
-    if non_finite:  # its predictions would be NaN, which no comparison can check
+        for extra in ("onnx", "onnxruntime", "onnxscript"):
+            if importlib.util.find_spec(extra) is None:
+                raise ExportError(
+                    f"format=onnx needs the onnx extra ({extra} is missing): "
+                    "pip install -e '.[onnx]'"
+                )
+    model, run_config = model_from_checkpoint(cfg.ckpt_path)
+    # Its predictions would be NaN, which no comparison can check.
+    if non_finite := non_finite_parameters(model.state_dict()):
         raise ExportError(
             f"{cfg.ckpt_path}: the weights hold NaN or infinite values in {', '.join(non_finite)}"
             "; nothing was written"
@@ -129,8 +125,7 @@ def standardization_of(
 
 
 class InDataUnits(torch.nn.Module):
-    """The model inside its run's standardization: the file's raw features in, the target's own
-    values out, as eval and predict see them."""
+    """The model inside its run's standardization: raw features in, the target's values out."""
 
     def __init__(self, model: torch.nn.Module, stats: Standardization) -> None:
         super().__init__()
@@ -143,17 +138,6 @@ class InDataUnits(torch.nn.Module):
         return self.model((x - self.mean) / self.std) + self.target_mean
 
 
-def require_onnx() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as error:
-        raise ExportError(
-            f"format=onnx needs the onnx extra ({error.name} is missing): pip install -e '.[onnx]'"
-        ) from None
-
-
 def n_features_of(model: torch.nn.Module) -> int:
     n_features = getattr(model, "hparams", {}).get("n_features")
     if not isinstance(n_features, int):
@@ -164,7 +148,7 @@ def n_features_of(model: torch.nn.Module) -> int:
 def save_checked(
     model: torch.nn.Module, fmt: str, path: Path, model_config: dict[str, Any]
 ) -> tuple[float, int]:
-    """Write `model` to `path` in `fmt` and read it back: (largest difference from the model's
+    """Write `model` to `path` and read it back: (its largest difference from the model's
     predictions, their width). A file that differs by more than TOLERANCE is not kept."""
     model.eval()
     n_features = n_features_of(model)
@@ -172,7 +156,7 @@ def save_checked(
     with torch.inference_mode():
         expected = model(inputs)
     with atomic_path(path, keep_suffix=True) as tmp:  # the suffix its reader expects
-        SAVERS[fmt](model, n_features, tmp)
+        save(model, fmt, n_features, tmp)
         got = predict_with_file(fmt, tmp, inputs, model_config)
         if got.shape != expected.shape:
             raise ExportError(
@@ -188,40 +172,42 @@ def save_checked(
     return max_abs_diff, expected.shape[-1]
 
 
-def example_and_axes(n_features: int) -> tuple[tuple[torch.Tensor], tuple[dict[int, Any]]]:
-    """An example input of shape (batch, n_features), its batch axis of any size."""
+def save(model: torch.nn.Module, fmt: str, n_features: int, path: Path) -> None:
+    """Write `model` to `path` in `fmt`: its weights, or its graph with a batch axis of any size."""
+    if fmt == "safetensors":
+        save_weights(model, path)
+        return
     # Two rows: an example batch of one would make torch.export fix the batch axis at 1.
-    return (torch.zeros(2, n_features),), ({0: torch.export.Dim("batch")},)
-
-
-def exported(model: torch.nn.Module, n_features: int) -> torch.export.ExportedProgram:
-    example, axes = example_and_axes(n_features)
-    return torch.export.export(model, example, dynamic_shapes=axes)
-
-
-def save_onnx(model: torch.nn.Module, n_features: int, path: Path) -> None:
-    # The exporter's optimisation passes log each step at INFO; their warnings stay visible.
-    for name in ("onnx_ir", "onnxscript"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # torch's export-based ONNX exporter (the TorchScript-based one is deprecated).
-    example, axes = example_and_axes(n_features)
-    program = torch.onnx.export(
-        model, example, dynamic_shapes=axes, input_names=[INPUT], output_names=[OUTPUT], dynamo=True
-    )
-    program.save(str(path), external_data=False)  # one self-contained file
-
-
-def save_torchscript(model: torch.nn.Module, n_features: int, path: Path) -> None:
+    example, axes = (torch.zeros(2, n_features),), ({0: torch.export.Dim("batch")},)
+    if fmt == "onnx":
+        # The exporter's optimisation passes log each step at INFO; their warnings stay visible.
+        for name in ("onnx_ir", "onnxscript"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        # torch's export-based ONNX exporter (the TorchScript-based one is deprecated).
+        torch.onnx.export(
+            model,
+            example,
+            path,
+            dynamic_shapes=axes,
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamo=True,
+            external_data=False,  # one self-contained file
+        )
+        return
+    program = torch.export.export(model, example, dynamic_shapes=axes)
+    if fmt == "pt2":
+        torch.export.save(program, path)
+        return
     log.warning(
         "TorchScript (torch.jit) is deprecated by PyTorch; format=pt2 (torch.export) or "
         "format=onnx are its successors"
     )
-    program = exported(model, n_features)
     # Traced from the exported graph: tracing the LightningModule itself touches its trainer.
     with warnings.catch_warnings():
         # The graph's input-shape guard is traced as a constant: the traced ops check shapes.
         warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean")
-        traced = torch.jit.trace(program.module(), program.example_inputs[0])
+        traced = torch.jit.trace(program.module(), example)
     torch.jit.save(torch.jit.script(ShapeChecked(traced, n_features)), str(path))
 
 
@@ -239,14 +225,6 @@ class ShapeChecked(torch.nn.Module):
                 f"expected an input of shape (batch, {self.n_features}), got {list(x.shape)}"
             )
         return self.traced(x)
-
-
-SAVERS = {
-    "onnx": save_onnx,
-    "torchscript": save_torchscript,
-    "pt2": lambda model, n_features, path: torch.export.save(exported(model, n_features), path),
-    "safetensors": lambda model, n_features, path: save_weights(model, path),
-}
 
 
 def predict_with_file(

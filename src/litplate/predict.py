@@ -1,4 +1,5 @@
-"""Step 3 of the workflow, "make predictions", with a saved checkpoint."""
+"""Step 3 of the workflow, "make predictions": with a model in hand, as the course makes them, or
+with a saved checkpoint into predictions.csv."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ from litplate.run.files import atomic_write, save_figure
 from litplate.run.validation import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+def predict(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """The model's predictions for `X`: eval mode, no gradient tracking."""
+    model.eval()
+    with torch.inference_mode():
+        return model(X)
 
 
 def predict_to_csv(cfg: DictConfig) -> Path:

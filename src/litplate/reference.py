@@ -1,8 +1,5 @@
-"""The training that Lightning runs for us, written out in plain PyTorch as the course does.
-
-`fit_reference(cfg)` trains the same model on the same data as `train(cfg)`, step by step, and
-ends with bit-identical parameters and losses (tests/test_reference.py).
-"""
+"""The training that Lightning runs for us, written out in plain PyTorch as the course does: the
+same model and data as `train(cfg)`, to bit-identical losses and parameters (test_reference.py)."""
 
 from __future__ import annotations
 
@@ -30,11 +27,8 @@ class ReferenceRun:
 
 
 def fit_reference(cfg: DictConfig, device: torch.device | str = "cpu") -> ReferenceRun:
-    """Train `cfg.model` on `cfg.data` for `cfg.trainer.max_epochs` epochs, without Lightning.
-
-    On `device` (e.g. "cuda"), in float32; the returned model is back on the CPU, as Lightning's.
-    """
-    device = torch.device(device)
+    """Train `cfg.model` on `cfg.data` for `cfg.trainer.max_epochs` epochs without Lightning, on
+    `device` (e.g. "cuda") in float32; the returned model is back on the CPU, as Lightning's."""
     # Lightning's seed_everything also seeds `random` and numpy; only torch's RNG is used here.
     if cfg.get("seed") is not None:
         torch.manual_seed(cfg.seed)
@@ -42,8 +36,7 @@ def fit_reference(cfg: DictConfig, device: torch.device | str = "cpu") -> Refere
     # 1. Get data ready: the same data module; its loaders are plain torch DataLoaders.
     # 2. Build the model (random weights and bias), as train.py does.
     datamodule, model = build_data_and_model(cfg)
-    if device.type != "cpu":
-        datamodule.place(device)  # the data on the device once, as the course's X.to(device)
+    datamodule.place(device)  # the data on the device once, as the course's X.to(device)
     train_loader = datamodule.train_dataloader()
     # The course tests on the test points every epoch: Lightning's validation split, which is the
     # test split unless data.val_fraction > 0.

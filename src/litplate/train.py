@@ -11,8 +11,8 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from litplate.inference import predict
 from litplate.plotting import plot_loss_curves
+from litplate.predict import predict
 from litplate.run import lightning_output, trackers
 from litplate.run.builders import build_data_and_model, build_trainer
 from litplate.run.callbacks import RunRecord
