@@ -195,7 +195,7 @@ def summarize(sweep_dir: Path, sort_by: str | None = None, mode: str = "min") ->
     sign = 1 if mode == "min" else -1
 
     def key(row: dict) -> tuple:
-        value = row.get(sort_by) if sort_by else None
+        value = row.get(sort_by)
         missing = not isinstance(value, (int, float)) or math.isnan(value)
         return (row["status"] != "completed", missing, 0 if missing else sign * value, row["job"])
 
@@ -203,8 +203,7 @@ def summarize(sweep_dir: Path, sort_by: str | None = None, mode: str = "min") ->
 
 
 def read_job(job_dir: Path) -> tuple[int, list[str], dict[str, Any] | None, str | None]:
-    """A job directory's job number, overrides, metrics.json and failure.json's error (None if
-    absent)."""
+    """A job directory's number, overrides, metrics.json and failure.json's error (None: absent)."""
     metrics_file, failure_file = job_dir / METRICS_FILE, job_dir / FAILURE_FILE
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
     error = json.loads(failure_file.read_text())["error"] if failure_file.is_file() else None
