@@ -1,8 +1,5 @@
-"""litplate's Hydra sweeper on current Optuna: `hydra/sweeper=litplate_optuna` (docs/sweeps.md).
-
-The official hydra-optuna-sweeper pins optuna < 3. This one takes its search-space syntax and runs
-a persistent study, shared by many workers, whose killed invocations' trials are reconciled.
-"""
+"""litplate's Hydra sweeper on current Optuna (the official plugin pins optuna < 3), chosen with
+`hydra/sweeper=litplate_optuna`: a persistent study that many workers share (docs/sweeps.md)."""
 
 # No `from __future__ import annotations`: Hydra's plugin scan runs this module before it is in
 # sys.modules, where @dataclass then fails to resolve string annotations.
@@ -54,17 +51,12 @@ class LitplateOptunaSweeperConf:
         default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "_partial_": True}
     )
     params: Any = field(default_factory=dict)  # {parameter: Hydra sweep override}
-    # Seconds between running trials' heartbeats, and without one after which another
-    # invocation's RUNNING trial is failed (null: 2 * heartbeat_interval).
-    heartbeat_interval: int = 10
-    grace_period: Any = None
+    heartbeat_interval: int = 10  # seconds between a running trial's heartbeats
+    grace_period: Any = None  # seconds without one after which it is failed (null: twice that)
 
 
 ConfigStore.instance().store(
-    group="hydra/sweeper",
-    name="litplate_optuna",
-    node=LitplateOptunaSweeperConf,
-    provider="litplate",
+    group="hydra/sweeper", name="litplate_optuna", node=LitplateOptunaSweeperConf
 )
 
 
@@ -138,11 +130,9 @@ class LitplateOptunaSweeper(Sweeper):
             load_if_exists=True,
         )
         where = f"study {self.opts.study_name!r} in {self.shown}"
-        if study.direction.name.lower() != self.opts.direction:
-            raise UserInputError(
-                f"{where} was created to {study.direction.name.lower()}, not to "
-                f"{self.opts.direction}"
-            )
+        created = study.direction.name.lower()
+        if created != self.opts.direction:
+            raise UserInputError(f"{where} was created to {created}, not to {self.opts.direction}")
         # Its values are of one metric: a study from before this record adopts the run's.
         metric = self.config.get("optimized_metric")
         recorded = study.user_attrs.get("optimized_metric")
@@ -226,8 +216,8 @@ class LitplateOptunaSweeper(Sweeper):
                 ) from None
 
     def _launch(self, trials: list[Any], overrides: list[list[str]]) -> list[JobReturn]:
-        """Launch job N for trial N: a launch numbers its jobs on from its first, so each run of
-        consecutive numbers is one launch (other workers' trials may come between ours)."""
+        """Job N for trial N: one launch per run of consecutive numbers (a launch numbers its jobs
+        on from its first; other workers' trials may come between ours)."""
         returns: list[JobReturn] = []
         for _, run in groupby(range(len(trials)), key=lambda i: trials[i].number - i):
             batch = list(run)
@@ -237,9 +227,8 @@ class LitplateOptunaSweeper(Sweeper):
         return returns
 
     def _reconcile(self, study: Any, sweep_dir: Path, wait: bool = False) -> None:
-        """Finish other invocations' RUNNING trials from what their jobs left, else FAIL once their
-        heartbeat is stale; with `wait`, for up to the grace period, then leave them to their
-        process."""
+        """Finish other invocations' RUNNING trials from what their jobs left, else FAIL them once
+        stale; with `wait`, for up to the grace period, then leave them to their process."""
         from optuna.storages import fail_stale_trials
         from optuna.trial import TrialState
 
@@ -255,26 +244,22 @@ class LitplateOptunaSweeper(Sweeper):
                         "Trial %d of another run: no heartbeat and no result, FAIL", trial.number
                     )
                     left.remove(trial.number)
-            if not (wait and left):
-                return
-            if time.monotonic() > deadline:
-                log.warning(
-                    "Trials %s of another run are RUNNING and still beating: left to the "
-                    "worker running them",
-                    sorted(left),
-                )
-                return
+            if not (wait and left) or time.monotonic() > deadline:
+                break
             time.sleep(1)
+        if wait and left:
+            log.warning(
+                "Trials %s of another run are RUNNING and still beating: left to the worker "
+                "running them",
+                sorted(left),
+            )
 
     def _finish_from_files(self, study: Any, trial: Any, sweep_dir: Path) -> bool:
         """Tell `trial` what its finished job left (metrics.json's value, or FAIL for
         failure.json); False while its job runs, or if it was killed."""
-        job_dir = sweep_dir / str(trial.number)
-        if not (job_dir / ".hydra" / "hydra.yaml").is_file():
-            return False
-        _, overrides, metrics, error = read_job(job_dir)
+        _, overrides, metrics, error = read_job(sweep_dir / str(trial.number))
         if (metrics is None and error is None) or not set(_overrides(trial)) <= set(overrides):
-            return False  # not finished, or the directory of another study's job
+            return False  # not finished, or not this trial's job (none, or another study's)
         metric = self.config.get("optimized_metric")
         value = _finite((metrics or {}).get(metric))
         state = _tell(study, trial.number, value)
@@ -286,12 +271,7 @@ class LitplateOptunaSweeper(Sweeper):
     def _heartbeats(self, trials: list[Any]) -> Iterator[None]:
         """Optuna heartbeats for `trials` while their jobs run (ask/tell records none itself)."""
         stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(self.opts.heartbeat_interval):
-                self._beat(trials)
-
-        thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+        thread = threading.Thread(target=self._beat, args=(trials, stop), daemon=True)
         thread.start()
         try:
             yield
@@ -299,16 +279,19 @@ class LitplateOptunaSweeper(Sweeper):
             stop.set()
             thread.join()
 
-    def _beat(self, trials: list[Any]) -> None:
-        if self._rdb is not None:  # a study in memory has no heartbeats
+    def _beat(self, trials: list[Any], until: threading.Event | None = None) -> None:
+        """Record the trials' heartbeats, then every heartbeat_interval until `until` is set."""
+        while self._rdb is not None:  # a study in memory has no heartbeats
             for trial in trials:
                 number = trial.number
                 trial_id = self._rdb.get_trial_id_from_study_id_trial_number(self._study_id, number)
                 self._rdb.record_heartbeat(trial_id)
+            if until is None or until.wait(self.opts.heartbeat_interval):
+                return
 
     def _write_best(self, study: Any, sweep_dir: Path) -> dict[str, Any] | None:
-        """best_params.yaml: the study's best trial. Workers sharing the sweep dir take turns, so
-        the file written last holds the study read last."""
+        """best_params.yaml, the study's best trial, written under the sweep lock: the file written
+        last holds the study read last."""
         with sweep_lock(sweep_dir):
             states = Counter(trial.state.name for trial in study.get_trials(deepcopy=False))
             if not states["COMPLETE"]:
@@ -348,24 +331,21 @@ def search_space(
     replaces the entry of `params` of the same key."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    overrides = parser.parse_overrides([f"{key}={value}" for key, value in params.items()])
+    lines = [f"{key}={value}" for key, value in params.items()] + arguments
+    overrides = {o.get_key_element(): o for o in parser.parse_overrides(lines)}
     space: dict[str, Any] = {}
-    fixed: dict[str, str] = {}
-    for override in overrides + parser.parse_overrides(arguments):
-        key, value = override.get_key_element(), override.value()
-        space.pop(key, None)
-        fixed.pop(key, None)
+    fixed: list[str] = []
+    for key, override in overrides.items():
+        value = override.value()
         if isinstance(value, ChoiceSweep):
             choices = override.sweep_iterator(transformer=Transformer.encode)
             space[key] = CategoricalDistribution(list(choices))
-        elif isinstance(value, RangeSweep):
+        elif isinstance(value, RangeSweep):  # shuffle() means nothing to a sampler
             values = list(override.sweep_iterator(transformer=Transformer.identity))
             if not values:
                 raise ValueError(f"{override.input_line}: the range is empty")
             low, high, step = min(values), max(values), abs(value.step)
-            if value.shuffle:
-                space[key] = CategoricalDistribution(values)
-            elif all(isinstance(v, int) for v in values):
+            if all(isinstance(v, int) for v in values):
                 space[key] = IntDistribution(low, high, step=int(step))
             else:
                 space[key] = FloatDistribution(low, high, step=step)
@@ -376,8 +356,8 @@ def search_space(
                 f"{override.input_line}: the Optuna sweeper takes choice, range or interval"
             )
         else:
-            fixed[key] = f"{key}={override.get_value_element_as_str()}"
-    return space, list(fixed.values())
+            fixed.append(f"{key}={override.get_value_element_as_str()}")
+    return space, fixed
 
 
 def _overrides(trial: Any) -> list[str]:
@@ -399,7 +379,6 @@ def _tell(study: Any, trial: Any, value: float | None) -> str:
     from optuna.trial import TrialState
 
     state = TrialState.FAIL if value is None else TrialState.COMPLETE
-    # Another worker may have told it from the job's files meanwhile.
-    with contextlib.suppress(UpdateFinishedTrialError):
+    with contextlib.suppress(UpdateFinishedTrialError):  # told meanwhile from its job's files
         study.tell(trial, value, state=state, skip_if_finished=True)
     return state.name

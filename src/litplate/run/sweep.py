@@ -1,5 +1,5 @@
-"""What a sweep (`-m`) leaves behind: failed jobs recorded, the summary and exit code, stopped
-orphans (docs/sweeps.md). Read from the job directories, so it works with any launcher."""
+"""What a sweep (`-m`) leaves behind, read from its job directories so that any launcher works:
+failed jobs recorded, the summary and exit code, stopped orphans (docs/sweeps.md)."""
 
 from __future__ import annotations
 
@@ -14,23 +14,18 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+from filelock import FileLock
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from litplate.run.files import atomic_write
-
-try:
-    import fcntl
-except ImportError:  # Windows: sweep_lock does not lock
-    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +35,8 @@ SUMMARY_FILE = "summary.csv"
 
 
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """`task(cfg)`; a failed job of a multirun writes failure.json and returns NaN instead of
-    raising, as Hydra's basic sweeper would stop at it (the Optuna sweeper: a failed trial); a
-    job stopped by SIGTERM stops the sweep too (exit 1)."""
+    """`task(cfg)`; in a multirun, a failed job writes failure.json and returns NaN (a failed trial)
+    where Hydra's sweepers would stop, but a job stopped by SIGTERM stops the sweep (exit 1)."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return task(cfg)
     try:
@@ -50,11 +44,6 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     except Exception as error:
         from litplate.run.resume import RunInterrupted  # here: the sweep's start stays light
 
-        stopped = isinstance(error, RunInterrupted)
-        if stopped:
-            log.error("%s; the sweep stops", error)
-        else:
-            log.exception("Job failed; the sweep goes on")
         cause: BaseException = error
         while cause.__cause__ is not None:  # Hydra wraps errors raised while instantiating
             cause = cause.__cause__
@@ -65,8 +54,10 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         path = Path(HydraConfig.get().runtime.output_dir) / FAILURE_FILE
         with atomic_write(path) as file:  # other workers of a shared study may read it now
             file.write(json.dumps(failure, indent=2) + "\n")
-        if stopped:
+        if isinstance(error, RunInterrupted):
+            log.error("%s; the sweep stops", error)
             raise SystemExit(1) from None
+        log.exception("Job failed; the sweep goes on")
         return math.nan
 
 
@@ -137,7 +128,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        with sweep_lock(sweep_dir):  # workers of one study: the last summary is the latest
+        with sweep_lock(sweep_dir):
             rows = summarize(sweep_dir, self.sort_by, self.mode)
             if not rows:
                 log.warning("No job directories under %s: no %s written", sweep_dir, SUMMARY_FILE)
@@ -173,16 +164,10 @@ def sweep_failure(rows: list[dict], grid: bool, earlier_jobs: Collection[str] = 
     return f"Search failed: none of the {len(rows)} trials of this run completed: {named}"
 
 
-@contextmanager
-def sweep_lock(sweep_dir: Path) -> Iterator[None]:
+def sweep_lock(sweep_dir: Path) -> FileLock:
     """Held while reading the jobs and writing a result file: workers sharing a sweep dir take
     turns, so the file written last was read last."""
-    if fcntl is None or not sweep_dir.is_dir():
-        yield
-        return
-    with (sweep_dir / ".sweep.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    return FileLock(sweep_dir / ".sweep.lock")
 
 
 def summarize(sweep_dir: Path, sort_by: str | None = None, mode: str = "min") -> list[dict]:
@@ -210,7 +195,7 @@ def summarize(sweep_dir: Path, sort_by: str | None = None, mode: str = "min") ->
     sign = 1 if mode == "min" else -1
 
     def key(row: dict) -> tuple:
-        value = row.get(sort_by) if sort_by else None
+        value = row.get(sort_by)
         missing = not isinstance(value, (int, float)) or math.isnan(value)
         return (row["status"] != "completed", missing, 0 if missing else sign * value, row["job"])
 
@@ -218,15 +203,14 @@ def summarize(sweep_dir: Path, sort_by: str | None = None, mode: str = "min") ->
 
 
 def read_job(job_dir: Path) -> tuple[int, list[str], dict[str, Any] | None, str | None]:
-    """A job directory's job number, overrides, metrics.json and failure.json's error (None if
-    absent)."""
+    """A job directory's number, overrides, metrics.json and failure.json's error (None: absent)."""
     metrics_file, failure_file = job_dir / METRICS_FILE, job_dir / FAILURE_FILE
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
     error = json.loads(failure_file.read_text())["error"] if failure_file.is_file() else None
     try:
         hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]
         return hydra_cfg["job"]["num"], list(hydra_cfg["overrides"]["task"]), metrics, error
-    except (yaml.YAMLError, TypeError, KeyError):
+    except (OSError, yaml.YAMLError, TypeError, KeyError):
         # Hydra writes hydra.yaml as the job starts: a job killed then leaves it incomplete.
         num = int(job_dir.name) if job_dir.name.isdigit() else -1
         return num, [], metrics, error or "killed as it started (.hydra/hydra.yaml is incomplete)"
