@@ -1,7 +1,6 @@
-"""Bring your own data: a CSV file of numeric columns, some features and one target.
-
-numpy's C reader parses the file; where it cannot, or reads a value that is not a finite float32,
-Python's csv module reads it again, cell by cell, to name the first bad one."""
+"""Bring your own data: a CSV file of numeric columns, some features and one target. numpy's C
+reader parses it; where it cannot, or reads a value that is not a finite float32, Python's csv
+module reads it again, cell by cell, to name the first bad one."""
 
 from __future__ import annotations
 
@@ -18,13 +17,18 @@ import numpy as np
 import torch
 
 from litplate.data.standardize import Standardization
-from litplate.data.tensors import TensorDataModule
+from litplate.data.tensors import Rules, TensorDataModule, check_arguments
 from litplate.run.errors import UserInputError
 
 # A header cell shown in an error: a short name of letters, digits, spaces and a few signs.
 COLUMN_NAME = re.compile(r"[\w .()%+-]{1,64}")
 # Doubles from here up round to inf in float32 (half an ulp above its largest value, 3.4e38).
 FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
+RULES: Rules = {
+    "path": (lambda v: isinstance(v, str | Path) and str(v) != "", "the path of a CSV file"),
+    "standardize": (lambda v: isinstance(v, bool), "true or false"),
+    "n_classes": (lambda v: v is None or v >= 2, "an integer >= 2 (null: the largest label + 1)"),
+}
 
 
 class CSVDataError(UserInputError):
@@ -225,11 +229,8 @@ class CSVDataModule(TensorDataModule):
     ) -> None:
         super().__init__(**split_and_batch)
         self.save_hyperparameters()
+        check_arguments(RULES, locals())
         features, target = column_names(features, target)
-        if not isinstance(path, (str, Path)) or not str(path):
-            raise CSVDataError(f"data.path={path!r}: expected the path of a CSV file")
-        if not isinstance(standardize, bool):
-            raise CSVDataError(f"data.standardize={standardize!r}: expected true or false")
         path = Path(path).expanduser()
         X, y = read_csv(path, features, target)
         self.check_targets(path, target, y)
@@ -237,15 +238,13 @@ class CSVDataModule(TensorDataModule):
             order = torch.randperm(len(X), generator=torch.Generator().manual_seed(rows_seed))
             X, y = X[order], y[order]
         try:
-            self.set_data(X, y, what="rows")
+            self.set_data(X, y)
         except ValueError as err:
             raise CSVDataError(f"{path}: too few rows for the splits: {err}") from None
-        self.raw_X, self.raw_y = X, y
         stats = None
         if standardize:
-            given = (feature_mean, feature_std, target_mean)
-            stats = self.fit_standardization(features, given)
-            self.X, self.y = stats.apply(X), stats.center(y)
+            stats = self.fit_standardization(features, (feature_mean, feature_std, target_mean))
+            self.X, self.y = stats.apply(X), y - stats.target_mean
         self.standardization = stats
         # As loaded: what eval and predict need to rebuild exactly this data from anywhere.
         self.hparams.update(
@@ -285,12 +284,6 @@ class CSVDataModule(TensorDataModule):
         keys = ("path", "features", "target", "feature_mean", "feature_std", "target_mean")
         return {key: self.hparams[key] for key in keys}
 
-    def raw_inputs(self, name: str) -> torch.Tensor:
-        return self.raw_X[self.splits[name]]
-
-    def raw_targets(self, name: str) -> torch.Tensor:
-        return self.raw_y[self.splits[name]]
-
     def to_data_units(self, predictions: torch.Tensor) -> torch.Tensor:
         return self.standardization.uncenter(predictions) if self.standardization else predictions
 
@@ -304,8 +297,7 @@ class ClassificationCSVDataModule(CSVDataModule):
     the largest label + 1); they are checked and never centred."""
 
     def __init__(self, *args: Any, n_classes: int | None = None, **kwargs: Any) -> None:
-        if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 2):
-            raise CSVDataError(f"data.n_classes={n_classes!r}: expected an integer >= 2")
+        check_arguments(RULES, locals())
         self.n_classes = n_classes
         super().__init__(*args, **kwargs)
         # As found, in the initial hyper-parameters too: Lightning checks the model's match them.

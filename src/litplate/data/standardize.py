@@ -1,7 +1,5 @@
-"""Standardization from the training rows: (x - mean) / std per feature, the target's mean off.
-
-Why, and how the run stores it: docs/data.md ("Standardization").
-"""
+"""Standardization from the training rows: (x - mean) / std per feature, the target's mean off
+(why, and how the run stores it: docs/data.md, "Standardization")."""
 
 from __future__ import annotations
 
@@ -51,10 +49,6 @@ class Standardization:
         mean = torch.tensor(self.mean, dtype=X.dtype)
         return (X - mean).div_(torch.tensor(self.std, dtype=X.dtype))
 
-    def center(self, y: torch.Tensor) -> torch.Tensor:
-        """The targets the model learns: less the training mean."""
-        return y - self.target_mean
-
     def uncenter(self, y: torch.Tensor) -> torch.Tensor:
         """Centred targets or predictions back in the target's own values."""
         return y + self.target_mean
@@ -63,8 +57,6 @@ class Standardization:
         self, weights: Sequence[float], bias: float
     ) -> tuple[list[float], float]:
         """The line on unstandardized inputs: w·(x - m)/s + b + t = (w/s)·x + b + t - Σ w·m/s."""
-        if len(weights) != len(self.mean):
-            raise ValueError(f"{len(weights)} weights for {len(self.mean)} standardized features")
         original = [w / s for w, s in zip(weights, self.std, strict=True)]
         shift = math.fsum(w * m for w, m in zip(original, self.mean, strict=True))
         return original, bias + self.target_mean - shift
