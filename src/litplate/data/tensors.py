@@ -129,9 +129,9 @@ class TensorDataModule(SafeLoading, L.LightningDataModule):
         self.resume_epoch = 0  # the first epoch of a fit resumed from a checkpoint
 
     def set_data(self, X: torch.Tensor, y: torch.Tensor) -> None:
-        """Keep (X, y), in the data's own units, and cut the splits; too small a split is a
-        ValueError naming its fraction. A subclass may then transform X and y (standardize)."""
-        self.X, self.y = self.raw_X, self.raw_y = X, y
+        """Keep (X, y) and cut the splits; too small a split is a ValueError naming its fraction."""
+        self.X, self.y = X, y
+        self.raw_X, self.raw_y = X, y  # the data's own units, should a subclass transform X and y
         n = len(X)
         # The epsilon keeps e.g. 0.29 * 100 = 28.999999999999996 from losing a row.
         counts = [int(fraction * n + 1e-9) for fraction in self.fractions.values()]
