@@ -214,6 +214,9 @@ class CSVDataModule(TensorDataModule):
     """Rows of a CSV file: `features` columns in, the `target` column out, maybe standardized;
     `raw_inputs`, `raw_targets` and `to_data_units` give the file's values (docs/data.md)."""
 
+    # The data config as loaded, which train() writes into the run's (and checkpoints').
+    SETTLED = ("path", "features", "target", "feature_mean", "feature_std", "target_mean")
+
     def __init__(
         self,
         path: str,
@@ -280,9 +283,7 @@ class CSVDataModule(TensorDataModule):
         """Refuse targets the task cannot learn (a regression's: any number read is fine)."""
 
     def settled_config(self) -> dict[str, Any]:
-        """The data config as loaded, which train() writes into the run's (and checkpoints')."""
-        keys = ("path", "features", "target", "feature_mean", "feature_std", "target_mean")
-        return {key: self.hparams[key] for key in keys}
+        return {key: self.hparams[key] for key in self.SETTLED}
 
     def to_data_units(self, predictions: torch.Tensor) -> torch.Tensor:
         return self.standardization.uncenter(predictions) if self.standardization else predictions
@@ -295,6 +296,8 @@ class CSVDataModule(TensorDataModule):
 class ClassificationCSVDataModule(CSVDataModule):
     """A CSV whose target column holds class labels, the integers 0 to `n_classes` - 1 (null:
     the largest label + 1); they are checked and never centred."""
+
+    SETTLED = (*CSVDataModule.SETTLED, "n_classes")
 
     def __init__(self, *args: Any, n_classes: int | None = None, **kwargs: Any) -> None:
         check_arguments(RULES, locals())
@@ -323,6 +326,3 @@ class ClassificationCSVDataModule(CSVDataModule):
     def raw_targets(self, name: str) -> torch.Tensor:
         """The labels as integers, as the file has them (predictions.csv's `target` column)."""
         return super().raw_targets(name).long()
-
-    def settled_config(self) -> dict[str, Any]:
-        return {**super().settled_config(), "n_classes": self.n_classes}
