@@ -27,7 +27,7 @@ FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
 RULES: Rules = {
     "path": (lambda v: isinstance(v, str | Path) and str(v) != "", "the path of a CSV file"),
     "standardize": (lambda v: isinstance(v, bool), "true or false"),
-    "n_classes": (lambda v: v is None or v >= 2, "an integer >= 2 (null: the largest label + 1)"),
+    "n_classes": (lambda v: v is None or (isinstance(v, int) and v >= 2), "an integer >= 2"),
 }
 
 

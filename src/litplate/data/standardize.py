@@ -40,8 +40,7 @@ class Standardization:
     def fit(cls, X: torch.Tensor, y: torch.Tensor) -> Standardization:
         """The rows' population std (ddof 0); a constant feature keeps std 1, so it is centred."""
         var, mean = torch.var_mean(X, dim=0, correction=0)  # float32 summed in float64 on a CPU
-        std = var.double().sqrt()
-        std = torch.where(std > 0, std, torch.ones_like(std))
+        std = torch.where(var > 0, var.double().sqrt(), 1.0)
         return cls.of(mean.tolist(), std.tolist(), y.mean().item())
 
     def apply(self, X: torch.Tensor) -> torch.Tensor:

@@ -45,8 +45,8 @@ def check_arguments(rules: Rules, arguments: dict[str, Any]) -> None:
 
 class BatchIndexSampler(DistributedSampler, SequentialSampler):
     """Index tensors, one per batch, in the order of (seed, epoch); under DDP this rank's share.
-    A DistributedSampler and a SequentialSampler, which Lightning keeps under DDP and
-    overfit_batches (it swaps others for per-sample ones)."""
+    A DistributedSampler, so Lightning does not deal whole batches to the ranks, and a
+    SequentialSampler, so `overfit_batches` keeps it (it swaps others for a per-sample one)."""
 
     def __init__(
         self,
@@ -149,7 +149,7 @@ class TensorDataModule(SafeLoading, L.LightningDataModule):
         def rows(first: int, last: int) -> slice | torch.Tensor:
             if drawn is None:
                 return slice(first, last)  # a view of X and y
-            # The drawn rows in row order: a mask's nonzero positions, less memory than a sort.
+            # The drawn rows in row order: a mask's nonzero positions, faster than a sort.
             chosen = torch.zeros(n, dtype=torch.bool).index_fill_(0, drawn[first:last], True)
             return chosen.nonzero().squeeze(1)
 
