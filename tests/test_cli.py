@@ -75,7 +75,7 @@ def test_missing_checkpoint_exits_non_zero_with_the_path(tmp_path: Path, script:
 def test_invalid_data_argument_exits_non_zero_naming_it(tmp_path: Path, entry_point):
     result = entry_point("train.py", "data.batch_size=0", f"hydra.run.dir={tmp_path}")
     assert result.returncode != 0
-    assert "data: batch_size must be >= 1 or null (full batch), got 0" in result.stderr
+    assert "data: batch_size=0: expected an integer >= 1, or null (full batch)" in result.stderr
     assert not (tmp_path / "metrics.json").exists()
 
 

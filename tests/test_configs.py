@@ -88,7 +88,8 @@ def test_cfg_job_prints_the_experiment(cfg_factory, tiny_overrides, entry_point)
         ("model.optimizer.lr=-0.1", "model.optimizer.lr=-0.1: expected a number > 0"),
         (
             "data.test_fraction=0.3",
-            "data: train_fraction + val_fraction + test_fraction must be <= 1",
+            "data: train_fraction + val_fraction + test_fraction = 0.8 + 0.0 + 0.3 = 1.1: "
+            "expected at most 1",
         ),
         ("seed=abc", "seed='abc': expected an integer"),
         ("test_ckpt=first", "test_ckpt='first': expected 'best' or 'last'"),

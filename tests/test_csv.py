@@ -212,7 +212,7 @@ def test_config_mistakes_are_named(tmp_path: Path, features, target, message: st
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"standardize": "yes"}, r"data\.standardize='yes': expected true or false"),
+        ({"standardize": "yes"}, r"^standardize='yes': expected true or false"),
         ({"feature_mean": [0.0, 0.0]}, r"data\.feature_mean, data\.feature_std and data\.ta"),
         (
             {"feature_mean": [0.0], "feature_std": [1.0], "target_mean": 0.0},
@@ -226,12 +226,13 @@ def test_config_mistakes_are_named(tmp_path: Path, features, target, message: st
             {"feature_mean": [0.0, 0.0], "feature_std": [1.0, 1.0], "target_mean": "x"},
             r"data\.feature_mean/feature_std/target_mean: could not convert string to float",
         ),
-        ({"path": None}, r"data\.path=None: expected the path of a CSV file"),
+        ({"path": None}, r"^path=None: expected the path of a CSV file"),
     ],
 )
 def test_standardization_arguments_are_checked(tmp_path: Path, arguments: dict, message: str):
+    # A CSVDataError, or a plain ValueError from the arguments' check (the builder names `data`).
     arguments = {"path": str(write(tmp_path, good_rows())), "standardize": True, **arguments}
-    with pytest.raises(CSVDataError, match=message):
+    with pytest.raises(ValueError, match=message):
         CSVDataModule(features=["a", "b"], target="y", **arguments)
 
 
@@ -306,3 +307,8 @@ def test_a_bad_label_names_its_line_and_column(tmp_path: Path, label: str, n_cla
         f"{path}, line 5, column 'label': '{label}' is not a class label: expected an integer "
         "from 0 to"
     )
+
+
+def test_n_classes_below_two_is_refused(tmp_path: Path):
+    with pytest.raises(ValueError, match=r"^n_classes=1: expected an integer >= 2"):
+        ClassificationCSVDataModule(three_classes(tmp_path / "c.csv"), "a", "label", n_classes=1)

@@ -170,6 +170,6 @@ def test_ddp_ranks_share_out_the_single_process_order():
 
 def test_a_bad_data_argument_is_refused_naming_its_key(cfg_factory, tiny_overrides):
     # The data module's own check, its message prefixed with the config key.
-    expected = r"data: train_fraction must be between 0 and 1, got train_fraction=1\.5"
+    expected = r"data: train_fraction=1\.5: expected a fraction in \(0, 1\]"
     with pytest.raises(ConfigError, match=expected):
         train(cfg_factory(overrides=[*tiny_overrides, "data.train_fraction=1.5"]))

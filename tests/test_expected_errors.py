@@ -24,11 +24,11 @@ def test_eval_validates_its_data_overrides(trained_run: Path, tmp_path: Path, en
     result = entry_point(
         "eval.py", f"ckpt_path={ckpt}", "+data.batch_size=-4", f"hydra.run.dir={tmp_path}/e"
     )
-    _one_clear_error(result, "invalid config: data: batch_size must be >= 1 or null", "got -4")
+    _one_clear_error(result, "invalid config: data: batch_size=-4: expected an integer >= 1")
     assert not (tmp_path / "e" / "metrics.json").exists()
     # The run's log holds the error too, once, without a traceback.
     log = (tmp_path / "e" / "eval.log").read_text()
-    assert log.count("invalid config: data: batch_size must be >= 1") == 1, log
+    assert log.count("invalid config: data: batch_size=-4: expected") == 1, log
     assert "[ERROR]" in log and "Traceback" not in log
 
 

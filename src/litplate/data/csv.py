@@ -1,7 +1,6 @@
-"""Bring your own data: a CSV file of numeric columns, some features and one target.
-
-numpy's C reader parses the file; where it cannot, or reads a value that is not a finite float32,
-Python's csv module reads it again, cell by cell, to name the first bad one."""
+"""Bring your own data: a CSV file of numeric columns, some features and one target. numpy's C
+reader parses it; where it cannot, or reads a value that is not a finite float32, Python's csv
+module reads it again, cell by cell, to name the first bad one."""
 
 from __future__ import annotations
 
@@ -18,13 +17,18 @@ import numpy as np
 import torch
 
 from litplate.data.standardize import Standardization
-from litplate.data.tensors import TensorDataModule
+from litplate.data.tensors import Rules, TensorDataModule, check_arguments
 from litplate.run.errors import UserInputError
 
 # A header cell shown in an error: a short name of letters, digits, spaces and a few signs.
 COLUMN_NAME = re.compile(r"[\w .()%+-]{1,64}")
 # Doubles from here up round to inf in float32 (half an ulp above its largest value, 3.4e38).
 FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
+RULES: Rules = {
+    "path": (lambda v: isinstance(v, str | Path) and str(v) != "", "the path of a CSV file"),
+    "standardize": (lambda v: isinstance(v, bool), "true or false"),
+    "n_classes": (lambda v: v is None or (isinstance(v, int) and v >= 2), "an integer >= 2"),
+}
 
 
 class CSVDataError(UserInputError):
@@ -210,6 +214,9 @@ class CSVDataModule(TensorDataModule):
     """Rows of a CSV file: `features` columns in, the `target` column out, maybe standardized;
     `raw_inputs`, `raw_targets` and `to_data_units` give the file's values (docs/data.md)."""
 
+    # The data config as loaded, which train() writes into the run's (and checkpoints').
+    SETTLED = ("path", "features", "target", "feature_mean", "feature_std", "target_mean")
+
     def __init__(
         self,
         path: str,
@@ -225,11 +232,8 @@ class CSVDataModule(TensorDataModule):
     ) -> None:
         super().__init__(**split_and_batch)
         self.save_hyperparameters()
+        check_arguments(RULES, locals())
         features, target = column_names(features, target)
-        if not isinstance(path, (str, Path)) or not str(path):
-            raise CSVDataError(f"data.path={path!r}: expected the path of a CSV file")
-        if not isinstance(standardize, bool):
-            raise CSVDataError(f"data.standardize={standardize!r}: expected true or false")
         path = Path(path).expanduser()
         X, y = read_csv(path, features, target)
         self.check_targets(path, target, y)
@@ -237,15 +241,13 @@ class CSVDataModule(TensorDataModule):
             order = torch.randperm(len(X), generator=torch.Generator().manual_seed(rows_seed))
             X, y = X[order], y[order]
         try:
-            self.set_data(X, y, what="rows")
+            self.set_data(X, y)
         except ValueError as err:
             raise CSVDataError(f"{path}: too few rows for the splits: {err}") from None
-        self.raw_X, self.raw_y = X, y
         stats = None
         if standardize:
-            given = (feature_mean, feature_std, target_mean)
-            stats = self.fit_standardization(features, given)
-            self.X, self.y = stats.apply(X), stats.center(y)
+            stats = self.fit_standardization(features, (feature_mean, feature_std, target_mean))
+            self.X, self.y = stats.apply(X), y - stats.target_mean
         self.standardization = stats
         # As loaded: what eval and predict need to rebuild exactly this data from anywhere.
         self.hparams.update(
@@ -281,15 +283,7 @@ class CSVDataModule(TensorDataModule):
         """Refuse targets the task cannot learn (a regression's: any number read is fine)."""
 
     def settled_config(self) -> dict[str, Any]:
-        """The data config as loaded, which train() writes into the run's (and checkpoints')."""
-        keys = ("path", "features", "target", "feature_mean", "feature_std", "target_mean")
-        return {key: self.hparams[key] for key in keys}
-
-    def raw_inputs(self, name: str) -> torch.Tensor:
-        return self.raw_X[self.splits[name]]
-
-    def raw_targets(self, name: str) -> torch.Tensor:
-        return self.raw_y[self.splits[name]]
+        return {key: self.hparams[key] for key in self.SETTLED}
 
     def to_data_units(self, predictions: torch.Tensor) -> torch.Tensor:
         return self.standardization.uncenter(predictions) if self.standardization else predictions
@@ -303,9 +297,10 @@ class ClassificationCSVDataModule(CSVDataModule):
     """A CSV whose target column holds class labels, the integers 0 to `n_classes` - 1 (null:
     the largest label + 1); they are checked and never centred."""
 
+    SETTLED = (*CSVDataModule.SETTLED, "n_classes")
+
     def __init__(self, *args: Any, n_classes: int | None = None, **kwargs: Any) -> None:
-        if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 2):
-            raise CSVDataError(f"data.n_classes={n_classes!r}: expected an integer >= 2")
+        check_arguments(RULES, locals())
         self.n_classes = n_classes
         super().__init__(*args, **kwargs)
         # As found, in the initial hyper-parameters too: Lightning checks the model's match them.
@@ -331,6 +326,3 @@ class ClassificationCSVDataModule(CSVDataModule):
     def raw_targets(self, name: str) -> torch.Tensor:
         """The labels as integers, as the file has them (predictions.csv's `target` column)."""
         return super().raw_targets(name).long()
-
-    def settled_config(self) -> dict[str, Any]:
-        return {**super().settled_config(), "n_classes": self.n_classes}

@@ -6,9 +6,14 @@ import math
 
 import torch
 
-from litplate.data.tensors import TensorDataModule
+from litplate.data.tensors import Rules, TensorDataModule, check_arguments
 
-TARGETS = ("line", "sine")
+RULES: Rules = {
+    **dict.fromkeys(("start", "end", "weight", "bias"), (math.isfinite, "a finite number")),
+    "step": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+    "noise_std": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+    "target": (lambda v: v in ("line", "sine"), "line or sine"),
+}
 
 
 class LinearDataModule(TensorDataModule):
@@ -28,18 +33,9 @@ class LinearDataModule(TensorDataModule):
         **split_and_batch: object,
     ) -> None:
         super().__init__(**split_and_batch)
-        numbers = {"start": start, "end": end, "step": step, "weight": weight, "bias": bias}
-        for name, value in numbers.items():
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {name}={value}")
-        if step <= 0:
-            raise ValueError(f"step must be > 0, got step={step}")
+        check_arguments(RULES, locals())
         if end <= start:
-            raise ValueError(f"end must be greater than start, got start={start}, end={end}")
-        if noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0, got noise_std={noise_std}")
-        if target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+            raise ValueError(f"end={end!r}: expected a number greater than start={start!r}")
         self.save_hyperparameters()
 
         X = torch.arange(start, end, step).unsqueeze(dim=1)

@@ -1,7 +1,5 @@
-"""Standardization from the training rows: (x - mean) / std per feature, the target's mean off.
-
-Why, and how the run stores it: docs/data.md ("Standardization").
-"""
+"""Standardization from the training rows: (x - mean) / std per feature, the target's mean off
+(why, and how the run stores it: docs/data.md, "Standardization")."""
 
 from __future__ import annotations
 
@@ -42,18 +40,13 @@ class Standardization:
     def fit(cls, X: torch.Tensor, y: torch.Tensor) -> Standardization:
         """The rows' population std (ddof 0); a constant feature keeps std 1, so it is centred."""
         var, mean = torch.var_mean(X, dim=0, correction=0)  # float32 summed in float64 on a CPU
-        std = var.double().sqrt()
-        std = torch.where(std > 0, std, torch.ones_like(std))
+        std = torch.where(var > 0, var.double().sqrt(), 1.0)
         return cls.of(mean.tolist(), std.tolist(), y.mean().item())
 
     def apply(self, X: torch.Tensor) -> torch.Tensor:
         """(X - mean) / std: the inputs the model sees."""
         mean = torch.tensor(self.mean, dtype=X.dtype)
         return (X - mean).div_(torch.tensor(self.std, dtype=X.dtype))
-
-    def center(self, y: torch.Tensor) -> torch.Tensor:
-        """The targets the model learns: less the training mean."""
-        return y - self.target_mean
 
     def uncenter(self, y: torch.Tensor) -> torch.Tensor:
         """Centred targets or predictions back in the target's own values."""
@@ -63,8 +56,6 @@ class Standardization:
         self, weights: Sequence[float], bias: float
     ) -> tuple[list[float], float]:
         """The line on unstandardized inputs: w·(x - m)/s + b + t = (w/s)·x + b + t - Σ w·m/s."""
-        if len(weights) != len(self.mean):
-            raise ValueError(f"{len(weights)} weights for {len(self.mean)} standardized features")
         original = [w / s for w, s in zip(weights, self.std, strict=True)]
         shift = math.fsum(w * m for w, m in zip(original, self.mean, strict=True))
         return original, bias + self.target_mean - shift

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
@@ -18,14 +18,35 @@ from torch.utils.data import (
 from litplate.run.checkpoint import SafeLoading
 
 SPLITS = ("train", "val", "test", "all")
+FRACTIONS = ("train_fraction", "val_fraction", "test_fraction")
+# An argument's name: (what a valid value passes, what the message asks for).
+Rules = dict[str, tuple[Callable[[Any], bool], str]]
+RULES: Rules = {
+    "train_fraction": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
+    "val_fraction": (lambda v: 0 <= v <= 1, "a fraction in [0, 1] (0: validate on the test rows)"),
+    "test_fraction": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
+    "batch_size": (lambda v: v is None or v >= 1, "an integer >= 1, or null (full batch)"),
+    "num_workers": (lambda v: v >= 0, "an integer >= 0"),
+    "predict_split": (lambda v: v in SPLITS, f"one of {', '.join(SPLITS)}"),
+}
+
+
+def check_arguments(rules: Rules, arguments: dict[str, Any]) -> None:
+    """A data module's check of its arguments (those in `rules`): a ValueError naming the first
+    that breaks its rule, `name=value: expected ...` (the builder prefixes the key, `data: `)."""
+    for name, (valid, expected) in rules.items():
+        try:
+            ok = name not in arguments or valid(arguments[name])
+        except TypeError:  # e.g. text where a number belongs
+            ok = False
+        if not ok:
+            raise ValueError(f"{name}={arguments[name]!r}: expected {expected}")
 
 
 class BatchIndexSampler(DistributedSampler, SequentialSampler):
     """Index tensors, one per batch, in the order of (seed, epoch); under DDP this rank's share.
-
     A DistributedSampler, so Lightning does not deal whole batches to the ranks, and a
-    SequentialSampler, so `overfit_batches` keeps it (it swaps others for a per-sample one).
-    """
+    SequentialSampler, so `overfit_batches` keeps it (it swaps others for a per-sample one)."""
 
     def __init__(
         self,
@@ -92,28 +113,14 @@ class TensorDataModule(SafeLoading, L.LightningDataModule):
         on_device: bool = True,
     ) -> None:
         super().__init__()
-        self.fractions = {
-            "train_fraction": train_fraction,
-            "val_fraction": val_fraction,
-            "test_fraction": test_fraction,
-        }
-        for name, value in self.fractions.items():
-            if not 0 <= value <= 1:
-                raise ValueError(f"{name} must be between 0 and 1, got {name}={value}")
-            if value == 0 and name != "val_fraction":
-                raise ValueError(f"{name} must be > 0, got {name}=0")
-        if sum(self.fractions.values()) > 1 + 1e-9:
+        check_arguments(RULES, locals())
+        fractions = (train_fraction, val_fraction, test_fraction)
+        if sum(fractions) > 1 + 1e-9:
             raise ValueError(
-                "train_fraction + val_fraction + test_fraction must be <= 1, got "
-                f"{train_fraction} + {val_fraction} + {test_fraction} = "
-                f"{sum(self.fractions.values())}"
+                f"train_fraction + val_fraction + test_fraction = {' + '.join(map(str, fractions))}"
+                f" = {sum(fractions):g}: expected at most 1"
             )
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or null (full batch), got {batch_size}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got num_workers={num_workers}")
-        if predict_split not in SPLITS:
-            raise ValueError(f"predict_split must be one of {SPLITS}, got {predict_split!r}")
+        self.fractions = dict(zip(FRACTIONS, fractions, strict=True))
         self.batch_size, self.shuffle = batch_size, shuffle
         self.shuffle_seed = shuffle_seed or 0
         self.predict_split, self.split_seed = predict_split, split_seed
@@ -121,9 +128,10 @@ class TensorDataModule(SafeLoading, L.LightningDataModule):
         self._host: tuple[torch.Tensor, torch.Tensor] | None = None  # (X, y) while on a device
         self.resume_epoch = 0  # the first epoch of a fit resumed from a checkpoint
 
-    def set_data(self, X: torch.Tensor, y: torch.Tensor, what: str = "points") -> None:
+    def set_data(self, X: torch.Tensor, y: torch.Tensor) -> None:
         """Keep (X, y) and cut the splits; too small a split is a ValueError naming its fraction."""
         self.X, self.y = X, y
+        self.raw_X, self.raw_y = X, y  # the data's own units, should a subclass transform X and y
         n = len(X)
         # The epsilon keeps e.g. 0.29 * 100 = 28.999999999999996 from losing a row.
         counts = [int(fraction * n + 1e-9) for fraction in self.fractions.values()]
@@ -131,7 +139,7 @@ class TensorDataModule(SafeLoading, L.LightningDataModule):
             # R² and the loss need at least two rows in every split that is used.
             if fraction > 0 and count < 2:
                 raise ValueError(
-                    f"{name}={fraction} of {n} {what} gives {count}; a split needs at least 2"
+                    f"{name}={fraction} of {n} rows gives {count}; a split needs at least 2"
                 )
         n_train, n_val, n_test = counts
         drawn = None
@@ -169,11 +177,11 @@ class TensorDataModule(SafeLoading, L.LightningDataModule):
 
     def raw_inputs(self, name: str) -> torch.Tensor:
         """A split's inputs in the data's own units (before any transform), for outputs."""
-        return self.split(name)[0]
+        return self.raw_X[self.splits[name]]
 
     def raw_targets(self, name: str) -> torch.Tensor:
         """A split's targets in the data's own units."""
-        return self.split(name)[1]
+        return self.raw_y[self.splits[name]]
 
     def to_data_units(self, predictions: torch.Tensor) -> torch.Tensor:
         """The model's predictions in the targets' own units."""
