@@ -1,5 +1,5 @@
-"""What every model shares: loss, optimizer, the steps, metrics, fine-tuning. A model subclasses
-`LitModel`, creates its parameters and writes `forward()`; a task's base class overrides hooks."""
+"""What every model shares: loss, optimizer, steps, metrics, fine-tuning. A model subclasses
+`LitModel` and writes `forward()`; a task's base class overrides the hooks (regression's here)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 
 
 class LitModel(SafeLoading, L.LightningModule):
-    """Steps, metrics and optimizer of a model that maps x to y. Loss, optimizer (`_partial_`) and
-    scheduler arrive as config dicts, so the checkpoint's hyper-parameters stay plain data."""
+    """Steps, metrics and optimizer of a model that maps x to y. Its arguments stay plain data in
+    the checkpoint: loss, optimizer (`_partial_`) and scheduler as config dicts, `init_from` (the
+    weights to start from), `freeze` (parameters left alone); a subclass adds its `architecture`."""
 
     def __init__(
         self,
