@@ -192,7 +192,12 @@ def test_a_kill_during_save_never_leaves_a_corrupt_checkpoint(tmp_path: Path):
     assert not [p for p in tmp_path.iterdir() if p.name == "last.ckpt" and p.stat().st_size == 0]
 
 
-def test_non_finite_loss_stops_with_epoch_and_step(cfg_factory, tiny_overrides, monkeypatch):
+# every_step=false: the losses checked together after validation and at the epoch's end (a GPU's
+# default), here on the CPU.
+@pytest.mark.parametrize("every_step", ["true", "false"])
+def test_non_finite_loss_stops_with_epoch_and_step(
+    cfg_factory, tiny_overrides, monkeypatch, every_step
+):
     # A loss that turns infinite from the third epoch on, whatever the task, model and loss.
     step = LitModel.training_step
     monkeypatch.setattr(
@@ -200,8 +205,9 @@ def test_non_finite_loss_stops_with_epoch_and_step(cfg_factory, tiny_overrides, 
         "training_step",
         lambda self, *batch: step(self, *batch) * (math.inf if self.current_epoch >= 2 else 1),
     )
-    cfg = cfg_factory(overrides=[*tiny_overrides, "callbacks.progress_bar=null"])
-    with pytest.raises(NonFiniteLossError, match=r"at epoch \d+, step \d+ .*learning rate") as info:
+    overrides = ["callbacks.progress_bar=null", f"+callbacks.finite_loss.every_step={every_step}"]
+    cfg = cfg_factory(overrides=[*tiny_overrides, *overrides])
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 2, step \d+ .*learning rate") as info:
         train(cfg)
     run_dir = Path(cfg.paths.output_dir)
     assert not (run_dir / "metrics.json").exists()

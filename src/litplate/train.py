@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,11 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit the model, test the best checkpoint, write the run's artefacts; return metrics.json.
-
-    One paragraph per step of the course; Lightning runs the loops that src/litplate/reference.py
-    writes out by hand.
-    """
+    """Fit the model, test the chosen checkpoint, write the run's files; return metrics.json.
+    One paragraph per step of the course: Lightning runs the loops that reference.py writes out."""
     # Set up: a checked config and a seed; a checkpoint to resume from is read first, so a
     # missing or unsafe one fails before anything is written.
     lightning_output.quiet()
@@ -56,30 +55,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fit_metrics, epochs = fit(cfg, trainer, model, datamodule, resumed)
 
     # 4. Evaluate the chosen checkpoint (none when checkpointing is off), through the safe path.
+    test_ckpt = cfg.get("test_ckpt", "best")
     checkpoints = fit_checkpoints(trainer)
-    tested = checkpoints.get(cfg.get("test_ckpt", "best"))
-    if tested is not None:
+    if (tested := checkpoints.get(test_ckpt)) is not None:
         load_weights(model, load_checkpoint(tested)["state_dict"], tested)
-    elif checkpoints:
-        # It wrote checkpoints, but not the one asked for (no validation, so no best; its
-        # ModelCheckpoint removed): say which weights are tested instead.
+    elif checkpoints:  # e.g. no validation, so no best
         log.warning(
             "test_ckpt=%s: the fit wrote no %s checkpoint (only %s); testing its final weights",
-            cfg.get("test_ckpt", "best"),
-            cfg.get("test_ckpt", "best"),
+            test_ckpt,
+            test_ckpt,
             ", ".join(map(str, checkpoints.values())),
         )
     with sigterm_is_an_error(trainer, "testing"):
         test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
-    # The model's own values (the line's weight and bias), also in the data's units if standardized.
-    reported = model.reported_values(getattr(datamodule, "standardization", None))
     # A resumed run keeps every key its metrics.json had; this run's values replace theirs.
     previous = output_dir / "metrics.json"
     metrics = {
         **(json.loads(previous.read_text()) if resumed is not None and previous.is_file() else {}),
         **fit_metrics,
         **{key: to_float(value) for key, value in test_metrics.items()},
-        **reported,
+        # The model's own values (the line's weight and bias), also in the data's units.
+        **model.reported_values(getattr(datamodule, "standardization", None)),
         "epochs": epochs,
         "seed": cfg.get("seed"),
         "tags": list(cfg.get("tags") or []),
@@ -90,14 +86,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not trainer.is_global_zero:
         return metrics
 
-    # 3. Make predictions with the tested model; plot them, and the loss curves of the fit.
-    # In the data's own units (a CSV's before standardization), not the model's.
+    # 3. Make predictions with the tested model (in the data's own units, a CSV's before
+    # standardization); plot them, and the loss curves of the fit.
     outputs = datamodule.to_data_units(predict(model, datamodule.split("test")[0]))
+    curves = model.loss_curve("train/loss"), model.loss_curve("val/loss")
     figures = {
         "predictions": model.plot_predictions(datamodule, "test", outputs),
-        "loss_curves": plot_loss_curves(
-            model.loss_curve("train/loss"), model.loss_curve("val/loss")
-        ),
+        "loss_curves": plot_loss_curves(*curves),
     }
     for name, figure in figures.items():
         trackers.log_figure(trainer, name, save_figure(figure, output_dir / f"{name}.png"))
@@ -106,12 +101,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     save_weights(model, output_dir / "model.safetensors")
     trackers.log_run(trainer, cfg, metrics, output_dir)  # TensorBoard, MLflow, W&B
     write_json(metrics, output_dir / "metrics.json")  # last: it marks a finished run
-    shown = {**model.reported_values(), **{k: v for k, v in test_metrics.items() if k in metrics}}
-    log.info(
-        "%s -> %s",
-        " ".join(f"{key}={to_float(value):.4f}" for key, value in shown.items()),
-        output_dir / "metrics.json",
+    shown = " ".join(
+        f"{k}={to_float(v):.4f}" for k, v in {**model.reported_values(), **test_metrics}.items()
     )
+    log.info("%s -> %s", shown, output_dir / "metrics.json")
     return metrics
 
 
@@ -120,21 +113,11 @@ def train_and_score(cfg: DictConfig) -> float | None:
     with full_disk_named(cfg.paths.output_dir):
         metrics = train(cfg)
     name = cfg.get("optimized_metric")
-    if not name:
-        return None
-    if name not in metrics:
+    if name and name not in metrics:
         problem = f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}"
-        if not in_multirun():
-            # A single run (e.g. trainer.limit_val_batches=0: no val/loss) has finished and
-            # written its files: no sweeper waits for the value.
-            log.warning("%s; nothing to return to a sweeper", problem)
-            return None
-        raise KeyError(problem)
-    return metrics[name]
-
-
-def in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise KeyError(problem)
+        # A single run (e.g. with no validation, so no val/loss) has written its files: no
+        # sweeper waits for the value.
+        log.warning("%s; nothing to return to a sweeper", problem)
+    return metrics.get(name) if name else None

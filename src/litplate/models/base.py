@@ -1,8 +1,5 @@
-"""What every model shares: loss, optimizer, the steps, metrics, fine-tuning.
-
-A model subclasses `LitModel`, creates its parameters and writes `forward()`. What is specific to
-a task is a hook with a regression default, which a task's base class overrides.
-"""
+"""What every model shares: loss, optimizer, steps, metrics, fine-tuning. A model subclasses
+`LitModel` and writes `forward()`; a task's base class overrides the hooks (regression's here)."""
 
 from __future__ import annotations
 
@@ -30,12 +27,9 @@ if TYPE_CHECKING:
 
 
 class LitModel(SafeLoading, L.LightningModule):
-    """Steps, metrics and optimizer of a model that maps x to y.
-
-    Loss, optimizer (`_partial_`) and scheduler arrive as config dicts, instantiated here, so the
-    checkpoint's hyper-parameters stay plain data; so do `init_from` (weights to start from) and
-    `freeze` (parameters the optimizer leaves alone). Subclasses pass theirs as `architecture`.
-    """
+    """Steps, metrics and optimizer of a model that maps x to y. Its arguments stay plain data in
+    the checkpoint: loss, optimizer (`_partial_`) and scheduler as config dicts, `init_from` (the
+    weights to start from), `freeze` (parameters left alone); a subclass adds its `architecture`."""
 
     def __init__(
         self,
@@ -62,29 +56,23 @@ class LitModel(SafeLoading, L.LightningModule):
         # They may come from a file (a checkpoint's hyper-parameters): each role's classes only.
         check_stored(dict(self.hparams), "model", f"{type(self).__name__} hyper-parameters")
         self.loss_fn = instantiate(self.hparams.loss)
-        # Means over each epoch's samples; torchmetrics sums them across DDP ranks exactly. A NaN
-        # batch loss makes the mean NaN: by default MeanMetric drops it and reports the rest (and
-        # its "disable" ignores the weights, in torchmetrics 1.9), so NaNs are replaced by NaN.
-        mean = {"nan_strategy": float("nan")}
-        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(**mean) for _ in range(3))
+        # Means over each epoch's samples, exact across DDP ranks; a NaN batch loss makes it NaN
+        # (MeanMetric's default would drop that batch and report the mean of the rest).
+        self.train_loss, self.val_loss, self.test_loss = (
+            MeanMetric(nan_strategy=float("nan")) for _ in range(3)
+        )
         metrics = self.configure_metrics()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        # The per-epoch losses of the fit, for the loss curves; kept in checkpoints.
+        # The fit's loss per epoch, for the loss curves; kept in checkpoints.
         self.loss_history: dict[str, dict[int, float]] = {"train/loss": {}, "val/loss": {}}
 
     # --- Task hooks: regression defaults -------------------------------------------------------
     def configure_metrics(self) -> MetricCollection:
-        """The metrics logged for validation and test (as `val/NAME` and `test/NAME`)."""
+        """The metrics of `model_step()`'s outputs and targets (logged as `val/NAME`, ...)."""
         return MetricCollection(
             {"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}
         )
-
-    def metric_inputs(
-        self, outputs: torch.Tensor, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the metrics compare: here one value per example."""
-        return outputs.squeeze(-1), targets.squeeze(-1)
 
     def prediction_columns(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """predictions.csv's columns for the model's outputs (in the data's units)."""
@@ -96,12 +84,9 @@ class LitModel(SafeLoading, L.LightningModule):
         """The course's figure: training data, `split`'s data and its predictions."""
         from litplate.plotting import plot_predictions
 
+        inputs, targets = datamodule.raw_inputs, datamodule.raw_targets
         return plot_predictions(
-            datamodule.raw_inputs("train"),
-            datamodule.raw_targets("train"),
-            datamodule.raw_inputs(split),
-            datamodule.raw_targets(split),
-            outputs,
+            inputs("train"), targets("train"), inputs(split), targets(split), outputs
         )
 
     def reported_values(self, standardization: Any = None) -> dict[str, float]:
@@ -118,20 +103,20 @@ class LitModel(SafeLoading, L.LightningModule):
 
     def prepare_fine_tuning(self) -> None:
         """Start from `init_from`'s weights and freeze the `freeze` parameters (if set)."""
-        if self.hparams.init_from:
-            path = self.hparams.init_from
+        if path := self.hparams.init_from:
             load_weights(self, load_state_dict(path), path)
         parameters = dict(self.named_parameters())
-        unknown = set(self.hparams.freeze)
-        for key, parameter in parameters.items():
-            for name in self.hparams.freeze:
-                if key == name or key.startswith(f"{name}."):
-                    parameter.requires_grad_(False)
-                    unknown.discard(name)
+        unknown = []
+        for name in self.hparams.freeze:
+            # A parameter's name, or a module's: each of its parameters.
+            keys = [key for key in parameters if key == name or key.startswith(f"{name}.")]
+            for key in keys:
+                parameters[key].requires_grad_(False)
+            if not keys:
+                unknown.append(repr(name))
         if unknown:
-            unknown = [name for name in self.hparams.freeze if name in unknown]
             raise ConfigError(
-                f"freeze: {type(self).__name__} has no parameter {', '.join(map(repr, unknown))} "
+                f"freeze: {type(self).__name__} has no parameter {', '.join(unknown)} "
                 f"(its parameters: {', '.join(parameters)})"
             )
 
@@ -158,7 +143,7 @@ class LitModel(SafeLoading, L.LightningModule):
         # Lightning has already called model.eval() and entered torch.inference_mode().
         loss, y_pred, y = self.model_step(batch)
         self.val_loss.update(loss, len(y))
-        self.val_metrics.update(*self.metric_inputs(y_pred, y))
+        self.val_metrics.update(y_pred, y)
 
     def on_validation_epoch_end(self) -> None:
         self.log_epoch("val/loss", self.val_loss, prog_bar=True)
@@ -167,7 +152,7 @@ class LitModel(SafeLoading, L.LightningModule):
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         loss, y_pred, y = self.model_step(batch)
         self.test_loss.update(loss, len(y))
-        self.test_metrics.update(*self.metric_inputs(y_pred, y))
+        self.test_metrics.update(y_pred, y)
 
     def on_test_epoch_end(self) -> None:
         self.log("test/loss", self.test_loss)
@@ -178,8 +163,7 @@ class LitModel(SafeLoading, L.LightningModule):
         value = metric.compute()  # summed across DDP ranks
         metric.reset()
         self.log(name, value, prog_bar=prog_bar, sync_dist=True)
-        # The fit's epochs only: not its sanity check, nor a trainer.validate() after it (which
-        # would add a point at an epoch that never ran).
+        # The fit's epochs only: not its sanity check, nor a trainer.validate() after it.
         if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
             self.loss_history[name][self.current_epoch] = float(value)
 
@@ -187,14 +171,13 @@ class LitModel(SafeLoading, L.LightningModule):
         return self(batch[0])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["loss_history"] = {
-            name: [[epoch, value] for epoch, value in sorted(values.items())]
-            for name, values in self.loss_history.items()
+        checkpoint["loss_history"] = {  # (epoch, loss) pairs
+            name: sorted(values.items()) for name, values in self.loss_history.items()
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for name, pairs in checkpoint.get("loss_history", {}).items():
-            self.loss_history[name] = {int(epoch): value for epoch, value in pairs}
+            self.loss_history[name] = dict(pairs)
 
     def loss_curve(self, name: str) -> tuple[list[int], list[float]]:
         """(epochs, losses) of `train/loss` or `val/loss`, in epoch order."""
@@ -202,17 +185,15 @@ class LitModel(SafeLoading, L.LightningModule):
         return epochs, [self.loss_history[name][epoch] for epoch in epochs]
 
     def configure_optimizers(self) -> Any:
-        # Frozen parameters (requires_grad False) are left out, so the optimizer never moves them.
+        # Frozen parameters are left out, so the optimizer never moves them.
         trainable = [p for p in self.parameters() if p.requires_grad]
         optimizer = instantiate(self.hparams.optimizer)(params=trainable)
         if not self.hparams.scheduler:
             return optimizer
         scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
-        # "monitor" only matters to ReduceLROnPlateau; other schedulers ignore it.
-        lr_scheduler = {"scheduler": scheduler, "monitor": "val/loss"}
+        lr_scheduler = {"scheduler": scheduler, "monitor": "val/loss"}  # for ReduceLROnPlateau
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            # It steps on val/loss, which exists only in the epochs that validate
-            # (trainer.check_val_every_n_epoch): Lightning stops with a traceback in the others.
+            # val/loss exists only in the epochs that validate: Lightning stops in the others.
             lr_scheduler["frequency"] = self.trainer.check_val_every_n_epoch or 1
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
 
@@ -232,14 +213,7 @@ class ClassificationModel(LitModel):
 
     def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         X, y = batch
-        y = y.reshape(-1).long()  # the data's labels, as the class indices the loss takes
-        y_pred = self(X)
-        return self.loss_fn(y_pred, y), y_pred, y
-
-    def metric_inputs(
-        self, outputs: torch.Tensor, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return outputs, targets
+        return super().model_step((X, y.reshape(-1).long()))  # the labels as class indices
 
     def prediction_columns(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         probabilities = outputs.softmax(dim=-1)

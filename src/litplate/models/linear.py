@@ -15,9 +15,7 @@ if TYPE_CHECKING:
 
 class LinearRegression(LitModel):
     """y = weights * x + bias, from random values to the ideal ones; one weight per feature.
-
-    `common`: loss, optimizer, scheduler, `init_from` and `freeze`, see `LitModel`.
-    """
+    `common`: loss, optimizer, scheduler, `init_from` and `freeze`, see `LitModel`."""
 
     def __init__(self, n_features: int = 1, **common: Any) -> None:
         if n_features < 1:
@@ -29,19 +27,13 @@ class LinearRegression(LitModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.n_features == 1:
-            return self.weights * x + self.bias
+            return self.weights * x + self.bias  # the course's line
         return x @ self.weights.unsqueeze(-1) + self.bias  # the weighted sum of the features
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()  # the epoch's train/loss
         # The learned values, to watch them approach the ideal ones in TensorBoard.
-        # sync_dist: the same on every DDP rank; Lightning warns about every key otherwise.
-        if self.hparams.n_features == 1:
-            self.log("weight", self.weights[0], sync_dist=True)
-        else:
-            for i, weight in enumerate(self.weights):
-                self.log(f"weight/{i}", weight, sync_dist=True)
-        self.log("bias", self.bias[0], sync_dist=True)
+        self.log_dict(self.reported_values(), sync_dist=True)
 
     def reported_values(self, standardization: Standardization | None = None) -> dict[str, float]:
         """`weight` (`weight/0`, ... with several features) and `bias`; on standardized data the
@@ -50,7 +42,7 @@ class LinearRegression(LitModel):
         values = _named(weights, bias)
         if standardization is not None:
             original = _named(*standardization.linear_in_original_units(weights, bias))
-            values.update({f"original_units/{key}": value for key, value in original.items()})
+            values |= {f"original_units/{key}": value for key, value in original.items()}
         return values
 
 

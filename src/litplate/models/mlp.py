@@ -18,7 +18,7 @@ def mlp_architecture(
 ) -> dict[str, Any]:
     """The checked hyper-parameters of an MLP."""
     hidden_sizes = list(to_plain(hidden_sizes))
-    if not hidden_sizes or any(size < 1 for size in hidden_sizes):
+    if not hidden_sizes or min(hidden_sizes) < 1:
         raise ValueError(f"hidden_sizes must be one or more sizes >= 1, got {hidden_sizes}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got dropout={dropout}")
@@ -40,8 +40,7 @@ def mlp_layers(hparams: Any, n_outputs: int) -> nn.Sequential:
 
 
 class MLPRegression(LitModel):
-    """An MLP with one output; `activation` is a `_target_` dict, one instance per hidden layer;
-    `common`: loss, optimizer, scheduler, `init_from` and `freeze` (see `LitModel`)."""
+    """An MLP with one output; `activation` is a `_target_` dict, one instance per hidden layer."""
 
     def __init__(
         self,
