@@ -40,8 +40,11 @@ class RunRecord(L.Callback):
         if (states := checkpoint.get("rng_states")) is None:
             return
         torch.set_rng_state(states["torch"])
-        random.setstate(states["python"])
-        np.random.set_state(tuple(states["numpy"]))
+        # int() and asarray also read the tensors that checkpoints of earlier versions hold.
+        version, keys, gauss = states["python"]
+        random.setstate((version, tuple(int(key) for key in keys), gauss))
+        kind, keys, *rest = states["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
         if "cuda" in states and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states["cuda"])
 
