@@ -16,10 +16,11 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from litplate.run.errors import UserInputError
-from litplate.run.files import DISK_FULL, atomic_write
+from litplate.run.files import atomic_write, disk_full
 from litplate.run.targets import UnsafeConfigError, build, check_model_hparams, check_run_config
 
 RUN_CONFIG_KEY = "run_config"
+CALLBACK_PATHS = ("dirpath", "best_model_path", "last_model_path", "kth_best_model_path")
 
 
 class CheckpointError(UserInputError):
@@ -35,8 +36,7 @@ def _local_path(path: str | Path, what: str) -> Path:
 
 
 def _read(path: str | Path) -> tuple[Any, Path]:
-    """torch.load with weights_only; pickled code is refused naming what it would call, and no
-    error ever advises weights_only=False."""
+    """torch.load with weights_only; no error ever advises weights_only=False."""
     path = _local_path(path, "checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True), path
@@ -65,13 +65,11 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
         for name, value in state_dict.items()
     ):
         raise CheckpointError(f"{path}: its 'state_dict' is not a mapping of names to tensors")
-    # A resumed ModelCheckpoint deletes its old files: a local one only under its dirpath (by
-    # parents, which `..` passes), any other protocol's (`local://`, `x::`) unchecked, recursively.
-    # The run's checkpoints are plain local paths, so an honest file names no `..` and no protocol.
+    # A resumed ModelCheckpoint deletes the files its state names: a local one only under its
+    # dirpath (by parents, which `..` passes), one of another protocol (`local://`, `x::`) unchecked.
     for name, state in (checkpoint.get("callbacks") or {}).items():
         state = state if isinstance(state, dict) else {}
-        keys = ("dirpath", "best_model_path", "last_model_path", "kth_best_model_path")
-        for value in [*map(state.get, keys), *(state.get("best_k_models") or {})]:
+        for value in [*map(state.get, CALLBACK_PATHS), *(state.get("best_k_models") or {})]:
             if isinstance(value, str) and (
                 ".." in Path(value).parts or get_protocol(value) != "file"
             ):
@@ -205,13 +203,9 @@ class SafeCheckpointIO(TorchCheckpointIO):
             with atomic_write(path, "wb") as file:
                 torch.save(checkpoint, file)
         except (OSError, RuntimeError) as err:
-            # torch reports a full disk as "[enforce fail at inline_container.cc] ...".
-            if getattr(err, "errno", None) not in DISK_FULL and "enforce fail" not in str(err):
-                raise
-            raise CheckpointError(
-                f"{path} not written: no space left on the device, or the file is too large for "
-                f"it ({' '.join(str(err).split())[:200]})"
-            ) from None
+            if full := disk_full(err, path):
+                raise full from None
+            raise
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None
