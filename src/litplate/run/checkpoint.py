@@ -3,7 +3,6 @@ weights (`weights_only=True`, allowed classes only), each failure one error nami
 
 from __future__ import annotations
 
-import pickle
 import re
 import warnings
 from pathlib import Path
@@ -41,9 +40,7 @@ def _read(path: str | Path) -> tuple[Any, Path]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True), path
     except Exception as err:  # torch raises many types for a bad file (IndexError, EOFError, ...)
-        if isinstance(err, pickle.UnpicklingError) and (
-            code := re.search(r"GLOBAL (\S+)", str(err))
-        ):
+        if code := re.search(r"GLOBAL (\S+)", str(err)):  # what weights_only's unpickler refused
             raise CheckpointError(
                 f"{path}: refused: it holds pickled code (it would call {code.group(1)}), not "
                 "only weights and plain data. Nothing was run."
@@ -66,7 +63,7 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
     ):
         raise CheckpointError(f"{path}: its 'state_dict' is not a mapping of names to tensors")
     # A resumed ModelCheckpoint deletes the files its state names: a local one only under its
-    # dirpath (by parents, which `..` passes), one of another protocol (`local://`, `x::`) unchecked.
+    # dirpath (by parents, which `..` passes), another protocol's (`local://`, `x::`) unchecked.
     for name, state in (checkpoint.get("callbacks") or {}).items():
         state = state if isinstance(state, dict) else {}
         for value in [*map(state.get, CALLBACK_PATHS), *(state.get("best_k_models") or {})]:
@@ -79,10 +76,8 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
                     "Nothing was run."
                 )
     try:
-        if RUN_CONFIG_KEY in checkpoint:
-            check_run_config(checkpoint[RUN_CONFIG_KEY], f"{path} [{RUN_CONFIG_KEY}]")
-        if "hyper_parameters" in checkpoint:
-            check_model_hparams(checkpoint["hyper_parameters"], f"{path} [hyper_parameters]")
+        check_run_config(checkpoint.get(RUN_CONFIG_KEY, {}), f"{path} [{RUN_CONFIG_KEY}]")
+        check_model_hparams(checkpoint.get("hyper_parameters", {}), f"{path} [hyper_parameters]")
     except UnsafeConfigError as err:
         raise CheckpointError(str(err)) from None
     return checkpoint
@@ -142,8 +137,7 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: 
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]]:
-    """The trained model of a checkpoint, and its run's config: the safe way to load one from
-    Python (a local file, read with weights_only, built only from the allowed classes)."""
+    """The trained model of a checkpoint, and its run's config: the safe way to load one."""
     checkpoint = load_checkpoint(path)
     run_config = checkpoint.get(RUN_CONFIG_KEY) or {}
     model_config = stored_part(run_config, "model", path)

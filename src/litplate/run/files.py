@@ -40,8 +40,8 @@ def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """A temporary path beside `path`, renamed over it when the block succeeds; `keep_suffix` for
     writers that choose the format by the suffix."""
     path = Path(path)
-    hidden = f".{path.stem}.{os.getpid()}.tmp{path.suffix}" if keep_suffix else None
-    tmp = path.with_name(hidden or f".{path.name}.{os.getpid()}.tmp")
+    stem, suffix = (path.stem, path.suffix) if keep_suffix else (path.name, "")
+    tmp = path.with_name(f".{stem}.{os.getpid()}.tmp{suffix}")
     try:
         yield tmp
         # Some writers (safetensors, mkstemp) create 0600: the mode a plain open() would give.

@@ -41,9 +41,8 @@ LOADER_KEYS = (
 def check_resumable(
     checkpoint: dict[str, Any], model: L.LightningModule, data: dict[str, Any], path: str
 ) -> None:
-    """A fit resumes only as the run it continues: with its weights (loaded here), the optimizer
-    and scheduler whose state it holds (which Lightning restores over this run's settings), and
-    the data it was fitted on (else one metrics.json mixes two)."""
+    """A fit resumes only as the run it continues: its weights (loaded here), the optimizer and
+    scheduler whose state Lightning restores, and its data (else one metrics.json mixes two)."""
     load_weights(model, checkpoint["state_dict"], path)
     stored = checkpoint.get("hyper_parameters") or {}
     for key in ("optimizer", "scheduler"):

@@ -25,7 +25,6 @@ from litplate.run.sweep import FAILURE_FILE, SUMMARY_FILE
 # What a run leaves in its directory (a `.hydra` alone, left by a config error, does not count).
 RUN_MARKERS = ("checkpoints", "metrics.json", "model.safetensors", "predictions.csv", "export.json")
 JOB_MARKERS = (*RUN_MARKERS, FAILURE_FILE)  # a sweep's failed job leaves failure.json instead
-LOCK_FILE = ".run.lock"
 NOTHING_WRITTEN = (
     "nothing was written. Choose another hydra.{0}.dir (by default each {0} gets its own)"
 )
@@ -149,8 +148,8 @@ def refuse_inside_a_run(directory: Path, what: str, itself: bool = False) -> Non
 
 
 def log_to_files(error: BaseException) -> None:
-    """The error that ended the job, into the job's log file (stderr gets it from Hydra): a
-    user's error as its message alone, a bug with its traceback."""
+    """The error that ended the job, into its log file: a user's error as its message alone, a
+    bug with its traceback (Hydra prints it on stderr)."""
     if isinstance(error, UserInputError):
         message = str(error)
     else:
@@ -162,13 +161,12 @@ def log_to_files(error: BaseException) -> None:
 
 
 def lock_run_directory(run_dir: Path) -> IO[Any] | None:
-    """An exclusive lock on the directory, held until the returned file is closed (or the process
-    ends); None where the system has no `fcntl` (Windows), which goes unlocked."""
+    """An exclusive lock on the directory until the returned file is closed; None without fcntl."""
     try:
         import fcntl
     except ImportError:
         return None
-    lock = (run_dir / LOCK_FILE).open("a")
+    lock = (run_dir / ".run.lock").open("a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
