@@ -62,8 +62,8 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
         for name, value in state_dict.items()
     ):
         raise CheckpointError(f"{path}: its 'state_dict' is not a mapping of names to tensors")
-    # A resumed ModelCheckpoint deletes the files its state names: a local one only under its
-    # dirpath (by parents, which `..` passes), another protocol's (`local://`, `x::`) unchecked.
+    # A resumed ModelCheckpoint deletes the files its state names, checking a local one's parents
+    # (`..` passes) and no other protocol's (`local://`, `x::`): an honest state names neither.
     for name, state in (checkpoint.get("callbacks") or {}).items():
         state = state if isinstance(state, dict) else {}
         for value in [*map(state.get, CALLBACK_PATHS), *(state.get("best_k_models") or {})]:
