@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from litplate.run.checkpoint import CheckpointError, SafeCheckpointIO, load_checkpoint
+from litplate.run.files import DiskFull
 
 
 def _one_clear_error(result, *expected: str) -> None:
@@ -62,7 +63,7 @@ def test_a_full_disk_names_the_file(tmp_path: Path):
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
     try:
-        with pytest.raises(CheckpointError) as info:
+        with pytest.raises(DiskFull) as info:
             SafeCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(10_000)}}, path)
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))

@@ -3,7 +3,6 @@ weights (`weights_only=True`, allowed classes only), each failure one error nami
 
 from __future__ import annotations
 
-import pickle
 import re
 import warnings
 from pathlib import Path
@@ -16,10 +15,11 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from litplate.run.errors import UserInputError
-from litplate.run.files import DISK_FULL, atomic_write
+from litplate.run.files import atomic_write, disk_full
 from litplate.run.targets import UnsafeConfigError, build, check_run_config, check_stored
 
 RUN_CONFIG_KEY = "run_config"
+CALLBACK_PATHS = ("dirpath", "best_model_path", "last_model_path", "kth_best_model_path")
 
 
 class CheckpointError(UserInputError):
@@ -35,15 +35,12 @@ def _local_path(path: str | Path, what: str) -> Path:
 
 
 def _read(path: str | Path) -> tuple[Any, Path]:
-    """torch.load with weights_only; pickled code is refused naming what it would call, and no
-    error ever advises weights_only=False."""
+    """torch.load with weights_only; no error ever advises weights_only=False."""
     path = _local_path(path, "checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True), path
     except Exception as err:  # torch raises many types for a bad file (IndexError, EOFError, ...)
-        if isinstance(err, pickle.UnpicklingError) and (
-            code := re.search(r"GLOBAL (\S+)", str(err))
-        ):
+        if code := re.search(r"GLOBAL (\S+)", str(err)):  # what weights_only's unpickler refused
             raise CheckpointError(
                 f"{path}: refused: it holds pickled code (it would call {code.group(1)}), not "
                 "only weights and plain data. Nothing was run."
@@ -65,13 +62,11 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
         for name, value in state_dict.items()
     ):
         raise CheckpointError(f"{path}: its 'state_dict' is not a mapping of names to tensors")
-    # A resumed ModelCheckpoint deletes its old files: a local one only under its dirpath (by
-    # parents, which `..` passes), any other protocol's (`local://`, `x::`) unchecked, recursively.
-    # The run's checkpoints are plain local paths, so an honest file names no `..` and no protocol.
+    # A resumed ModelCheckpoint deletes the files its state names, checking a local one's parents
+    # (`..` passes) and no other protocol's (`local://`, `x::`): an honest state names neither.
     for name, state in (checkpoint.get("callbacks") or {}).items():
         state = state if isinstance(state, dict) else {}
-        keys = ("dirpath", "best_model_path", "last_model_path", "kth_best_model_path")
-        for value in [*map(state.get, keys), *(state.get("best_k_models") or {})]:
+        for value in [*map(state.get, CALLBACK_PATHS), *(state.get("best_k_models") or {})]:
             if isinstance(value, str) and (
                 ".." in Path(value).parts or get_protocol(value) != "file"
             ):
@@ -81,10 +76,8 @@ def _checked(checkpoint: Any, path: Path) -> dict[str, Any]:
                     "Nothing was run."
                 )
     try:
-        if RUN_CONFIG_KEY in checkpoint:
-            check_run_config(checkpoint[RUN_CONFIG_KEY], f"{path} [{RUN_CONFIG_KEY}]")
-        if "hyper_parameters" in checkpoint:
-            check_stored(checkpoint["hyper_parameters"], "model", f"{path} [hyper_parameters]")
+        check_run_config(checkpoint.get(RUN_CONFIG_KEY, {}), f"{path} [{RUN_CONFIG_KEY}]")
+        check_stored(checkpoint.get("hyper_parameters", {}), "model", f"{path} [hyper_parameters]")
     except UnsafeConfigError as err:
         raise CheckpointError(str(err)) from None
     return checkpoint
@@ -144,8 +137,7 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: 
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]]:
-    """The trained model of a checkpoint, and its run's config: the safe way to load one from
-    Python (a local file, read with weights_only, built only from the allowed classes)."""
+    """The trained model of a checkpoint, and its run's config: the safe way to load one."""
     checkpoint = load_checkpoint(path)
     run_config = checkpoint.get(RUN_CONFIG_KEY) or {}
     model_config = stored_part(run_config, "model", path)
@@ -205,13 +197,9 @@ class SafeCheckpointIO(TorchCheckpointIO):
             with atomic_write(path, "wb") as file:
                 torch.save(checkpoint, file)
         except (OSError, RuntimeError) as err:
-            # torch reports a full disk as "[enforce fail at inline_container.cc] ...".
-            if getattr(err, "errno", None) not in DISK_FULL and "enforce fail" not in str(err):
-                raise
-            raise CheckpointError(
-                f"{path} not written: no space left on the device, or the file is too large for "
-                f"it ({' '.join(str(err).split())[:200]})"
-            ) from None
+            if full := disk_full(err, path):
+                raise full from None
+            raise
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None

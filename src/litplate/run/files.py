@@ -25,13 +25,23 @@ class DiskFull(UserInputError):
     """A file of the run could not be written: the disk (or the file size limit) is full."""
 
 
+def disk_full(error: BaseException, name: object) -> DiskFull | None:
+    """`error` as a DiskFull naming `name` if a full disk caused it (torch says "enforce fail")."""
+    if getattr(error, "errno", None) not in DISK_FULL and "enforce fail" not in str(error):
+        return None
+    return DiskFull(
+        f"{name} not written: no space left on the device, or the file is too large for it "
+        f"({' '.join(str(error).split())[:200]})"
+    )
+
+
 @contextmanager
 def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """A temporary path beside `path`, renamed over it when the block succeeds; `keep_suffix` for
     writers that choose the format by the suffix."""
     path = Path(path)
-    hidden = f".{path.stem}.{os.getpid()}.tmp{path.suffix}" if keep_suffix else None
-    tmp = path.with_name(hidden or f".{path.name}.{os.getpid()}.tmp")
+    stem, suffix = (path.stem, path.suffix) if keep_suffix else (path.name, "")
+    tmp = path.with_name(f".{stem}.{os.getpid()}.tmp{suffix}")
     try:
         yield tmp
         # Some writers (safetensors, mkstemp) create 0600: the mode a plain open() would give.
@@ -74,17 +84,14 @@ def save_figure(figure: Any, path: str | Path) -> Any:
     return pixels
 
 
-def write_json(data: dict[str, Any], path: str | Path) -> Path:
+def write_json(data: dict[str, Any], path: str | Path) -> None:
     with atomic_write(path) as file:
         file.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return Path(path)
 
 
 def to_float(value: Any) -> Any:
-    """Tensors as Python numbers (or lists), for JSON."""
-    if isinstance(value, torch.Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    return value
+    """A logged value (a scalar tensor, or a number) as a Python number, for JSON."""
+    return value.item() if isinstance(value, torch.Tensor) else value
 
 
 @contextmanager
@@ -104,14 +111,11 @@ def full_disk_named(run_dir: str | Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        if error.errno not in DISK_FULL:
-            raise
         events = sorted(Path(run_dir).rglob("events.out.tfevents.*"), key=os.path.getmtime)
         # The writer thread's error carries no file name: it is the newest events file's.
         name = error.filename or (events[-1] if error in in_threads and events else run_dir)
-        raise DiskFull(
-            f"{name} not written: no space left on the device, or the file is too large for it "
-            f"({error.strerror})"
-        ) from None
+        if full := disk_full(error, name):
+            raise full from None
+        raise
     finally:
         threading.excepthook = previous

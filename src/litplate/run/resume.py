@@ -41,47 +41,39 @@ LOADER_KEYS = (
 def check_resumable(
     checkpoint: dict[str, Any], model: L.LightningModule, data: dict[str, Any], path: str
 ) -> None:
-    """A fit resumes only as the run it continues: with the model (its weights, loaded here: one
-    error naming the keys), optimizer and scheduler whose state the checkpoint holds (Lightning
-    restores it over this run's settings), on the same data (else one metrics.json mixes two)."""
+    """A fit resumes only as the run it continues: its weights (loaded here), the optimizer and
+    scheduler whose state Lightning restores, and its data (else one metrics.json mixes two)."""
     load_weights(model, checkpoint["state_dict"], path)
-    init_from = f"or start a new fit from its weights with model.init_from={path}"
     stored = checkpoint.get("hyper_parameters") or {}
     for key in ("optimizer", "scheduler"):
         before, now = stored.get(key) or {}, model.hparams.get(key) or {}
-        if key not in stored or before == now:
-            continue
-        if before.get("_target_") != now.get("_target_"):
+        if key in stored and before != now:
+            classes = before.get("_target_"), now.get("_target_")
             used = (
-                f"model.{key} {before.get('_target_')}, this run {now.get('_target_')}: a fit "
-                f"resumes only with the same {key} (its state is in the checkpoint). Resume with "
-                f"model/{key} as it was"
+                _changes(f"model.{key}", before, now)
+                if classes[0] == classes[1]
+                else f"model.{key} {classes[0]}, this run {classes[1]}"
             )
-        else:
-            used = (
-                f"{_changes(f'model.{key}', before, now)}: a resumed fit goes on with the {key} "
-                "state of the checkpoint, whose settings would override these. Resume with them "
-                "as they were"
-            )
-        raise CheckpointError(f"{path}: its fit used {used}, {init_from}")
+            raise _not_resumable(path, used, f"the {key} state of the checkpoint, its settings too")
     fitted_on = (checkpoint.get(RUN_CONFIG_KEY) or {}).get("data") or {}
     before, now = ({k: v for k, v in d.items() if k not in LOADER_KEYS} for d in (fitted_on, data))
     if fitted_on and before != now:
-        raise CheckpointError(
-            f"{path}: its fit used {_changes('data', before, now)}: a resumed fit goes on with "
-            f"the data it was fitted on (only {', '.join(LOADER_KEYS)} may change). Resume with "
-            f"them as they were, {init_from}"
-        )
+        kept = f"the data it was fitted on (only {', '.join(LOADER_KEYS)} may change)"
+        raise _not_resumable(path, _changes("data", before, now), kept)
+
+
+def _not_resumable(path: str, used: str, kept: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: its fit used {used}: a resumed fit goes on with {kept}. Resume with them as "
+        f"they were, or start a new fit from its weights with model.init_from={path}"
+    )
 
 
 def _changes(prefix: str, before: dict[str, Any], now: dict[str, Any]) -> str:
     """`prefix.key=old, ..., this run new, ...` for the keys whose values differ."""
     changed = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
-    return (
-        ", ".join(f"{prefix}.{k}={before.get(k)!r}" for k in changed)
-        + ", this run "
-        + ", ".join(f"{now.get(k)!r}" for k in changed)
-    )
+    was = ", ".join(f"{prefix}.{k}={before.get(k)!r}" for k in changed)
+    return f"{was}, this run {', '.join(repr(now.get(k)) for k in changed)}"
 
 
 def fit(
@@ -99,11 +91,8 @@ def fit(
     fit_metrics = {key: to_float(value) for key, value in trainer.callback_metrics.items()}
     epochs = trainer.current_epoch
     if resumed is not None and trainer.global_step == resumed.get("global_step"):
-        log.info(
-            "The fit of %s was already complete (%d epochs): nothing to train, testing it again",
-            cfg.ckpt_path,
-            epochs,
-        )
+        done = f"The fit of {cfg.ckpt_path} was already complete ({epochs} epochs)"
+        log.info("%s: nothing to train, testing it again", done)
         # Its last epoch's losses (in the checkpoint's loss history), its validation measured again.
         losses = model.loss_history
         fit_metrics |= {key: curve[-1] for key in losses if (curve := model.loss_curve(key)[1])}
@@ -123,26 +112,18 @@ def fit(
 @contextmanager
 def sigterm_is_an_error(trainer: L.Trainer, stage: str) -> Iterator[None]:
     """Lightning ends a stage on SIGTERM with a SystemExit of code 0, which a scheduler reads as
-    success: raise RunInterrupted (exit 1) instead, saying how to go on."""
+    success: raise RunInterrupted (exit 1) instead, saying how to go on from last.ckpt."""
     try:
         yield
     except SIGTERMException:
-        raise interrupted(trainer, stage) from None
-
-
-def interrupted(trainer: L.Trainer, stage: str) -> RunInterrupted:
-    """What to say after a SIGTERM: Lightning stops after the current batch, and last.ckpt holds
-    the last epoch that ended."""
-    last = fit_checkpoints(trainer).get("last")
-    if stage != "fitting":
-        go_on = f": {last} holds the fit, resume with ckpt_path={last} to test it" if last else ""
-        return RunInterrupted(f"SIGTERM received while {stage}; nothing was written{go_on}")
-    if last is None or not last.is_file():
-        return RunInterrupted(
-            f"SIGTERM received during epoch {trainer.current_epoch}; no epoch had been saved, so "
-            "there is no checkpoint to resume from"
-        )
-    return RunInterrupted(
-        f"SIGTERM received during epoch {trainer.current_epoch}; {last} holds the end of epoch "
-        f"{load_checkpoint(last)['epoch']}: resume with ckpt_path={last}"
-    )
+        last = fit_checkpoints(trainer).get("last")
+        during = f"SIGTERM received during epoch {trainer.current_epoch}"
+        if stage != "fitting":
+            then = f": {last} holds the fit, resume with ckpt_path={last} to test it"
+            message = f"SIGTERM received while {stage}; nothing was written{then if last else ''}"
+        elif last is None or not last.is_file():
+            message = f"{during}; no epoch had been saved, so there is no checkpoint to resume from"
+        else:  # Lightning stops after the current batch; last.ckpt holds the last epoch that ended
+            saved = f"{last} holds the end of epoch {load_checkpoint(last)['epoch']}"
+            message = f"{during}; {saved}: resume with ckpt_path={last}"
+        raise RunInterrupted(message) from None

@@ -10,9 +10,8 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
@@ -26,39 +25,29 @@ from litplate.run.sweep import FAILURE_FILE, SUMMARY_FILE
 # What a run leaves in its directory (a `.hydra` alone, left by a config error, does not count).
 RUN_MARKERS = ("checkpoints", "metrics.json", "model.safetensors", "predictions.csv", "export.json")
 JOB_MARKERS = (*RUN_MARKERS, FAILURE_FILE)  # a sweep's failed job leaves failure.json instead
-LOCK_FILE = ".run.lock"
 NOTHING_WRITTEN = (
     "nothing was written. Choose another hydra.{0}.dir (by default each {0} gets its own)"
 )
-
-
-class RunDirectoryTaken(UserInputError):
-    """The run directory holds another run, or another run is writing into it now."""
-
-
-def _rank_zero() -> bool:
-    # DDP and SLURM start the other ranks with the same command and the same run directory.
-    return all(os.environ.get(name, "0") == "0" for name in ("LOCAL_RANK", "RANK", "SLURM_PROCID"))
-
 
 # The locks this process holds, by what for: kept out of the callback, which launchers pickle.
 _held: dict[str, IO[Any] | None] = {}
 
 
-def _hold(what: str, take: Callable[..., IO[Any] | None], *args: Any) -> None:
+def _refuse(message: str) -> NoReturn:
     # Hydra turns a callback's exception into a warning and goes on: exit instead (code 1).
-    try:
-        if (lock := take(*args)) is not None:
-            _held[what] = lock
-    except RunDirectoryTaken as err:
-        print(f"Error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    print(f"Error: {message}", file=sys.stderr)
+    raise SystemExit(1)
 
 
-def _release(lock: IO[Any] | None) -> None:
-    if lock is not None:
+def _release(what: str) -> None:
+    if (lock := _held.pop(what, None)) is not None:
         Path(lock.name).unlink(missing_ok=True)
         lock.close()
+
+
+def _rank_zero() -> bool:
+    # DDP and SLURM start the other ranks with the same command and the same run directory.
+    return all(os.environ.get(name, "0") == "0" for name in ("LOCAL_RANK", "RANK", "SLURM_PROCID"))
 
 
 class OneRunPerDirectory(Callback):
@@ -78,33 +67,30 @@ class OneRunPerDirectory(Callback):
         hint = NOTHING_WRITTEN.format("run")
         if self.resume:
             hint += f", or resume that run with ckpt_path={run_dir}/checkpoints/last.ckpt"
-        _hold("run", claim, run_dir, markers, "run", hint)
+        claim(run_dir, markers, "run", hint)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        # Hydra calls this after the job, failed or not: another run in this process may start.
-        _release(_held.pop("run", None))
+        _release("run")  # Hydra calls this after the job, failed or not
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # A persisted study continues in its own directory, shared by its workers (and each job's
-        # directory is checked): only a grid sweep or a search kept in memory needs a new one.
+        # A persisted study continues in its own directory, shared by its workers (so unlocked;
+        # each job's directory is claimed): only a grid sweep or an in-memory search needs one.
         sweep_dir = Path(config.hydra.sweep.dir)
-        if not OmegaConf.select(config, "hydra.sweeper.storage"):
-            markers, hint = (*JOB_MARKERS, SUMMARY_FILE), NOTHING_WRITTEN.format("sweep")
-            _hold("sweep", claim, sweep_dir, markers, "sweep", hint)
-        else:  # shared by its workers, unlocked, but never a run's directory or inside one
-            _hold("sweep", refuse_inside_a_run, sweep_dir, "sweep", True)
+        if OmegaConf.select(config, "hydra.sweeper.storage"):
+            refuse_inside_a_run(sweep_dir, "sweep", itself=True)
+        else:
+            claim(sweep_dir, (*JOB_MARKERS, SUMMARY_FILE), "sweep", NOTHING_WRITTEN.format("sweep"))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        _release(_held.pop("sweep", None))
+        _release("sweep")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _hold("paths", refuse_another_output_dir, config)
+        refuse_another_output_dir(config)
         # A job's other ranks (SLURM tasks of a DDP job) share rank 0's directory and claim.
         if HydraConfig.get().mode == RunMode.MULTIRUN and _rank_zero():
-            job_dir = Path(config.hydra.runtime.output_dir)
             # Hydra has written the job's .hydra by now: the rest of the directory stays as it was.
             hint = "the sweep stopped before this job ran; Hydra had rewritten only its .hydra"
-            _hold("job", claim, job_dir, JOB_MARKERS, "job", hint)
+            claim(Path(config.hydra.runtime.output_dir), JOB_MARKERS, "job", hint)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if job_return.status == JobStatus.FAILED:
@@ -114,30 +100,26 @@ class OneRunPerDirectory(Callback):
                     job_return.return_value  # noqa: B018
             except Exception as error:
                 log_to_files(error)
-        _release(_held.pop("job", None))
+        _release("job")
 
 
-def claim(directory: Path, markers: tuple[str, ...], what: str, hint: str) -> IO[Any] | None:
-    """A lock on `directory`; RunDirectoryTaken, with nothing written, where it holds any of
-    `markers` (anywhere below it for a sweep) or is inside a run's directory."""
+def claim(directory: Path, markers: tuple[str, ...], what: str, hint: str) -> None:
+    """Lock `directory` for this `what` (run, sweep, job); exit with nothing written where it holds
+    any of `markers` (anywhere below it for a sweep) or is inside a run's directory."""
 
     def refuse_if_taken() -> None:
         found = (directory.rglob(m) if what == "sweep" else [directory / m] for m in markers)
         names = sorted({str(p.relative_to(directory)) for ps in found for p in ps if p.exists()})
         if names:
+            _release(what)
             shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-            raise RunDirectoryTaken(f"{directory} already holds a {what} ({shown}): {hint}")
+            _refuse(f"{directory} already holds a {what} ({shown}): {hint}")
 
     refuse_inside_a_run(directory, what)
     refuse_if_taken()
     directory.mkdir(parents=True, exist_ok=True)
-    lock = lock_run_directory(directory)
-    try:
-        refuse_if_taken()  # finished between the first look and the lock
-    except RunDirectoryTaken:
-        _release(lock)
-        raise
-    return lock
+    _held[what] = lock_run_directory(directory)
+    refuse_if_taken()  # finished between the first look and the lock
 
 
 def refuse_another_output_dir(config: DictConfig) -> None:
@@ -145,7 +127,7 @@ def refuse_another_output_dir(config: DictConfig) -> None:
     output_dir = OmegaConf.select(config, "paths.output_dir", default=None)
     job_dir = Path(config.hydra.runtime.output_dir)
     if output_dir is not None and Path(output_dir).resolve() != job_dir.resolve():
-        raise RunDirectoryTaken(
+        _refuse(
             f"paths.output_dir={output_dir} is not this run's directory ({job_dir}), the one "
             "checked to hold no other run: nothing was written there. Choose the directory with "
             "hydra.run.dir (hydra.sweep.dir with -m)"
@@ -153,22 +135,21 @@ def refuse_another_output_dir(config: DictConfig) -> None:
 
 
 def refuse_inside_a_run(directory: Path, what: str, itself: bool = False) -> None:
-    """RunDirectoryTaken where a directory above `directory` (or, with `itself`, it) holds a
-    run's .hydra and results: a sweep's own directory holds neither, its jobs' are below it."""
+    """Exit where a directory above `directory` (or, with `itself`, it) holds a run's .hydra and
+    results: a sweep's own directory holds neither, its jobs' are below it."""
     path = directory.resolve()
     for run in [path, *path.parents] if itself else path.parents:
         if not (run / ".hydra").is_dir():  # one look per ancestor, not one per marker
             continue
-        found = [marker for marker in RUN_MARKERS if (run / marker).exists()]
-        if found:
+        if found := [marker for marker in RUN_MARKERS if (run / marker).exists()]:
             where = "already holds" if run == path else f"is inside {run}, which holds"
             hint = NOTHING_WRITTEN.format("run" if what == "run" else "sweep")
-            raise RunDirectoryTaken(f"{directory} {where} a run ({', '.join(found)}): {hint}")
+            _refuse(f"{directory} {where} a run ({', '.join(found)}): {hint}")
 
 
 def log_to_files(error: BaseException) -> None:
-    """The error that ended the job, into the job's log file (stderr gets it from Hydra): a
-    user's error as its message alone, a bug with its traceback."""
+    """The error that ended the job, into its log file: a user's error as its message alone, a
+    bug with its traceback (Hydra prints it on stderr)."""
     if isinstance(error, UserInputError):
         message = str(error)
     else:
@@ -180,18 +161,15 @@ def log_to_files(error: BaseException) -> None:
 
 
 def lock_run_directory(run_dir: Path) -> IO[Any] | None:
-    """An exclusive lock on the directory, held until the returned file is closed (or the process
-    ends); None where the system has no `fcntl` (Windows), which goes unlocked."""
+    """An exclusive lock on the directory until the returned file is closed; None without fcntl."""
     try:
         import fcntl
     except ImportError:
         return None
-    lock = (run_dir / LOCK_FILE).open("a")
+    lock = (run_dir / ".run.lock").open("a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        raise RunDirectoryTaken(
-            f"{run_dir}: another run is writing into this directory now; nothing was written"
-        ) from None
+        _refuse(f"{run_dir}: another run is writing into this directory now; nothing was written")
     return lock
