@@ -27,7 +27,10 @@ from tests.helpers.runs import digests, one_clear_error, read_metrics, read_summ
 from tests.helpers.scripts import run_script
 
 # A job the data module refuses as it is built: every TensorDataModule checks its batch size.
-REFUSED = "ConfigError: invalid config: data: batch_size must be >= 1 or null (full batch), got 0"
+REFUSED = (
+    "ConfigError: invalid config: data: "
+    "batch_size=0: expected an integer >= 1, or null (full batch)"
+)
 
 
 def numbers(metrics: dict) -> dict[str, float]:
@@ -240,7 +243,7 @@ def test_an_optuna_search_with_no_completed_trial_exits_non_zero(
     assert result.returncode == 1, result.stderr[-3000:]
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("Search failed: none of the 2 trials of this run completed: #")
-    assert message.count("ConfigError: invalid config: data: batch_size must be >= 1") == 2
+    assert message.count(": expected an integer >= 1, or null (full batch)") == 2
     rows = read_summary(sweep_dir)
     assert [row["status"] for row in rows] == ["failed", "failed"]
     # The failed jobs are failed trials.
