@@ -271,7 +271,12 @@ class LitplateOptunaSweeper(Sweeper):
     def _heartbeats(self, trials: list[Any]) -> Iterator[None]:
         """Optuna heartbeats for `trials` while their jobs run (ask/tell records none itself)."""
         stop = threading.Event()
-        thread = threading.Thread(target=self._beat, args=(trials, stop), daemon=True)
+
+        def beat() -> None:
+            while not stop.wait(self.opts.heartbeat_interval):
+                self._beat(trials)
+
+        thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
         thread.start()
         try:
             yield
@@ -279,15 +284,12 @@ class LitplateOptunaSweeper(Sweeper):
             stop.set()
             thread.join()
 
-    def _beat(self, trials: list[Any], until: threading.Event | None = None) -> None:
-        """Record the trials' heartbeats, then every heartbeat_interval until `until` is set."""
-        while self._rdb is not None:  # a study in memory has no heartbeats
+    def _beat(self, trials: list[Any]) -> None:
+        if self._rdb is not None:  # a study in memory has no heartbeats
             for trial in trials:
                 number = trial.number
                 trial_id = self._rdb.get_trial_id_from_study_id_trial_number(self._study_id, number)
                 self._rdb.record_heartbeat(trial_id)
-            if until is None or until.wait(self.opts.heartbeat_interval):
-                return
 
     def _write_best(self, study: Any, sweep_dir: Path) -> dict[str, Any] | None:
         """best_params.yaml, the study's best trial, written under the sweep lock: the file written
