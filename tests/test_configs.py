@@ -87,7 +87,7 @@ def test_cfg_job_prints_the_experiment(cfg_factory, tiny_overrides, entry_point)
         ("trainer.max_epochs=abc", "trainer.max_epochs='abc': expected an integer >= 1"),
         ("model.optimizer.lr=-0.1", "model.optimizer.lr=-0.1: expected a number > 0"),
         (
-            "data.test_fraction=0.3",
+            "data.train_fraction=0.8 data.val_fraction=0.0 data.test_fraction=0.3",
             "data: train_fraction + val_fraction + test_fraction = 0.8 + 0.0 + 0.3 = 1.1: "
             "expected at most 1",
         ),
