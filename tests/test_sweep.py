@@ -615,3 +615,23 @@ def test_an_optuna_study_continues_only_with_its_metric_and_direction(
         result = entry_point("train.py", *args, change)
         one_clear_error(result, f"study 'litplate' in {storage} {error}")
         assert digests(sweep_dir) == before, change  # no trial ran: the database is unchanged
+
+
+def test_another_workers_trial_is_left_running_before_its_job_has_started(tmp_path: Path):
+    import optuna
+
+    from hydra_plugins.litplate_optuna_sweeper.optuna_sweeper import LitplateOptunaSweeper
+
+    sweeper = LitplateOptunaSweeper(
+        direction="minimize", study_name="s", storage=None, n_trials=1, n_jobs=1, seed=None,
+        sampler=None, params={}, heartbeat_interval=1, grace_period=1,
+    )  # fmt: skip
+    sweeper.config = {"optimized_metric": "val/loss"}
+    study = optuna.create_study()
+    # Another worker has just asked for it: no parameter suggested yet, no job directory, or one
+    # its claim created before Hydra wrote the job's .hydra.
+    asked, claimed = study.ask(), study.ask()
+    (tmp_path / str(claimed.number)).mkdir()
+    sweeper._reconcile(study, tmp_path)
+    assert [trial.state.name for trial in study.trials] == ["RUNNING", "RUNNING"]
+    asked.suggest_float("x", 0, 1)  # still its worker's to run and tell

@@ -257,7 +257,10 @@ class LitplateOptunaSweeper(Sweeper):
     def _finish_from_files(self, study: Any, trial: Any, sweep_dir: Path) -> bool:
         """Tell `trial` what its finished job left (metrics.json's value, or FAIL for
         failure.json); False while its job runs, or if it was killed."""
-        _, overrides, metrics, error = read_job(sweep_dir / str(trial.number))
+        job_dir = sweep_dir / str(trial.number)
+        if not (job_dir / ".hydra" / "hydra.yaml").is_file():
+            return False  # its job has not started (its parameters may not even be drawn yet)
+        _, overrides, metrics, error = read_job(job_dir)
         if (metrics is None and error is None) or not set(_overrides(trial)) <= set(overrides):
             return False  # not finished, or not this trial's job (none, or another study's)
         metric = self.config.get("optimized_metric")
