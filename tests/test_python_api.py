@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from litplate.run.checkpoint import load_checkpoint
 from litplate.run.config import new_run_dir, outside_hydra
 from tests.helpers.project import CONFIG_DIR
-from tests.helpers.runs import read_metrics
+from tests.helpers.runs import digests, read_metrics
 
 RUN_NAME = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+(_\d+)?")
 
@@ -96,6 +97,34 @@ def test_a_given_output_dir_is_used_as_it_is(tmp_path: Path):
 
     plain = composed("train", [f"paths.output_dir={tmp_path / 'mine'}"])
     assert outside_hydra(plain) is plain  # nothing to fill in: a Hydra job's config is like this
+
+
+def test_a_given_output_dir_holding_a_run_is_refused_but_its_resume_goes_on(
+    short_run: Path, tmp_path: Path, short_overrides
+):
+    """No Hydra callback checks a composed config's paths.output_dir: train, evaluate and predict
+    refuse another run's directory before writing anything; a training run may resume in it."""
+    from litplate.evaluate import evaluate
+    from litplate.predict import predict_to_csv
+    from litplate.run.errors import UserInputError
+    from litplate.train import train
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(short_run, run_dir)
+    before = digests(run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    at_run_dir = f"paths.output_dir={run_dir}"
+    for function, config, overrides in [
+        (train, "train", short_overrides),
+        (evaluate, "eval", [f"ckpt_path={last}"]),
+        (predict_to_csv, "predict", [f"ckpt_path={last}"]),
+    ]:
+        with pytest.raises(UserInputError, match=re.escape(f"{at_run_dir} already holds a run")):
+            function(composed(config, [*overrides, at_run_dir]))
+        assert digests(run_dir) == before, function.__name__
+
+    resumed = train(composed("train", [*short_overrides, at_run_dir, f"ckpt_path={last}"]))
+    assert resumed["epochs"] == 3 and read_metrics(run_dir) == resumed
 
 
 def test_run_dirs_made_in_the_same_second_are_distinct(tmp_path: Path):

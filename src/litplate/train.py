@@ -33,7 +33,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # Set up: a checked config and a seed; a checkpoint to resume from is read first, so a
     # missing or unsafe one fails before anything is written.
     lightning_output.quiet()
-    cfg = outside_hydra(cfg)  # a hydra.compose() config gets its own run directory
+    cfg = outside_hydra(cfg, resume=True)  # a hydra.compose() config gets its own run directory
     validate(cfg)
     if OmegaConf.select(cfg, "extras.print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg)

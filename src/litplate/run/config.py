@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 
@@ -62,10 +63,16 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     return params
 
 
-def outside_hydra(cfg: DictConfig) -> DictConfig:
+def outside_hydra(cfg: DictConfig, resume: bool = False) -> DictConfig:
     """`cfg` itself in a Hydra job; outside one (`hydra.compose()`: a notebook, a test), a copy
-    without its `hydra` node and, unless `paths.output_dir` resolves, with a new run directory."""
+    without its `hydra` node and, unless `paths.output_dir` resolves, with a new run directory.
+    A given directory may not hold another run's results (a training run may `resume` its own)."""
     output_dir = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False)
+    if output_dir is not None and not HydraConfig.initialized():
+        # In a Hydra job, configs/hydra/default.yaml's callback has checked the directory.
+        from litplate.run.run_directory import refuse_a_taken_output_dir
+
+        refuse_a_taken_output_dir(Path(output_dir), cfg.get("ckpt_path") if resume else None)
     if "hydra" not in cfg and output_dir is not None:
         return cfg
     cfg = copy.deepcopy(cfg)

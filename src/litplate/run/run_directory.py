@@ -147,6 +147,19 @@ def refuse_inside_a_run(directory: Path, what: str, itself: bool = False) -> Non
             _refuse(f"{directory} {where} a run ({', '.join(found)}): {hint}")
 
 
+def refuse_a_taken_output_dir(directory: Path, resumed_from: str | None) -> None:
+    """The Python API's check of a given `paths.output_dir`: no other run's results in it, unless
+    this run resumes from a checkpoint inside it."""
+    if resumed_from and Path(resumed_from).resolve().is_relative_to(directory.resolve()):
+        return
+    if found := [marker for marker in RUN_MARKERS if (directory / marker).exists()]:
+        raise UserInputError(
+            f"paths.output_dir={directory} already holds a run ({', '.join(found)}): nothing was "
+            "written. Leave paths.output_dir unset (each run gets its own directory) or choose "
+            f"another; a training run resumes with ckpt_path={directory}/checkpoints/last.ckpt"
+        )
+
+
 def log_to_files(error: BaseException) -> None:
     """The error that ended the job, into its log file: a user's error as its message alone, a
     bug with its traceback (Hydra prints it on stderr)."""
