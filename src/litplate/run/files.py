@@ -111,11 +111,12 @@ def full_disk_named(run_dir: str | Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        events = sorted(Path(run_dir).rglob("events.out.tfevents.*"), key=os.path.getmtime)
-        # The writer thread's error carries no file name: it is the newest events file's.
-        name = error.filename or (events[-1] if error in in_threads and events else run_dir)
-        if full := disk_full(error, name):
-            raise full from None
-        raise
+        if error.errno not in DISK_FULL:
+            raise
+        name = error.filename
+        if not name and error in in_threads:  # the writer thread's: the newest events file's
+            events = sorted(Path(run_dir).rglob("events.out.tfevents.*"), key=os.path.getmtime)
+            name = events[-1] if events else None
+        raise disk_full(error, name or run_dir) from None
     finally:
         threading.excepthook = previous

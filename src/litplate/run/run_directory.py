@@ -61,8 +61,8 @@ class OneRunPerDirectory(Callback):
             with read_write(config.hydra), open_dict(config.hydra):
                 config.hydra.output_subdir = None
             return
-        run_dir, ckpt_path = Path(config.hydra.run.dir), config.get("ckpt_path")
-        inside = ckpt_path and Path(ckpt_path).resolve().is_relative_to(run_dir.resolve())
+        run_dir = Path(config.hydra.run.dir)
+        inside = resumes_in(config.get("ckpt_path"), run_dir)
         markers = () if self.resume and inside else RUN_MARKERS  # a resume enters its directory
         hint = NOTHING_WRITTEN.format("run")
         if self.resume:
@@ -141,18 +141,28 @@ def refuse_inside_a_run(directory: Path, what: str, itself: bool = False) -> Non
     for run in [path, *path.parents] if itself else path.parents:
         if not (run / ".hydra").is_dir():  # one look per ancestor, not one per marker
             continue
-        if found := [marker for marker in RUN_MARKERS if (run / marker).exists()]:
+        if found := results_in(run):
             where = "already holds" if run == path else f"is inside {run}, which holds"
             hint = NOTHING_WRITTEN.format("run" if what == "run" else "sweep")
             _refuse(f"{directory} {where} a run ({', '.join(found)}): {hint}")
 
 
+def results_in(directory: Path) -> list[str]:
+    """The run results (RUN_MARKERS) that `directory` holds."""
+    return [marker for marker in RUN_MARKERS if (directory / marker).exists()]
+
+
+def resumes_in(ckpt_path: str | None, directory: Path) -> bool:
+    """Whether a run resumes from a checkpoint inside `directory` (its own run's)."""
+    return bool(ckpt_path) and Path(ckpt_path).resolve().is_relative_to(directory.resolve())
+
+
 def refuse_a_taken_output_dir(directory: Path, resumed_from: str | None) -> None:
     """The Python API's check of a given `paths.output_dir`: no other run's results in it, unless
     this run resumes from a checkpoint inside it."""
-    if resumed_from and Path(resumed_from).resolve().is_relative_to(directory.resolve()):
+    if resumes_in(resumed_from, directory):
         return
-    if found := [marker for marker in RUN_MARKERS if (directory / marker).exists()]:
+    if found := results_in(directory):
         raise UserInputError(
             f"paths.output_dir={directory} already holds a run ({', '.join(found)}): nothing was "
             "written. Leave paths.output_dir unset (each run gets its own directory) or choose "
